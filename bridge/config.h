@@ -1,0 +1,72 @@
+/*
+ * The daemon's configuration: a JSON file, loaded strictly. Unknown keys,
+ * wrong types, out-of-range values and duplicate keys are errors that name
+ * file:line:column and the key path (e.g. "conf/x.json:12:5: fhir.page_size:
+ * expected an integer from 1 to 1000, got a string").
+ *
+ * Relative paths inside the file (store.path, key files, token files) are
+ * resolved against the directory of the config file.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+
+typedef enum config_auth_type {
+	CONFIG_AUTH_NONE = 0,
+	CONFIG_AUTH_BEARER,
+	CONFIG_AUTH_SMART_BACKEND,
+} config_auth_type;
+
+typedef struct config_auth {
+	config_auth_type type;
+	char *token_file;        /* bearer; or token_env */
+	char *token_env;         /* bearer: name of an environment variable holding the token */
+	char *token_url;         /* smart-backend */
+	char *client_id;
+	char *private_key_file;
+	char *alg;               /* "RS384" | "ES384" */
+	char *kid;
+	char *scope;             /* default "system/*.read" */
+} config_auth;
+
+typedef struct config {
+	char *path;              /* the config file as given */
+
+	char *store_path;        /* store.path (resolved) */
+	char *store_key_file;    /* store.key_file (resolved) */
+
+	char *fhir_base_url;     /* fhir.base_url, without trailing '/' */
+	char **fhir_resources;   /* fhir.resources: NULL-terminated list of type names */
+	size_t n_fhir_resources;
+	unsigned fhir_page_size;         /* default 500, 1..10000 */
+	unsigned fhir_max_concurrency;   /* default 4, 1..64 */
+	unsigned fhir_poll_interval_s;   /* default 300, 1..86400 */
+	unsigned fhir_timeout_s;         /* per request, default 60 */
+	unsigned fhir_watermark_skew_s;  /* default 30, 0..3600 */
+	unsigned fhir_retry_max_attempts;/* default 6, 1..100 */
+	unsigned fhir_retry_base_ms;     /* default 500 */
+	unsigned fhir_retry_max_ms;      /* default 30000; also the cap on Retry-After */
+	char *fhir_ca_file;              /* optional CA bundle for TLS (verification stays on) */
+	config_auth fhir_auth;
+} config;
+
+#define CONFIG_NULL { 0 }
+
+/*
+ * Load and validate the file. Returns 0, or -1 with a one-line message in
+ * err ("file:line:col: key: what is wrong"). The config is reset first;
+ * config_deinit() is idempotent.
+ */
+int config_load(config *c, const char *path, char *err, size_t err_size);
+void config_deinit(config *c);
+
+/*
+ * Read a secret from a file: refuse a file readable or writable by group or
+ * others ("<path>: permissions 0644 are too open; chmod 600 it"), strip one
+ * trailing newline. Returns malloc'd NUL-terminated bytes (*len set when
+ * non-NULL) or NULL with err. The buffer should be freed with secret_free()
+ * (which wipes it).
+ */
+char *secret_read_file(const char *path, size_t *len, char *err, size_t err_size);
+void secret_free(char *secret);

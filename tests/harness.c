@@ -1,0 +1,44 @@
+#include "tests/harness.h"
+
+#include <stdint.h>
+#include <unistd.h>
+
+int harness_failures;
+
+int harness_main(const struct harness_test *tests, size_t n, int argc, char **argv)
+{
+	size_t ran = 0, failed = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		if (argc > 1 && strcmp(argv[1], tests[i].name) != 0)
+			continue;
+		int before = harness_failures;
+		tests[i].fn();
+		ran++;
+		if (harness_failures != before) {
+			failed++;
+			fprintf(stderr, "FAIL %s\n", tests[i].name);
+		} else {
+			fprintf(stderr, "ok   %s\n", tests[i].name);
+		}
+	}
+	fprintf(stderr, "%zu tests, %zu failed\n", ran, failed);
+	if (ran == 0)
+		return 2;
+	return failed ? 1 : 0;
+}
+
+const char *harness_source_root(void)
+{
+	const char *r = getenv("SOURCE_ROOT");
+	return r && *r ? r : ".";
+}
+
+char *harness_tmpdir(void)
+{
+	const char *base = getenv("TMPDIR");
+	char tmpl[4096];
+	snprintf(tmpl, sizeof(tmpl), "%s/frb-test-XXXXXX", base && *base ? base : "/tmp");
+	char *d = mkdtemp(tmpl);
+	return d ? strdup(d) : NULL;
+}
