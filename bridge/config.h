@@ -5,7 +5,11 @@
  * expected an integer from 1 to 1000, got a string").
  *
  * Relative paths inside the file (store.path, key files, token files) are
- * resolved against the directory of the config file.
+ * resolved against the directory of the config file (the directory part of
+ * the path as given: "conf/x.json" + "bridge.db" -> "conf/bridge.db").
+ *
+ * Every key, type, default and range is listed in conf/README.md,
+ * "Configuration reference"; conf/bridge.example.json is a complete file.
  */
 #pragma once
 
@@ -20,14 +24,15 @@ typedef enum config_auth_type {
 
 typedef struct config_auth {
 	config_auth_type type;
-	char *token_file;        /* bearer; or token_env */
+	char *token_file;        /* bearer: exactly one of token_file (resolved) and token_env */
 	char *token_env;         /* bearer: name of an environment variable holding the token */
-	char *token_url;         /* smart-backend */
-	char *client_id;
-	char *private_key_file;
-	char *alg;               /* "RS384" | "ES384" */
-	char *kid;
-	char *scope;             /* default "system/*.read" */
+	char *token_url;         /* smart-backend: http(s) URL, required */
+	char *client_id;         /* smart-backend: required */
+	char *private_key_file;  /* smart-backend: required (resolved) */
+	char *alg;               /* smart-backend: "RS384" | "ES384", required */
+	char *kid;               /* smart-backend: optional, NULL when absent */
+	char *scope;             // smart-backend: default "system/*.read"
+	/* Fields that do not belong to the type are rejected at load: NULL. */
 } config_auth;
 
 typedef struct config {
@@ -42,31 +47,37 @@ typedef struct config {
 	unsigned fhir_page_size;         /* default 500, 1..10000 */
 	unsigned fhir_max_concurrency;   /* default 4, 1..64 */
 	unsigned fhir_poll_interval_s;   /* default 300, 1..86400 */
-	unsigned fhir_timeout_s;         /* per request, default 60 */
+	unsigned fhir_timeout_s;         /* per request, default 60, 1..3600 */
 	unsigned fhir_watermark_skew_s;  /* default 30, 0..3600 */
 	unsigned fhir_retry_max_attempts;/* default 6, 1..100 */
-	unsigned fhir_retry_base_ms;     /* default 500 */
-	unsigned fhir_retry_max_ms;      /* default 30000; also the cap on Retry-After */
-	char *fhir_ca_file;              /* optional CA bundle for TLS (verification stays on) */
-	config_auth fhir_auth;
+	unsigned fhir_retry_base_ms;     /* default 500, 1..600000 */
+	unsigned fhir_retry_max_ms;      /* default 30000, 1..3600000, >= base_ms; also the cap on Retry-After */
+	char *fhir_ca_file;              /* optional CA bundle for TLS (verification stays on); resolved */
+	config_auth fhir_auth;           /* default type none when "auth" is absent */
+
+	char *log_level;                 /* log.level: "error"|"warn"|"info"|"debug", or NULL when absent */
 } config;
 
 #define CONFIG_NULL { 0 }
 
 /*
  * Load and validate the file. Returns 0, or -1 with a one-line message in
- * err ("file:line:col: key: what is wrong"). The config is reset first;
+ * err ("file:line:col: key: what is wrong"; "file: what is wrong" when the
+ * file cannot be read). c must be CONFIG_NULL or a config loaded before: it
+ * is deinitialised first, and stays deinitialised (zeroed) on failure.
  * config_deinit() is idempotent.
  */
 int config_load(config *c, const char *path, char *err, size_t err_size);
 void config_deinit(config *c);
 
 /*
- * Read a secret from a file: refuse a file readable or writable by group or
- * others ("<path>: permissions 0644 are too open; chmod 600 it"), strip one
- * trailing newline. Returns malloc'd NUL-terminated bytes (*len set when
- * non-NULL) or NULL with err. The buffer should be freed with secret_free()
- * (which wipes it).
+ * Read a secret from a file: refuse anything but a regular file, a file
+ * group or others may access ("<path>: permissions 0644 are too open
+ * (group/others can read it); run chmod 600 <path>"), an empty file and one
+ * over 64 KiB; strip one trailing "\n" or "\r\n". Messages never hold
+ * secret bytes. Returns malloc'd NUL-terminated bytes (*len set when
+ * non-NULL) or NULL with err. The buffer should be freed with secret_free().
  */
 char *secret_read_file(const char *path, size_t *len, char *err, size_t err_size);
+/* Wipe (the whole malloc'd block) and free any malloc'd string; NULL is fine. */
 void secret_free(char *secret);

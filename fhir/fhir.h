@@ -61,6 +61,9 @@ typedef struct fhir_page {
 
 #define FHIR_PAGE_NULL { .total = -1 }
 
+/* Pages larger than this are refused with FHIR_E_TOO_LARGE. */
+#define FHIR_PAGE_MAX_BYTES ((size_t)1 << 30)
+
 /*
  * Parse one search-result Bundle page. buf must stay alive while the page's
  * entries are used (bodies point into it). The whole input is validated as
@@ -68,6 +71,13 @@ typedef struct fhir_page {
  * non-NULL) with the position. On FHIR_E_NOT_BUNDLE err->msg names the
  * resourceType found (and the OperationOutcome diagnostics when it is one).
  * The page is reset first; call fhir_page_deinit() when done.
+ *
+ * Details: nesting deeper than 512 levels gives FHIR_E_TOO_LARGE. Entries
+ * without a resource (possible outside search results) are dropped. Each
+ * entry's fields come from the resource's own top-level members only, never
+ * from contained resources; type, id, version_id and last_updated longer
+ * than their field, or holding control characters, are FHIR_E_SHAPE (never
+ * truncated). On failure the page is left empty.
  */
 int fhir_page_parse(fhir_page *pg, const char *buf, size_t len, fhir_error *err);
 void fhir_page_deinit(fhir_page *pg);
@@ -83,6 +93,10 @@ int fhir_json_validate(const char *buf, size_t len, fhir_error *err);
  * severity + code + diagnostics/details.text of each issue. Returns 0 if the
  * body was an OperationOutcome, FHIR_E_NOT_BUNDLE-like positive code if not
  * (out then holds a short excerpt of the body, sanitised to printable ASCII).
+ * Precisely: "severity: code: text" per issue joined by "; ", control
+ * characters turned into spaces, cut at a UTF-8 character boundary;
+ * FHIR_E_JSON if the body is not JSON, FHIR_E_NOT_BUNDLE if it is other
+ * JSON (excerpt: at most 120 bytes). out is always NUL-terminated.
  */
 int fhir_outcome_summary(const char *buf, size_t len, char *out, size_t out_size);
 

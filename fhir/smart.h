@@ -50,6 +50,9 @@ char *fhir_smart_token_form(const char *assertion, const char *scope);
  * Parse a token endpoint answer. On 200 JSON with access_token: returns 0,
  * *token malloc'd, *expires_in seconds (default 300 if absent). Otherwise a
  * positive code with err holding error/error_description (never the token).
+ * Codes: FHIR_E_JSON (not JSON), FHIR_E_SHAPE (no usable token: an "error"
+ * member, no access_token, or a token_type other than bearer); -ENOMEM.
+ * *token is NULL on any failure.
  */
 int fhir_smart_token_parse(const char *buf, size_t len, char **token, long *expires_in,
 			   char *err, size_t err_size);

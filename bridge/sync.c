@@ -1,0 +1,745 @@
+#include "bridge/sync.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "bridge/log.h"
+#include "fhir/fhir.h"
+
+/* Pages fetched ahead of the store for one type (bounds memory). */
+#define SYNC_MAX_PAGES_AHEAD 2
+/* Times a crawl may restart from its watermark after its paging expired. */
+#define SYNC_MAX_RESTARTS 2
+
+typedef enum tc_state {
+	TC_QUEUED = 0,
+	TC_ACTIVE,
+	TC_DONE,
+	TC_FAILED,
+} tc_state;
+
+typedef struct type_crawl {
+	sync_cycle *cy;
+	const char *type;
+	tc_state state;
+
+	store_cursor cur;        /* as stored; updated as pages are queued */
+	char *url;               /* next URL to fetch; NULL when the crawl has no more pages */
+	char *search_url;        /* the first URL of this crawl */
+	bool url_is_link;        /* url is a next link (not the first search) */
+	bool full_crawl;         /* watermark not used (never synced, or server refused it) */
+
+	http_xfer *xfer;
+	bool waiting_auth;
+	uv_timer_t retry_timer;
+	bool retry_pending;
+	unsigned attempt;
+	bool reauthed;
+	unsigned auth_gen;
+	unsigned restarts;
+	int jobs_pending;
+
+	int64_t pages, fetched, new_count;
+	char *error;
+} type_crawl;
+
+typedef struct store_job {
+	type_crawl *tc;
+	char *body;
+	size_t len;
+	fhir_page page;
+	store_cursor cur;        /* to write with the page (next_url owned) */
+	bool last;               /* the crawl's last page */
+	/* results */
+	int rc;
+	char err[512];
+	int64_t n_new;
+	uv_work_t work;
+	struct store_job *next;
+} store_job;
+
+struct sync_cycle {
+	sync_env env;
+	sync_done_fn done;
+	void *ud;
+	type_crawl *types;
+	size_t n_types;
+	size_t next_queued;      /* index of the next TC_QUEUED type to start */
+	unsigned active;
+	bool stopping;
+	bool finished;
+	bool freeing;
+	int open_timers;
+	store_job *q_head, *q_tail;
+	bool job_running;
+	uint64_t t_start_ms;
+	double elapsed_s;
+	unsigned requests;
+	uint64_t rng;
+};
+
+static void tc_fetch(type_crawl *tc);
+static void tc_continue(type_crawl *tc);
+static void cycle_check(sync_cycle *cy);
+
+static uint64_t now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static uint64_t rng_next(sync_cycle *cy)
+{
+	/* xorshift64*: jitter only, nothing secret */
+	uint64_t x = cy->rng;
+	x ^= x >> 12;
+	x ^= x << 25;
+	x ^= x >> 27;
+	cy->rng = x;
+	return x * 0x2545F4914F6CDD1DULL;
+}
+
+static void tc_set_error(type_crawl *tc, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void tc_set_error(type_crawl *tc, const char *fmt, ...)
+{
+	va_list ap;
+	char *msg = NULL;
+	va_start(ap, fmt);
+	if (vasprintf(&msg, fmt, ap) < 0)
+		msg = NULL;
+	va_end(ap);
+	free(tc->error);
+	tc->error = msg;
+}
+
+/* The type has finished, for good or ill; make room for the next one. */
+static void tc_finish(type_crawl *tc, tc_state st)
+{
+	if (tc->state == TC_DONE || tc->state == TC_FAILED)
+		return;
+	sync_cycle *cy = tc->cy;
+	tc->state = st;
+	cy->active--;
+	if (st == TC_FAILED)
+		log_error("fhir", "%s: %s", tc->type, tc->error ? tc->error : "failed");
+	else
+		log_info("fhir", "%s: crawl complete pages=%lld fetched=%lld new=%lld%s", tc->type,
+			 (long long)tc->pages, (long long)tc->fetched, (long long)tc->new_count,
+			 tc->full_crawl ? " (full crawl)" : "");
+}
+
+static void tc_fail(type_crawl *tc)
+{
+	if (tc->xfer) {
+		http_cancel(tc->xfer);
+		tc->xfer = NULL;
+	}
+	if (tc->waiting_auth) {
+		auth_cancel(tc->cy->env.auth, tc);
+		tc->waiting_auth = false;
+	}
+	if (tc->retry_pending) {
+		uv_timer_stop(&tc->retry_timer);
+		tc->retry_pending = false;
+	}
+	free(tc->url);
+	tc->url = NULL;
+	tc_finish(tc, TC_FAILED);
+}
+
+/* ---- the store worker ---------------------------------------------------- */
+
+static void job_free(store_job *j)
+{
+	fhir_page_deinit(&j->page);
+	free(j->body);
+	store_cursor_deinit(&j->cur);
+	free(j);
+}
+
+/* Runs on a worker thread: the page and its cursor in one transaction. */
+static void job_work(uv_work_t *w)
+{
+	store_job *j = w->data;
+	sync_cycle *cy = j->tc->cy;
+	store *st = cy->env.st;
+	int64_t srv = cy->env.server_id;
+
+	j->rc = store_begin(st);
+	if (j->rc != 0)
+		goto fail;
+	for (size_t i = 0; i < j->page.n_entries; i++) {
+		const fhir_entry *e = &j->page.entries[i];
+		if (e->search_mode == 2 || !e->id[0])
+			continue;
+		store_resource r = {
+			.type = e->type,
+			.id = e->id,
+			.version_id = e->version_id,
+			.last_updated = e->last_updated,
+			.patient = e->patient,
+			.body = e->body,
+			.body_len = e->body_len,
+		};
+		int is_new = 0;
+		j->rc = store_put_resource(st, srv, &r, &is_new);
+		if (j->rc != 0) {
+			store_rollback(st);
+			goto fail;
+		}
+		j->n_new += is_new;
+	}
+	j->rc = store_cursor_put(st, srv, j->tc->type, &j->cur);
+	if (j->rc != 0) {
+		store_rollback(st);
+		goto fail;
+	}
+	j->rc = store_commit(st);
+	if (j->rc != 0) {
+		store_rollback(st);
+		goto fail;
+	}
+	return;
+fail:
+	snprintf(j->err, sizeof(j->err), "store: %s", store_errmsg(st));
+}
+
+static void job_start_next(sync_cycle *cy);
+
+static void job_after(uv_work_t *w, int status)
+{
+	store_job *j = w->data;
+	type_crawl *tc = j->tc;
+	sync_cycle *cy = tc->cy;
+
+	cy->job_running = false;
+	tc->jobs_pending--;
+	if (status == UV_ECANCELED) {
+		j->rc = -ECANCELED;
+		snprintf(j->err, sizeof(j->err), "store work cancelled");
+	}
+	if (j->rc != 0) {
+		tc_set_error(tc, "%s", j->err);
+		tc_fail(tc);
+	} else {
+		tc->new_count += j->n_new;
+		log_debug("store", "%s: page stored entries=%zu new=%lld", tc->type, j->page.n_entries,
+			  (long long)j->n_new);
+		if (j->last && tc->state == TC_ACTIVE && !tc->url)
+			tc_finish(tc, TC_DONE);
+	}
+	job_free(j);
+	job_start_next(cy);
+	if (tc->state == TC_ACTIVE)
+		tc_continue(tc);
+	cycle_check(cy);
+}
+
+static void job_start_next(sync_cycle *cy)
+{
+	if (cy->job_running || !cy->q_head)
+		return;
+	store_job *j = cy->q_head;
+	cy->q_head = j->next;
+	if (!cy->q_head)
+		cy->q_tail = NULL;
+	j->next = NULL;
+	if (j->tc->state == TC_FAILED) {
+		/* An earlier page of this type failed to store: don't write past the hole. */
+		j->tc->jobs_pending--;
+		job_free(j);
+		job_start_next(cy);
+		return;
+	}
+	cy->job_running = true;
+	j->work.data = j;
+	int rc = uv_queue_work(cy->env.loop, &j->work, job_work, job_after);
+	if (rc != 0) {
+		/* Could not hand it to a thread: run it here. */
+		job_work(&j->work);
+		job_after(&j->work, 0);
+	}
+}
+
+static void job_enqueue(sync_cycle *cy, store_job *j)
+{
+	j->tc->jobs_pending++;
+	if (cy->q_tail)
+		cy->q_tail->next = j;
+	else
+		cy->q_head = j;
+	cy->q_tail = j;
+	job_start_next(cy);
+}
+
+/* ---- fetching ------------------------------------------------------------ */
+
+static void on_retry_timer(uv_timer_t *t)
+{
+	type_crawl *tc = t->data;
+	tc->retry_pending = false;
+	if (tc->state == TC_ACTIVE && !tc->cy->stopping)
+		tc_fetch(tc);
+	cycle_check(tc->cy);
+}
+
+/* Schedule another attempt, or give up after max attempts. */
+static void tc_retry(type_crawl *tc, const char *why, long retry_after_s)
+{
+	sync_cycle *cy = tc->cy;
+	const config *cfg = cy->env.cfg;
+
+	tc->attempt++;
+	if (tc->attempt >= cfg->fhir_retry_max_attempts) {
+		tc_set_error(tc, "giving up after %u attempts: %s", tc->attempt, why);
+		tc_fail(tc);
+		return;
+	}
+	uint64_t delay;
+	if (retry_after_s >= 0) {
+		delay = (uint64_t)retry_after_s * 1000u;
+	} else {
+		/* Exponential backoff with jitter in [d/2, d]. */
+		uint64_t d = cfg->fhir_retry_base_ms;
+		for (unsigned i = 1; i < tc->attempt && d < cfg->fhir_retry_max_ms; i++)
+			d *= 2;
+		delay = d / 2 + (d > 1 ? rng_next(cy) % (d / 2 + 1) : 0);
+	}
+	if (delay > cfg->fhir_retry_max_ms)
+		delay = cfg->fhir_retry_max_ms;
+	log_warn("fhir", "%s: %s; retry %u of %u in %.1f s", tc->type, why, tc->attempt,
+		 cfg->fhir_retry_max_attempts - 1, (double)delay / 1000.0);
+	tc->retry_pending = true;
+	uv_timer_start(&tc->retry_timer, on_retry_timer, delay, 0);
+}
+
+static bool status_retryable(long st)
+{
+	return st == 408 || st == 429 || st == 500 || st == 502 || st == 503 || st == 504;
+}
+
+/* Begin (or begin again) a crawl from the stored watermark. */
+static int tc_begin_crawl(type_crawl *tc, bool use_watermark)
+{
+	sync_cycle *cy = tc->cy;
+	const config *cfg = cy->env.cfg;
+	char started[FHIR_INSTANT_MAX];
+	const char *since = use_watermark && tc->cur.watermark[0] ? tc->cur.watermark : NULL;
+
+	fhir_format_instant((int64_t)now_ms() - (int64_t)cfg->fhir_watermark_skew_s * 1000, started);
+	snprintf(tc->cur.crawl_started, sizeof(tc->cur.crawl_started), "%s", started);
+	tc->cur.pages = 0;
+	free(tc->url);
+	free(tc->search_url);
+	tc->search_url = fhir_search_url(cfg->fhir_base_url, tc->type, cfg->fhir_page_size, since);
+	tc->url = tc->search_url ? strdup(tc->search_url) : NULL;
+	tc->url_is_link = false;
+	tc->full_crawl = since == NULL;
+	if (!tc->url) {
+		tc_set_error(tc, "out of memory");
+		return -ENOMEM;
+	}
+	return 0;
+}
+
+static void on_page(http_response *r, void *ud);
+
+static void on_auth(void *ud, const char *header, const char *err, bool retryable)
+{
+	type_crawl *tc = ud;
+	tc->waiting_auth = false;
+	if (tc->state != TC_ACTIVE || tc->cy->stopping)
+		return;
+	if (err) {
+		if (retryable) {
+			tc_retry(tc, err, -1);
+		} else {
+			tc_set_error(tc, "%s", err);
+			tc_fail(tc);
+		}
+		cycle_check(tc->cy);
+		return;
+	}
+	(void)header;
+	tc_fetch(tc);
+}
+
+static void tc_fetch(type_crawl *tc)
+{
+	sync_cycle *cy = tc->cy;
+	const char *auth_header = NULL;
+
+	int rc = auth_get(cy->env.auth, &auth_header, on_auth, tc);
+	if (rc == 1) {
+		tc->waiting_auth = true;
+		return;
+	}
+	if (rc < 0) {
+		tc_set_error(tc, "cannot authenticate: %s", strerror(-rc));
+		tc_fail(tc);
+		return;
+	}
+	tc->auth_gen = auth_generation(cy->env.auth);
+	const char *hdrs[3] = { "Accept: application/fhir+json", auth_header, NULL };
+	http_request req = {
+		.method = "GET",
+		.url = tc->url,
+		.headers = hdrs,
+		.timeout_ms = (long)cy->env.cfg->fhir_timeout_s * 1000,
+	};
+	log_debug("fhir", "%s: GET %s", tc->type, tc->url);
+	tc->xfer = http_submit(cy->env.http, &req, on_page, tc);
+	if (!tc->xfer) {
+		tc_set_error(tc, "cannot start a request: out of memory");
+		tc_fail(tc);
+		return;
+	}
+	cy->requests++;
+}
+
+/* Fetch the next page if there is one and the store is not too far behind. */
+static void tc_continue(type_crawl *tc)
+{
+	if (tc->state != TC_ACTIVE || tc->cy->stopping)
+		return;
+	if (tc->xfer || tc->waiting_auth || tc->retry_pending)
+		return;
+	if (tc->url) {
+		if (tc->jobs_pending < SYNC_MAX_PAGES_AHEAD)
+			tc_fetch(tc);
+	} else if (tc->jobs_pending == 0) {
+		tc_finish(tc, TC_DONE);
+	}
+}
+
+static void handle_page(type_crawl *tc, http_response *r)
+{
+	sync_cycle *cy = tc->cy;
+	store_job *j = calloc(1, sizeof(*j));
+	if (!j) {
+		tc_set_error(tc, "out of memory");
+		tc_fail(tc);
+		return;
+	}
+	j->tc = tc;
+	j->page = (fhir_page)FHIR_PAGE_NULL;
+	j->body = http_response_take_body(r, &j->len);
+
+	fhir_error perr = { 0 };
+	int rc = fhir_page_parse(&j->page, j->body, j->len, &perr);
+	if (rc != 0) {
+		tc_set_error(tc, "bad page from %s: %s", r->url, perr.msg[0] ? perr.msg : "cannot parse");
+		job_free(j);
+		tc_fail(tc);
+		return;
+	}
+	size_t skipped = 0;
+	for (size_t i = 0; i < j->page.n_entries; i++) {
+		const fhir_entry *e = &j->page.entries[i];
+		if (e->search_mode == 2) {
+			char sum[512];
+			fhir_outcome_summary(e->body, e->body_len, sum, sizeof(sum));
+			log_warn("fhir", "%s: the server added an OperationOutcome to the page: %s", tc->type, sum);
+		} else if (!e->id[0]) {
+			skipped++;
+		}
+	}
+	if (skipped)
+		log_warn("fhir", "%s: %zu entries without an id skipped", tc->type, skipped);
+
+	char *next = NULL;
+	if (j->page.next) {
+		next = fhir_resolve_url(r->url, j->page.next);
+		if (!next) {
+			tc_set_error(tc, "out of memory");
+			job_free(j);
+			tc_fail(tc);
+			return;
+		}
+		if (tc->url && strcmp(next, tc->url) == 0) {
+			tc_set_error(tc, "the server's next link points back at the same page (%s)", next);
+			free(next);
+			job_free(j);
+			tc_fail(tc);
+			return;
+		}
+	}
+	tc->pages++;
+	tc->fetched += (int64_t)j->page.n_entries;
+	tc->cur.pages++;
+	tc->attempt = 0;
+	tc->reauthed = false;
+
+	/* The cursor that commits with this page. */
+	j->cur = tc->cur;
+	j->cur.next_url = next ? strdup(next) : NULL;
+	if (next && !j->cur.next_url) {
+		free(next);
+		job_free(j);
+		tc_set_error(tc, "out of memory");
+		tc_fail(tc);
+		return;
+	}
+	if (!next) {
+		/* Last page: the watermark becomes the time the crawl started. */
+		snprintf(j->cur.watermark, sizeof(j->cur.watermark), "%s", tc->cur.crawl_started);
+		j->cur.crawl_started[0] = '\0';
+		j->cur.pages = 0;
+		fhir_format_instant((int64_t)now_ms(), j->cur.last_success);
+		j->cur.last_error[0] = '\0';
+		j->last = true;
+		snprintf(tc->cur.watermark, sizeof(tc->cur.watermark), "%s", j->cur.watermark);
+	}
+	free(tc->url);
+	tc->url = next;
+	tc->url_is_link = next != NULL;
+	log_debug("fhir", "%s: page %lld entries=%zu%s", tc->type, (long long)tc->pages,
+		  j->page.n_entries, next ? "" : " (last)");
+	job_enqueue(cy, j);
+}
+
+static void on_page(http_response *r, void *ud)
+{
+	type_crawl *tc = ud;
+	sync_cycle *cy = tc->cy;
+	char why[600];
+
+	tc->xfer = NULL;
+	if (tc->state != TC_ACTIVE)
+		return;
+
+	if (r->curl_code != CURLE_OK) {
+		snprintf(why, sizeof(why), "GET %s: %s", r->url, r->error);
+		tc_retry(tc, why, -1);
+	} else if (r->status == 200) {
+		handle_page(tc, r);
+	} else if (status_retryable(r->status)) {
+		long ra = -1;
+		if (r->retry_after && fhir_retry_after(r->retry_after, time(NULL), &ra) != 0)
+			ra = -1;
+		snprintf(why, sizeof(why), "GET %s: HTTP %ld%s%s", r->url, r->status,
+			 r->retry_after ? ", Retry-After: " : "", r->retry_after ? r->retry_after : "");
+		tc_retry(tc, why, ra);
+	} else if (r->status == 401 && auth_can_refresh(cy->env.auth) && !tc->reauthed) {
+		log_warn("fhir", "%s: HTTP 401; requesting a new access token", tc->type);
+		tc->reauthed = true;
+		auth_invalidate(cy->env.auth, tc->auth_gen);
+		tc_fetch(tc);
+	} else if ((r->status == 404 || r->status == 410) && tc->url_is_link &&
+		   tc->restarts < SYNC_MAX_RESTARTS) {
+		/* The server forgot the search (expired, or it restarted): start the
+		 * crawl again from the watermark; pages already stored dedupe. */
+		log_warn("fhir", "%s: next link answered HTTP %ld (search expired); restarting the crawl", tc->type,
+			 r->status);
+		tc->restarts++;
+		if (tc_begin_crawl(tc, !tc->full_crawl || tc->cur.watermark[0]) != 0)
+			tc_fail(tc);
+		else
+			tc_fetch(tc);
+	} else if (r->status == 400 && !tc->url_is_link && !tc->full_crawl) {
+		char sum[512];
+		fhir_outcome_summary(r->body, r->len, sum, sizeof(sum));
+		log_warn("fhir", "%s: the server rejected the _lastUpdated search (%s); falling back to a full crawl",
+			 tc->type, sum);
+		if (tc_begin_crawl(tc, false) != 0)
+			tc_fail(tc);
+		else
+			tc_fetch(tc);
+	} else {
+		char sum[512];
+		fhir_outcome_summary(r->body, r->len, sum, sizeof(sum));
+		tc_set_error(tc, "GET %s: HTTP %ld: %s", r->url, r->status, sum);
+		tc_fail(tc);
+	}
+	cycle_check(cy);
+}
+
+/* ---- the cycle ----------------------------------------------------------- */
+
+static void cycle_start_types(sync_cycle *cy)
+{
+	while (!cy->stopping && cy->active < cy->env.cfg->fhir_max_concurrency && cy->next_queued < cy->n_types) {
+		type_crawl *tc = &cy->types[cy->next_queued++];
+		if (tc->state != TC_QUEUED)
+			continue;
+		tc->state = TC_ACTIVE;
+		cy->active++;
+		if (tc->cur.next_url) {
+			/* A crawl was interrupted: resume from its next page. */
+			tc->url = strdup(tc->cur.next_url);
+			tc->url_is_link = true;
+			tc->full_crawl = !tc->cur.watermark[0];
+			log_info("fhir", "%s: resuming an interrupted crawl after %lld stored pages", tc->type,
+				 (long long)tc->cur.pages);
+			if (!tc->url) {
+				tc_set_error(tc, "out of memory");
+				tc_fail(tc);
+				continue;
+			}
+		} else if (tc_begin_crawl(tc, true) != 0) {
+			tc_fail(tc);
+			continue;
+		}
+		log_info("fhir", "%s: crawl %s", tc->type,
+			 tc->url_is_link ? "resumed" : tc->full_crawl ? "started (full)" : "started (incremental)");
+		tc_fetch(tc);
+	}
+}
+
+static void cycle_check(sync_cycle *cy)
+{
+	if (cy->finished)
+		return;
+	cycle_start_types(cy);
+	if (cy->job_running || cy->q_head)
+		return;
+	for (size_t i = 0; i < cy->n_types; i++) {
+		type_crawl *tc = &cy->types[i];
+		if (tc->state == TC_ACTIVE && !cy->stopping)
+			return;
+		if (tc->xfer || tc->waiting_auth || tc->retry_pending)
+			return;
+		if (tc->state == TC_QUEUED && !cy->stopping)
+			return;
+	}
+	cy->finished = true;
+	cy->elapsed_s = (double)(now_ms() - cy->t_start_ms) / 1000.0;
+	/* Record failures where status can show them (no store job is running now). */
+	for (size_t i = 0; i < cy->n_types; i++) {
+		type_crawl *tc = &cy->types[i];
+		if (tc->state == TC_FAILED && tc->error)
+			store_cursor_set_error(cy->env.st, cy->env.server_id, tc->type, tc->error);
+	}
+	cy->done(cy, cy->ud);
+}
+
+int sync_cycle_start(sync_cycle **out, const sync_env *env, sync_done_fn done, void *ud)
+{
+	const config *cfg = env->cfg;
+	sync_cycle *cy = calloc(1, sizeof(*cy));
+	if (!cy)
+		return -ENOMEM;
+	cy->env = *env;
+	cy->done = done;
+	cy->ud = ud;
+	cy->t_start_ms = now_ms();
+	cy->rng = cy->t_start_ms ^ ((uint64_t)getpid() << 32) ^ 0x9E3779B97F4A7C15ULL;
+	cy->n_types = cfg->n_fhir_resources;
+	cy->types = calloc(cy->n_types ? cy->n_types : 1, sizeof(*cy->types));
+	if (!cy->types) {
+		free(cy);
+		return -ENOMEM;
+	}
+	for (size_t i = 0; i < cy->n_types; i++) {
+		type_crawl *tc = &cy->types[i];
+		tc->cy = cy;
+		tc->type = cfg->fhir_resources[i];
+		uv_timer_init(env->loop, &tc->retry_timer);
+		tc->retry_timer.data = tc;
+		cy->open_timers++;
+		int rc = store_cursor_get(env->st, env->server_id, tc->type, &tc->cur);
+		if (rc != 0) {
+			/* Counted as finished from the start: the starter skips it. */
+			tc_set_error(tc, "cannot read the cursor: %s", store_errmsg(env->st));
+			tc->state = TC_FAILED;
+			log_error("fhir", "%s: %s", tc->type, tc->error);
+		}
+	}
+	*out = cy;
+	cycle_check(cy);
+	return 0;
+}
+
+void sync_cycle_stop(sync_cycle *cy)
+{
+	if (cy->stopping || cy->finished)
+		return;
+	cy->stopping = true;
+	for (size_t i = 0; i < cy->n_types; i++) {
+		type_crawl *tc = &cy->types[i];
+		if (tc->xfer) {
+			http_cancel(tc->xfer);
+			tc->xfer = NULL;
+		}
+		if (tc->waiting_auth) {
+			auth_cancel(cy->env.auth, tc);
+			tc->waiting_auth = false;
+		}
+		if (tc->retry_pending) {
+			uv_timer_stop(&tc->retry_timer);
+			tc->retry_pending = false;
+		}
+		if (tc->state == TC_ACTIVE) {
+			tc_set_error(tc, "interrupted");
+			tc->state = TC_FAILED;
+			cy->active--;
+		}
+	}
+	/* Pages already fetched are still stored (the queue drains); then done. */
+	cycle_check(cy);
+}
+
+bool sync_cycle_ok(const sync_cycle *cy)
+{
+	for (size_t i = 0; i < cy->n_types; i++)
+		if (cy->types[i].state != TC_DONE)
+			return false;
+	return true;
+}
+
+json_t *sync_cycle_result(const sync_cycle *cy)
+{
+	json_t *types = json_object();
+	int64_t fetched = 0;
+	for (size_t i = 0; i < cy->n_types; i++) {
+		const type_crawl *tc = &cy->types[i];
+		fetched += tc->fetched;
+		json_object_set_new(types, tc->type,
+				    json_pack("{s:b, s:I, s:I, s:I, s:b, s:s?}", "ok", tc->state == TC_DONE,
+					      "pages", (json_int_t)tc->pages, "fetched", (json_int_t)tc->fetched,
+					      "new", (json_int_t)tc->new_count, "full_crawl", tc->full_crawl,
+					      "error", tc->state == TC_DONE ? NULL : tc->error));
+	}
+	return json_pack("{s:b, s:f, s:i, s:I, s:o}", "ok", sync_cycle_ok(cy), "elapsed_s", cy->elapsed_s,
+			 "requests", (int)cy->requests, "fetched", (json_int_t)fetched, "types", types);
+}
+
+static void on_timer_closed(uv_handle_t *h)
+{
+	type_crawl *tc = h->data;
+	sync_cycle *cy = tc->cy;
+	if (--cy->open_timers > 0)
+		return;
+	for (size_t i = 0; i < cy->n_types; i++) {
+		store_cursor_deinit(&cy->types[i].cur);
+		free(cy->types[i].url);
+		free(cy->types[i].search_url);
+		free(cy->types[i].error);
+	}
+	free(cy->types);
+	free(cy);
+}
+
+void sync_cycle_free(sync_cycle *cy)
+{
+	if (!cy || cy->freeing)
+		return;
+	cy->freeing = true;
+	if (!cy->finished) {
+		/* Only legal once done was called; be defensive. */
+		sync_cycle_stop(cy);
+	}
+	if (cy->n_types == 0) {
+		free(cy->types);
+		free(cy);
+		return;
+	}
+	for (size_t i = 0; i < cy->n_types; i++)
+		uv_close((uv_handle_t *)&cy->types[i].retry_timer, on_timer_closed);
+}
