@@ -237,7 +237,10 @@ static void on_cycle_done(sync_cycle *cy, void *ud)
 		n++;
 		n_ok += json_is_true(json_object_get(v, "ok"));
 	}
-	if (ok)
+	if (a->stopping)
+		log_warn("bridge", "sync interrupted: %zu of %zu types complete; the next run resumes the others",
+			 n_ok, n);
+	else if (ok)
 		log_info("bridge", "sync complete: %zu types, %lld resources fetched in %.2f s (%.0f/s)", n,
 			 (long long)fetched, el, el > 0 ? (double)fetched / el : 0.0);
 	else
@@ -252,7 +255,8 @@ static void on_cycle_done(sync_cycle *cy, void *ud)
 		}
 	}
 	json_decref(res);
-	a->exit_code = ok ? 0 : EXIT_SYNC_FAILED;
+	if (!a->stopping)
+		a->exit_code = ok ? 0 : EXIT_SYNC_FAILED;
 	sync_cycle_free(cy);
 	a->cy = NULL;
 

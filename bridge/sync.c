@@ -59,6 +59,7 @@ typedef struct store_job {
 	int rc;
 	char err[512];
 	int64_t n_new;
+	double store_s;          /* time the transaction took */
 	uv_work_t work;
 	struct store_job *next;
 } store_job;
@@ -81,6 +82,9 @@ struct sync_cycle {
 	double elapsed_s;
 	unsigned requests;
 	uint64_t rng;
+	double fetch_s;          /* summed transfer times (overlapping ones count each) */
+	double parse_s;          /* summed page parse times (loop thread) */
+	double store_s;          /* summed store transaction times (worker thread) */
 };
 
 static void tc_fetch(type_crawl *tc);
@@ -170,6 +174,7 @@ static void job_work(uv_work_t *w)
 	sync_cycle *cy = j->tc->cy;
 	store *st = cy->env.st;
 	int64_t srv = cy->env.server_id;
+	uint64_t t0 = uv_hrtime();
 
 	j->rc = store_begin(st);
 	if (j->rc != 0)
@@ -205,6 +210,7 @@ static void job_work(uv_work_t *w)
 		store_rollback(st);
 		goto fail;
 	}
+	j->store_s = (double)(uv_hrtime() - t0) / 1e9;
 	return;
 fail:
 	snprintf(j->err, sizeof(j->err), "store: %s", store_errmsg(st));
@@ -229,8 +235,9 @@ static void job_after(uv_work_t *w, int status)
 		tc_fail(tc);
 	} else {
 		tc->new_count += j->n_new;
-		log_debug("store", "%s: page stored entries=%zu new=%lld", tc->type, j->page.n_entries,
-			  (long long)j->n_new);
+		cy->store_s += j->store_s;
+		log_debug("store", "%s: page stored entries=%zu new=%lld in %.1f ms", tc->type, j->page.n_entries,
+			  (long long)j->n_new, j->store_s * 1000.0);
 		if (j->last && tc->state == TC_ACTIVE && !tc->url)
 			tc_finish(tc, TC_DONE);
 	}
@@ -432,7 +439,11 @@ static void handle_page(type_crawl *tc, http_response *r)
 	j->body = http_response_take_body(r, &j->len);
 
 	fhir_error perr = { 0 };
+	uint64_t t0 = uv_hrtime();
 	int rc = fhir_page_parse(&j->page, j->body, j->len, &perr);
+	double parse_s = (double)(uv_hrtime() - t0) / 1e9;
+	cy->parse_s += parse_s;
+	cy->fetch_s += r->total_s;
 	if (rc != 0) {
 		tc_set_error(tc, "bad page from %s: %s", r->url, perr.msg[0] ? perr.msg : "cannot parse");
 		job_free(j);
@@ -499,9 +510,12 @@ static void handle_page(type_crawl *tc, http_response *r)
 	free(tc->url);
 	tc->url = next;
 	tc->url_is_link = next != NULL;
-	log_debug("fhir", "%s: page %lld entries=%zu%s", tc->type, (long long)tc->pages,
-		  j->page.n_entries, next ? "" : " (last)");
+	log_debug("fhir", "%s: page %lld entries=%zu bytes=%zu fetch=%.1f ms parse=%.2f ms%s", tc->type,
+		  (long long)tc->pages, j->page.n_entries, j->len, r->total_s * 1000.0, parse_s * 1000.0,
+		  next ? "" : " (last)");
 	job_enqueue(cy, j);
+	/* Fetch the next page while this one is being stored. */
+	tc_continue(tc);
 }
 
 static void on_page(http_response *r, void *ud)
@@ -706,8 +720,9 @@ json_t *sync_cycle_result(const sync_cycle *cy)
 					      "new", (json_int_t)tc->new_count, "full_crawl", tc->full_crawl,
 					      "error", tc->state == TC_DONE ? NULL : tc->error));
 	}
-	return json_pack("{s:b, s:f, s:i, s:I, s:o}", "ok", sync_cycle_ok(cy), "elapsed_s", cy->elapsed_s,
-			 "requests", (int)cy->requests, "fetched", (json_int_t)fetched, "types", types);
+	return json_pack("{s:b, s:f, s:i, s:I, s:{s:f, s:f, s:f}, s:o}", "ok", sync_cycle_ok(cy), "elapsed_s",
+			 cy->elapsed_s, "requests", (int)cy->requests, "fetched", (json_int_t)fetched, "time_s",
+			 "fetch", cy->fetch_s, "parse", cy->parse_s, "store", cy->store_s, "types", types);
 }
 
 static void on_timer_closed(uv_handle_t *h)

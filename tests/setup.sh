@@ -33,15 +33,24 @@ if [ ! -d tests/servers/node_modules/@medplum/fhir-router ] ||
 	(cd tests/servers && npm ci --no-audit --no-fund --loglevel=error)
 fi
 
-if [ ! -f build/build.ninja ]; then
-	meson setup build >/dev/null
-fi
-meson compile -C build >/dev/null
+# Quiet when all is well; the whole output when a step fails.
+quiet() {
+	local log
+	log=$(mktemp)
+	if ! "$@" >"$log" 2>&1; then
+		cat "$log"
+		rm -f "$log"
+		echo "setup: failed: $*" >&2
+		return 1
+	fi
+	rm -f "$log"
+}
+
+[ -f build/build.ninja ] || quiet meson setup build
+quiet meson compile -C build
 
 if [ "${1:-}" = asan ]; then
-	if [ ! -f build-asan/build.ninja ]; then
-		meson setup build-asan -Db_sanitize=address,undefined -Db_lundef=false >/dev/null
-	fi
-	meson compile -C build-asan >/dev/null
+	[ -f build-asan/build.ninja ] || quiet meson setup build-asan -Db_sanitize=address,undefined -Db_lundef=false
+	quiet meson compile -C build-asan
 fi
 echo "setup: done (build/bridge/fhir-redcap-bridge)"

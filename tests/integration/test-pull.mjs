@@ -234,3 +234,37 @@ test('run: the daemon syncs, status works while it runs, SIGTERM stops it cleanl
     await assertStoreEqualsServer(cfg);
   } finally { cleanup(dir); }
 });
+
+test('SIGTERM mid-crawl commits the page in flight and stops; a second signal exits at once', async () => {
+  const dir = tempDir();
+  try {
+    const cfg = writeConfig(dir, srv.base, { fhir: { page_size: 2, max_concurrency: 1 } });
+    await srv.control('faults', { times: 100000, kind: 'delay', ms: 30 });
+    let child;
+    let run = runBridge(['run', '--config', cfg], { onSpawn: (p) => { child = p; } });
+    await sleep(700);
+    child.kill('SIGTERM');
+    let r = await run;
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stderr, /stopping after the transaction in flight/);
+    const st = await status(cfg);
+    assert.ok(st.cursors.some((c) => c.crawl_in_progress), 'stopped mid-crawl');
+    for (const t of Object.keys(st.resources)) assert.equal(st.versions[t], st.resources[t]);
+
+    run = runBridge(['run', '--config', cfg], { onSpawn: (p) => { child = p; } });
+    await sleep(500);
+    child.kill('SIGTERM');
+    child.kill('SIGTERM');
+    const t0 = Date.now();
+    r = await run;
+    // Exits at once: 143 from the second signal's handler, or the default
+    // action if the first stop had already closed the handlers.
+    assert.ok(r.code === 143 || r.signal === 'SIGTERM' || r.code === 0, `exit ${r.code} ${r.signal}`);
+    assert.ok(Date.now() - t0 < 2000, 'no waiting for the crawl');
+
+    await srv.control('faults', undefined, 'DELETE');
+    const done = await syncOnce(cfg);
+    assert.equal(done.code, 0, done.stderr);
+    await assertStoreEqualsServer(cfg);
+  } finally { await srv.control('faults', undefined, 'DELETE'); cleanup(dir); }
+});
