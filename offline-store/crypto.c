@@ -303,6 +303,13 @@ uint64_t store_siphash_final(store_siphash *h)
 
 /* ---- key file ----------------------------------------------------------- */
 
+/* strerror() of a negative errno; never NULL (keeps -Wformat-truncation quiet). */
+static const char *errno_str(int neg)
+{
+	const char *m = strerror(-neg);
+	return m ? m : "unknown error";
+}
+
 static int hexval(int ch)
 {
 	if (ch >= '0' && ch <= '9')
@@ -329,12 +336,12 @@ int store_key_load(const char *path, uint8_t key[STORE_KEY_LEN], char *err, size
 		if (rc == -ENOENT)
 			snprintf(err, err_size, "key file %s does not exist", path);
 		else
-			snprintf(err, err_size, "cannot open key file %s: %s", path, strerror(-rc));
+			snprintf(err, err_size, "cannot open key file %s: %s", path, errno_str(rc));
 		return rc;
 	}
 	if (fstat(fd, &st) != 0) {
 		rc = -errno;
-		snprintf(err, err_size, "cannot stat key file %s: %s", path, strerror(-rc));
+		snprintf(err, err_size, "cannot stat key file %s: %s", path, errno_str(rc));
 		goto out;
 	}
 	if (!S_ISREG(st.st_mode)) {
@@ -355,7 +362,7 @@ int store_key_load(const char *path, uint8_t key[STORE_KEY_LEN], char *err, size
 			continue;
 		if (n < 0) {
 			rc = -errno;
-			snprintf(err, err_size, "cannot read key file %s: %s", path, strerror(-rc));
+			snprintf(err, err_size, "cannot read key file %s: %s", path, errno_str(rc));
 			goto out;
 		}
 		if (n == 0)
@@ -435,7 +442,7 @@ int store_key_generate(const char *path, uint8_t key[STORE_KEY_LEN], char *err, 
 	if (fd < 0) {
 		rc = -errno;
 		if (rc != -EEXIST)
-			snprintf(err, err_size, "cannot create key file %s: %s", path, strerror(-rc));
+			snprintf(err, err_size, "cannot create key file %s: %s", path, errno_str(rc));
 		goto out;
 	}
 	size_t done = 0;
@@ -456,7 +463,7 @@ int store_key_generate(const char *path, uint8_t key[STORE_KEY_LEN], char *err, 
 	if (rc == 0)
 		rc = fsync_parent_dir(path);
 	if (rc != 0) {
-		snprintf(err, err_size, "cannot write key file %s: %s", path, strerror(-rc));
+		snprintf(err, err_size, "cannot write key file %s: %s", path, errno_str(rc));
 		unlink(path);
 	}
 out:

@@ -25,5 +25,9 @@ extern const size_t store_n_migrations;
 /* PRAGMA application_id of our stores: "FRB1". */
 #define STORE_APPLICATION_ID 0x46524231
 
-/* Page size set when a store is created (see the measurements in store.c). */
+/*
+ * Page size set when a store is created. 16 KiB pages mean fewer WAL frames
+ * (and syscalls) per commit: inserting UUID-keyed bodies ran at ~62k vs
+ * ~48k rows/s (100k rows) and ~33k vs ~25k rows/s (1M rows) against 4 KiB.
+ */
 #define STORE_PAGE_SIZE 16384

@@ -44,10 +44,17 @@
 #include "offline-store/schema.h"
 
 #define STORE_BUSY_TIMEOUT_MS 5000
-/* Checkpoint the WAL every 4096 pages (64 MiB at 16 KiB pages). */
+/*
+ * Checkpoint the WAL every 4096 pages (64 MiB at 16 KiB pages): a page
+ * rewritten by many commits reaches the database file once per checkpoint.
+ * Against 1024 pages: ~62k vs ~55k rows/s. Checkpoints still take ~25% of
+ * the insert time (no checkpoint at all: ~80k rows/s).
+ */
 #define STORE_WAL_AUTOCHECKPOINT 4096
 #define STORE_JOURNAL_SIZE_LIMIT (64 * 1024 * 1024)
 #define STORE_CACHE_KIB 65536
+/* Longest type, id, versionId, lastUpdated or patient accepted (FHIR ids are <= 64). */
+#define STORE_MAX_KEY_LEN 4096
 
 /* AAD domain tags: a body blob can never pass as the key check or back. */
 #define AAD_TAG_BODY 'R'
@@ -86,7 +93,9 @@ static const char *const stmt_sql[ST__N] = {
 	[ST_TYPE_ADD] = "INSERT INTO types(name) VALUES(?1)",
 	[ST_PATIENT_GET] = "SELECT id FROM patients WHERE server = ?1 AND patient = ?2",
 	[ST_PATIENT_ADD] = "INSERT INTO patients(server, patient) VALUES(?1, ?2)",
-	[ST_RES_LOOKUP] = "SELECT rid, lu_us FROM resources"
+	/* INDEXED BY: without statistics the planner would pick resources_type
+	 * (two equality terms) and scan every row of the type. */
+	[ST_RES_LOOKUP] = "SELECT rid, lu_us FROM resources INDEXED BY resources_key"
 			  " WHERE key_hash = ?1 AND server = ?2 AND type = ?3 AND id = ?4",
 	[ST_RES_INSERT] = "INSERT INTO resources(server, type, key_hash, id, version_id, last_updated, lu_us,"
 			  " patient, body) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
@@ -94,7 +103,7 @@ static const char *const stmt_sql[ST__N] = {
 			  " body = ?6 WHERE rid = ?1",
 	[ST_VER_INSERT] = "INSERT INTO resource_versions(rid, version_id, body_hash, type, last_updated, seen_at)"
 			  " VALUES(?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT DO NOTHING",
-	[ST_RES_GET] = "SELECT version_id, body FROM resources"
+	[ST_RES_GET] = "SELECT version_id, body FROM resources INDEXED BY resources_key"
 		       " WHERE key_hash = ?1 AND server = ?2 AND type = ?3 AND id = ?4",
 	[ST_CURSOR_GET] = "SELECT watermark, crawl_started, next_url, pages, last_success, last_error"
 			  " FROM cursors WHERE server = ?1 AND type = ?2",
@@ -1082,6 +1091,14 @@ int store_put_resource(store *s, int64_t server, const store_resource *r, int *i
 	if (!r || !r->type || !r->type[0] || !r->id || !r->id[0] || server <= 0 || (!r->body && r->body_len)) {
 		seterr(s, "store_put_resource: a resource needs a server, a type and an id");
 		return -EINVAL;
+	}
+	const char *const keys[] = { r->type, r->id, r->version_id, r->last_updated, r->patient };
+	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
+		if (keys[i] && strnlen(keys[i], STORE_MAX_KEY_LEN + 1) > STORE_MAX_KEY_LEN) {
+			seterr(s, "store_put_resource: a type, id, versionId, lastUpdated or patient longer than %d bytes",
+			       STORE_MAX_KEY_LEN);
+			return -EINVAL;
+		}
 	}
 	int limit = sqlite3_limit(s->db, SQLITE_LIMIT_LENGTH, -1);
 	if (r->body_len > (size_t)limit - STORE_BLOB_OVERHEAD) {

@@ -108,8 +108,9 @@ typedef struct store_resource {
  * when both instants are valid and the stored one is later. For resources
  * without version_id the "version" is a keyed hash of the body bytes, so a
  * body seen before for that resource is never new. Runs in its own
- * transaction when none is open. -EINVAL without type or id, -EFBIG for a
- * body above SQLite's blob limit.
+ * transaction when none is open. -EINVAL without type or id or with a key
+ * string (type, id, version_id, last_updated, patient) above 4096 bytes;
+ * -EFBIG for a body above SQLite's blob limit.
  */
 int store_put_resource(store *s, int64_t server, const store_resource *r, int *is_new);
 

@@ -1,5 +1,6 @@
 /* Tests for offline-store/crypto.c: blobs, keyed hashes, key files. */
 #include <errno.h>
+#include <stdbool.h>
 #include <fcntl.h>
 #include <stdint.h>
 #include <sys/stat.h>
@@ -276,9 +277,10 @@ static void test_key_file_load(void)
 		write_file(kf, bad[i].content, 0600);
 		err[0] = '\0';
 		CHECK_INT(store_key_load(kf, key, err, sizeof(err)), STORE_E_KEY);
-		if (!strstr(err, bad[i].says))
-			fprintf(stderr, "case %zu: \"%s\" does not say \"%s\"\n", i, err, bad[i].says);
-		CHECK(strstr(err, bad[i].says) != NULL);
+		bool says = strstr(err, bad[i].says) != NULL;
+		if (!says)
+			fprintf(stderr, "case %zu: message does not say \"%s\": %.400s\n", i, bad[i].says, err);
+		CHECK(says);
 		CHECK(strstr(err, "0001020304") == NULL);
 	}
 

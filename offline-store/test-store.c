@@ -608,6 +608,17 @@ static void test_put_arguments(void)
 	CHECK_INT(store_put_resource(s, srv, &r, &is_new), -EINVAL);
 	r.type = "Observation";
 	CHECK_INT(store_put_resource(s, 0, &r, &is_new), -EINVAL);
+	/* Absurdly long keys from a hostile server are refused, not truncated. */
+	char *long_id = malloc(5000);
+	REQUIRE(long_id);
+	memset(long_id, 'i', 4999);
+	long_id[4999] = '\0';
+	r.id = long_id;
+	CHECK_INT(store_put_resource(s, srv, &r, &is_new), -EINVAL);
+	long_id[4096] = '\0';
+	CHECK_INT(store_put_resource(s, srv, &r, &is_new), 0); /* 4096 is the limit */
+	free(long_id);
+	r.id = "x";
 	/* NULL optional strings are taken as "" */
 	CHECK_INT(store_put_resource(s, srv, &r, &is_new), 0);
 	CHECK_INT(is_new, 1);
@@ -692,10 +703,14 @@ static void test_kill9_keeps_committed(void)
 	REQUIRE(store_server_id(s, srv_url, &srv) == 0);
 	store_close(s);
 
+	/* The parent kills the child once it holds an open transaction. */
+	int ready[2];
+	REQUIRE(pipe(ready) == 0);
 	fflush(NULL);
 	pid_t pid = fork();
 	REQUIRE(pid >= 0);
 	if (pid == 0) {
+		close(ready[0]);
 		store *cs = fx_open(&f, STORE_RW);
 		if (!cs)
 			_exit(3);
@@ -711,9 +726,16 @@ static void test_kill9_keeps_committed(void)
 			_exit(4);
 		store_begin(cs);
 		put(cs, srv, "Observation", "uncommitted", "1", "", "", "{}", NULL);
-		kill(getpid(), SIGKILL);
-		_exit(5);
+		if (write(ready[1], "k", 1) != 1)
+			_exit(5);
+		for (;;)
+			pause();
 	}
+	close(ready[1]);
+	char k = 0;
+	CHECK_INT(read(ready[0], &k, 1), 1);
+	close(ready[0]);
+	kill(pid, SIGKILL);
 	int status = 0;
 	REQUIRE(waitpid(pid, &status, 0) == pid);
 	CHECK(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
@@ -822,7 +844,7 @@ static void test_cursor_round_trip(void)
 	/* set_error: only last_error changes; cut at a UTF-8 boundary. */
 	char msg[700];
 	memset(msg, 'a', 510);
-	memcpy(msg + 510, "\xc3\xa9 and more", 11); /* é straddles byte 511 */
+	memcpy(msg + 510, "\xc3\xa9 and more", sizeof("\xc3\xa9 and more")); /* é straddles byte 511 */
 	CHECK_INT(store_cursor_set_error(s, srv, "Observation", msg), 0);
 	CHECK_INT(store_cursor_get(s, srv, "Observation", &c), 0);
 	CHECK_INT(strlen(c.last_error), 510);
