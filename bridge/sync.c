@@ -12,7 +12,9 @@
 #include "fhir/fhir.h"
 
 /* Pages fetched ahead of the store for one type (bounds memory). */
-#define SYNC_MAX_PAGES_AHEAD 2
+#define SYNC_MAX_PAGES_AHEAD 6
+/* Rows in one store transaction at most (a batch holds at least one page). */
+#define SYNC_BATCH_MAX_ROWS 20000
 /* Times a crawl may restart from its watermark after its paging expired. */
 #define SYNC_MAX_RESTARTS 2
 
@@ -43,6 +45,7 @@ typedef struct type_crawl {
 	unsigned auth_gen;
 	unsigned restarts;
 	int jobs_pending;
+	bool store_failed;       /* a batch with a page of this type failed to commit */
 
 	int64_t pages, fetched, new_count;
 	char *error;
@@ -55,12 +58,7 @@ typedef struct store_job {
 	fhir_page page;
 	store_cursor cur;        /* to write with the page (next_url owned) */
 	bool last;               /* the crawl's last page */
-	/* results */
-	int rc;
-	char err[512];
-	int64_t n_new;
-	double store_s;          /* time the transaction took */
-	uv_work_t work;
+	int64_t n_new;           /* result: resources new to the store */
 	struct store_job *next;
 } store_job;
 
@@ -167,18 +165,28 @@ static void job_free(store_job *j)
 	free(j);
 }
 
-/* Runs on a worker thread: the page and its cursor in one transaction. */
-static void job_work(uv_work_t *w)
-{
-	store_job *j = w->data;
-	sync_cycle *cy = j->tc->cy;
-	store *st = cy->env.st;
-	int64_t srv = cy->env.server_id;
-	uint64_t t0 = uv_hrtime();
+/*
+ * A batch: the pages queued when the worker became free, written in one
+ * transaction, each with its cursor. When the store is the bottleneck the
+ * queue fills and the batches grow (group commit), which spreads the cost
+ * of rewriting the key indexes over more rows; when it is not, a batch is
+ * one page. Either way a page and the cursor that points past it commit
+ * together, and a kill -9 loses only pages not yet committed, which the
+ * cursor makes the next run fetch again.
+ */
+typedef struct store_batch {
+	sync_cycle *cy;
+	store_job *jobs;         /* linked by next, in queue order */
+	size_t n_jobs;
+	size_t n_rows;
+	int rc;
+	char err[512];
+	double store_s;
+	uv_work_t work;
+} store_batch;
 
-	j->rc = store_begin(st);
-	if (j->rc != 0)
-		goto fail;
+static int batch_put_page(store *st, int64_t srv, store_job *j)
+{
 	for (size_t i = 0; i < j->page.n_entries; i++) {
 		const fhir_entry *e = &j->page.entries[i];
 		if (e->search_mode == 2 || !e->id[0])
@@ -193,58 +201,77 @@ static void job_work(uv_work_t *w)
 			.body_len = e->body_len,
 		};
 		int is_new = 0;
-		j->rc = store_put_resource(st, srv, &r, &is_new);
-		if (j->rc != 0) {
-			store_rollback(st);
-			goto fail;
-		}
+		int rc = store_put_resource(st, srv, &r, &is_new);
+		if (rc != 0)
+			return rc;
 		j->n_new += is_new;
 	}
-	j->rc = store_cursor_put(st, srv, j->tc->type, &j->cur);
-	if (j->rc != 0) {
+	return store_cursor_put(st, srv, j->tc->type, &j->cur);
+}
+
+/* Runs on a worker thread: every page of the batch and its cursor, one transaction. */
+static void batch_work(uv_work_t *w)
+{
+	store_batch *b = w->data;
+	store *st = b->cy->env.st;
+	int64_t srv = b->cy->env.server_id;
+	uint64_t t0 = uv_hrtime();
+
+	b->rc = store_begin(st);
+	for (store_job *j = b->jobs; b->rc == 0 && j; j = j->next)
+		b->rc = batch_put_page(st, srv, j);
+	if (b->rc == 0)
+		b->rc = store_commit(st);
+	if (b->rc != 0) {
+		snprintf(b->err, sizeof(b->err), "store: %s", store_errmsg(st));
 		store_rollback(st);
-		goto fail;
 	}
-	j->rc = store_commit(st);
-	if (j->rc != 0) {
-		store_rollback(st);
-		goto fail;
-	}
-	j->store_s = (double)(uv_hrtime() - t0) / 1e9;
-	return;
-fail:
-	snprintf(j->err, sizeof(j->err), "store: %s", store_errmsg(st));
+	b->store_s = (double)(uv_hrtime() - t0) / 1e9;
 }
 
 static void job_start_next(sync_cycle *cy);
 
-static void job_after(uv_work_t *w, int status)
+static void batch_after(uv_work_t *w, int status)
 {
-	store_job *j = w->data;
-	type_crawl *tc = j->tc;
-	sync_cycle *cy = tc->cy;
+	store_batch *b = w->data;
+	sync_cycle *cy = b->cy;
 
 	cy->job_running = false;
-	tc->jobs_pending--;
-	if (status == UV_ECANCELED) {
-		j->rc = -ECANCELED;
-		snprintf(j->err, sizeof(j->err), "store work cancelled");
+	if (status == UV_ECANCELED && b->rc == 0) {
+		b->rc = -ECANCELED;
+		snprintf(b->err, sizeof(b->err), "store work cancelled");
 	}
-	if (j->rc != 0) {
-		tc_set_error(tc, "%s", j->err);
-		tc_fail(tc);
-	} else {
-		tc->new_count += j->n_new;
-		cy->store_s += j->store_s;
-		log_debug("store", "%s: page stored entries=%zu new=%lld in %.1f ms", tc->type, j->page.n_entries,
-			  (long long)j->n_new, j->store_s * 1000.0);
-		if (j->last && tc->state == TC_ACTIVE && !tc->url)
-			tc_finish(tc, TC_DONE);
+	if (b->rc == 0) {
+		cy->store_s += b->store_s;
+		log_debug("store", "batch stored pages=%zu rows=%zu in %.1f ms", b->n_jobs, b->n_rows,
+			  b->store_s * 1000.0);
 	}
-	job_free(j);
+	store_job *j = b->jobs;
+	while (j) {
+		store_job *next = j->next;
+		type_crawl *tc = j->tc;
+		tc->jobs_pending--;
+		if (b->rc != 0) {
+			/* Nothing of the batch was written; the cursors still point
+			 * before these pages, so nothing is lost either. */
+			tc->store_failed = true;
+			if (tc->state == TC_ACTIVE) {
+				tc_set_error(tc, "%s", b->err);
+				tc_fail(tc);
+			}
+		} else {
+			tc->new_count += j->n_new;
+			if (j->last && tc->state == TC_ACTIVE && !tc->url)
+				tc_finish(tc, TC_DONE);
+		}
+		job_free(j);
+		j = next;
+	}
+	free(b);
 	job_start_next(cy);
-	if (tc->state == TC_ACTIVE)
-		tc_continue(tc);
+	for (size_t i = 0; i < cy->n_types; i++)
+		if (cy->types[i].state == TC_ACTIVE)
+			tc_continue(&cy->types[i]);
 	cycle_check(cy);
 }
 
@@ -252,25 +279,40 @@ static void job_start_next(sync_cycle *cy)
 {
 	if (cy->job_running || !cy->q_head)
 		return;
-	store_job *j = cy->q_head;
-	cy->q_head = j->next;
-	if (!cy->q_head)
-		cy->q_tail = NULL;
-	j->next = NULL;
-	if (j->tc->state == TC_FAILED) {
-		/* An earlier page of this type failed to store: don't write past the hole. */
-		j->tc->jobs_pending--;
-		job_free(j);
-		job_start_next(cy);
+	store_batch *b = calloc(1, sizeof(*b));
+	if (!b)
+		return; /* retried when the next page arrives or a batch ends */
+	b->cy = cy;
+	store_job **tail = &b->jobs;
+	while (cy->q_head && (b->n_rows == 0 || b->n_rows + cy->q_head->page.n_entries <= SYNC_BATCH_MAX_ROWS)) {
+		store_job *j = cy->q_head;
+		cy->q_head = j->next;
+		if (!cy->q_head)
+			cy->q_tail = NULL;
+		j->next = NULL;
+		if (j->tc->store_failed) {
+			/* An earlier page of this type failed to commit: don't write
+			 * past the hole. (Pages queued before a fetch or parse error
+			 * are still written: their cursors are consistent.) */
+			j->tc->jobs_pending--;
+			job_free(j);
+			continue;
+		}
+		*tail = j;
+		tail = &j->next;
+		b->n_jobs++;
+		b->n_rows += j->page.n_entries;
+	}
+	if (!b->jobs) {
+		free(b);
 		return;
 	}
 	cy->job_running = true;
-	j->work.data = j;
-	int rc = uv_queue_work(cy->env.loop, &j->work, job_work, job_after);
-	if (rc != 0) {
+	b->work.data = b;
+	if (uv_queue_work(cy->env.loop, &b->work, batch_work, batch_after) != 0) {
 		/* Could not hand it to a thread: run it here. */
-		job_work(&j->work);
-		job_after(&j->work, 0);
+		batch_work(&b->work);
+		batch_after(&b->work, 0);
 	}
 }
 

@@ -52,7 +52,13 @@
  */
 #define STORE_WAL_AUTOCHECKPOINT 4096
 #define STORE_JOURNAL_SIZE_LIMIT (64 * 1024 * 1024)
-#define STORE_CACHE_KIB 65536
+/*
+ * Page cache per connection. Small beats large here: a 100k-row pull ran in
+ * ~1.25 s with 4-8 MiB against ~1.55 s with 64 MiB (the large cache costs a
+ * page fault per fresh cache page and 90 MB of RSS instead of 30 MB); the OS
+ * page cache serves what falls out of it.
+ */
+#define STORE_CACHE_KIB 8192
 /* Longest type, id, versionId, lastUpdated or patient accepted (FHIR ids are <= 64). */
 #define STORE_MAX_KEY_LEN 4096
 
@@ -565,7 +571,10 @@ static int load_key(store *s, const char *key_file, bool may_create, uint8_t key
  */
 static int db_open_inspect(store *s, int64_t *version)
 {
-	int flags = s->mode == STORE_RO ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE;
+	/* NOMUTEX: one connection per handle, never used by two threads at once (see
+	 * store.h), so SQLite's per-call mutexes are pure overhead. */
+	int flags = SQLITE_OPEN_NOMUTEX |
+		    (s->mode == STORE_RO ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE);
 	int src = sqlite3_open_v2(s->db_path, &s->db, flags, NULL);
 	if (src != SQLITE_OK) {
 		if (!s->db)
@@ -973,6 +982,24 @@ static void bind_patient(sqlite3_stmt *st, int i, bool has, int64_t pid)
 		sqlite3_bind_null(st, i);
 }
 
+/* Record (rid, version, body hash) as seen; sqlite3_changes() then tells
+ * whether it was new (ON CONFLICT DO NOTHING). */
+static int version_insert(store *s, const put_args *a, int64_t rid, int64_t tid, const uint8_t *bh,
+			  size_t bh_len)
+{
+	sqlite3_stmt *st;
+	int rc = stmt_get(s, ST_VER_INSERT, &st);
+	if (rc != 0)
+		return rc;
+	sqlite3_bind_int64(st, 1, rid);
+	sqlite3_bind_text(st, 2, a->version_id, -1, SQLITE_STATIC);
+	sqlite3_bind_blob(st, 3, bh, (int)bh_len, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 4, tid);
+	sqlite3_bind_text(st, 5, a->last_updated, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 6, s->txn_time);
+	return stmt_exec(s, st, "cannot record a resource version");
+}
+
 static int put_impl(store *s, void *ud)
 {
 	const put_args *a = ud;
@@ -1016,15 +1043,7 @@ static int put_impl(store *s, void *ud)
 	bool has_pid = a->patient[0] != '\0';
 	if (found) {
 		/* Seen this version before? Then nothing to do. */
-		if ((rc = stmt_get(s, ST_VER_INSERT, &st)) != 0)
-			return rc;
-		sqlite3_bind_int64(st, 1, rid);
-		sqlite3_bind_text(st, 2, a->version_id, -1, SQLITE_STATIC);
-		sqlite3_bind_blob(st, 3, bh, (int)bh_len, SQLITE_STATIC);
-		sqlite3_bind_int64(st, 4, tid);
-		sqlite3_bind_text(st, 5, a->last_updated, -1, SQLITE_STATIC);
-		sqlite3_bind_int64(st, 6, s->txn_time);
-		if ((rc = stmt_exec(s, st, "cannot record a resource version")) != 0)
+		if ((rc = version_insert(s, a, rid, tid, bh, bh_len)) != 0)
 			return rc;
 		if (sqlite3_changes(s->db) == 0)
 			return 0;
@@ -1065,15 +1084,7 @@ static int put_impl(store *s, void *ud)
 	if ((rc = stmt_exec(s, st, "cannot store a resource")) != 0)
 		return rc;
 	rid = sqlite3_last_insert_rowid(s->db);
-	if ((rc = stmt_get(s, ST_VER_INSERT, &st)) != 0)
-		return rc;
-	sqlite3_bind_int64(st, 1, rid);
-	sqlite3_bind_text(st, 2, a->version_id, -1, SQLITE_STATIC);
-	sqlite3_bind_blob(st, 3, bh, (int)bh_len, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 4, tid);
-	sqlite3_bind_text(st, 5, a->last_updated, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 6, s->txn_time);
-	if ((rc = stmt_exec(s, st, "cannot record a resource version")) != 0)
+	if ((rc = version_insert(s, a, rid, tid, bh, bh_len)) != 0)
 		return rc;
 	*a->is_new = 1;
 	return 0;
