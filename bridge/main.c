@@ -555,5 +555,9 @@ int main(int argc, char **argv)
 		rc = EXIT_USAGE;
 	}
 	curl_global_cleanup();
+	/* Join libuv's worker threads, so that per-thread state they hold
+	 * (OpenSSL's thread-local DRBG and error queue, from store work) is
+	 * released by the thread-exit handlers rather than left behind. */
+	uv_library_shutdown();
 	return rc;
 }

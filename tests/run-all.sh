@@ -2,7 +2,9 @@
 # Set up and run every test:
 #   1. unit + integration tests on the ASan+UBSan build (the integration
 #      tests drive the real binary against the real FHIR server);
-#   2. the unit tests again under valgrind on the plain build.
+#   2. the unit tests again under valgrind on the plain build, and the
+#      integration scenarios that do not hinge on timing with the binary
+#      itself under valgrind.
 # Prints one closing line "N passed, N failed" and exits non-zero on failure.
 set -uo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -20,6 +22,9 @@ logs+=(build-asan/meson-logs/testlog.json)
 
 meson test -C build --setup valgrind --suite unit --print-errorlogs --num-processes 2 || status=1
 logs+=(build/meson-logs/testlog-valgrind.json)
+
+meson test -C build --suite valgrind-integration --print-errorlogs || status=1
+logs+=(build/meson-logs/testlog.json)
 
 read -r passed failed skipped < <(python3 - "${logs[@]}" <<'PY'
 import json, sys

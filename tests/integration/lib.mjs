@@ -90,10 +90,16 @@ export function writeConfig(dir, base, over = {}) {
   return path;
 }
 
+// BRIDGE_WRAPPER (e.g. "valgrind --error-exitcode=99 -q") runs every bridge
+// command under that program.
+const wrapper = (process.env.BRIDGE_WRAPPER || '').split(' ').filter(Boolean);
+
 // Run the bridge; resolves to {code, signal, stdout, stderr}.
 export function runBridge(args, opts = {}) {
   return new Promise((res) => {
-    const proc = spawn(bridgeBin, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...(opts.env || {}) } });
+    const cmd = wrapper.length ? wrapper[0] : bridgeBin;
+    const argv = wrapper.length ? [...wrapper.slice(1), bridgeBin, ...args] : args;
+    const proc = spawn(cmd, argv, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...(opts.env || {}) } });
     let stdout = '', stderr = '';
     proc.stdout.on('data', (d) => { stdout += d; });
     proc.stderr.on('data', (d) => { stderr += d; });
