@@ -536,6 +536,9 @@ int main(int argc, char **argv)
 		printf("fhir-redcap-bridge %s\n", BRIDGE_VERSION);
 		return 0;
 	}
+	/* The store, its WAL and key hold patient data: nothing this program
+	 * creates is for group or others. */
+	umask(077);
 	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
 		fprintf(stderr, "fhir-redcap-bridge: libcurl failed to initialise\n");
 		return EXIT_SYNC_FAILED;

@@ -37,6 +37,8 @@
 #include <time.h>
 
 #include <openssl/crypto.h>
+#include <pthread.h>
+
 #include <sqlite3.h>
 
 #include "offline-store/crypto.h"
@@ -689,8 +691,18 @@ static int open_impl(store *s, const char *key_file)
 	return migrate(s, version, key_file);
 }
 
+/* Process-wide SQLite settings, before SQLite initialises: no memory
+ * statistics (they take a global mutex on every allocation, ~4% of a pull).
+ * Fails harmlessly if the program already used SQLite. */
+static void sqlite_setup_once(void)
+{
+	(void)sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
+}
+
 int store_open(store **out, const char *db_path, const char *key_file, store_mode mode, char *err, size_t err_size)
 {
+	static pthread_once_t once = PTHREAD_ONCE_INIT;
+	pthread_once(&once, sqlite_setup_once);
 	*out = NULL;
 	if (err && err_size)
 		err[0] = '\0';

@@ -44,6 +44,7 @@ test('first sync stores exactly what the server holds; status counts it', async 
     assert.ok(st.last_sync);
     // The key file was generated with mode 0600; the database holds no plaintext body.
     assert.equal(statSync(join(dir, 'store.key')).mode & 0o777, 0o600);
+    assert.equal(statSync(join(dir, 'bridge.db')).mode & 0o077, 0, 'the database is private to its owner');
     const anyPatient = (await srv.fhir('Patient?_count=1')).body.entry[0].resource;
     const family = anyPatient.name[0].family;
     for (const f of readdirSync(dir).filter((x) => x.startsWith('bridge.db'))) {
