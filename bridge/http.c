@@ -71,6 +71,7 @@ static void response_deinit(http_response *r)
 	free(r->retry_after);
 	free(r->content_type);
 	free(r->www_authenticate);
+	free(r->date);
 	memset(r, 0, sizeof(*r));
 }
 
@@ -126,12 +127,14 @@ static size_t on_header(char *line, size_t size, size_t nmemb, void *ud)
 		free(x->resp.retry_after);
 		free(x->resp.content_type);
 		free(x->resp.www_authenticate);
-		x->resp.retry_after = x->resp.content_type = x->resp.www_authenticate = NULL;
+		free(x->resp.date);
+		x->resp.retry_after = x->resp.content_type = x->resp.www_authenticate = x->resp.date = NULL;
 		return n;
 	}
 	header_capture(line, n, "Retry-After", &x->resp.retry_after);
 	header_capture(line, n, "Content-Type", &x->resp.content_type);
 	header_capture(line, n, "WWW-Authenticate", &x->resp.www_authenticate);
+	header_capture(line, n, "Date", &x->resp.date);
 	return n;
 }
 

@@ -32,6 +32,7 @@ typedef struct http_response {
 	char *retry_after;         /* Retry-After header value or NULL */
 	char *content_type;        /* Content-Type header value or NULL */
 	char *www_authenticate;    /* WWW-Authenticate header value or NULL */
+	char *date;                /* Date header value or NULL (the server's clock) */
 	char error[CURL_ERROR_SIZE]; /* curl's message when curl_code != CURLE_OK */
 	double total_s;            /* time the transfer took */
 	const char *url;           /* the URL requested (valid during the callback) */

@@ -467,6 +467,38 @@ static void tc_continue(type_crawl *tc)
 	}
 }
 
+/*
+ * The watermark must come from the server's clock, since that is what
+ * stamps meta.lastUpdated: a client clock ahead of the server's would skip
+ * what the server updates in between. On the first page of a crawl, if the
+ * server's Date (less the request's duration) minus the skew margin is
+ * earlier than the start we took from our own clock, take it.
+ */
+static void tc_use_server_clock(type_crawl *tc, const http_response *r)
+{
+	if (!r->date)
+		return;
+	time_t server_t = curl_getdate(r->date, NULL);
+	int64_t ours_ms;
+	if (server_t <= 0 || fhir_parse_instant(tc->cur.crawl_started, &ours_ms) != 0)
+		return;
+	const config *cfg = tc->cy->env.cfg;
+	/* Date is the server's time truncated to the second, so Date less the
+	 * whole request's duration is no later than the server's time when the
+	 * search ran; less the margin, as for our own clock. */
+	int64_t server_start_ms = (int64_t)server_t * 1000 - (int64_t)(r->total_s * 1000.0) - 1 -
+				  (int64_t)cfg->fhir_watermark_skew_s * 1000;
+	if (server_start_ms >= ours_ms)
+		return;
+	int64_t behind_s = (ours_ms - server_start_ms) / 1000;
+	if (behind_s > 60)
+		log_warn("fhir", "%s: the server's clock is about %lld s behind ours; the watermark follows the server",
+			 tc->type, (long long)behind_s);
+	char inst[FHIR_INSTANT_MAX];
+	fhir_format_instant(server_start_ms, inst);
+	snprintf(tc->cur.crawl_started, sizeof(tc->cur.crawl_started), "%s", inst);
+}
+
 static void handle_page(type_crawl *tc, http_response *r)
 {
 	sync_cycle *cy = tc->cy;
@@ -523,6 +555,8 @@ static void handle_page(type_crawl *tc, http_response *r)
 			return;
 		}
 	}
+	if (tc->cur.pages == 0 && !tc->url_is_link)
+		tc_use_server_clock(tc, r);
 	tc->pages++;
 	tc->fetched += (int64_t)j->page.n_entries;
 	tc->cur.pages++;

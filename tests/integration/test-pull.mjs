@@ -269,3 +269,28 @@ test('SIGTERM mid-crawl commits the page in flight and stops; a second signal ex
     await assertStoreEqualsServer(cfg);
   } finally { await srv.control('faults', undefined, 'DELETE'); cleanup(dir); }
 });
+
+test('the watermark follows the server clock when it runs behind ours', async () => {
+  const own = await startFhirServer([]);
+  const dir = tempDir();
+  try {
+    await own.control('clock', { offset_ms: -10 * 60 * 1000 });
+    for (const family of ['Alpha', 'Beta']) {
+      const r = await own.fhir('Patient', { method: 'POST', headers: { 'content-type': 'application/fhir+json' },
+        body: JSON.stringify({ resourceType: 'Patient', name: [{ family }] }) });
+      assert.equal(r.status, 201);
+    }
+    await sleep(1100); // the Date header has whole seconds: keep the two out of the overlap
+    const cfg = writeConfig(dir, own.base, { fhir: { resources: ['Patient'] } });
+    const r1 = await syncOnce(cfg);
+    assert.equal(r1.code, 0, r1.stderr);
+    assert.match(r1.stderr, /server's clock is about \d+ s behind ours/);
+    await sleep(20);
+    await own.control('touch', { type: 'Patient', count: 1 });
+    const r2 = await syncOnce(cfg);
+    assert.equal(r2.code, 0, r2.stderr);
+    assert.equal(r2.result.types.Patient.fetched, 1, 'the update stamped by the slow clock is pulled');
+    assert.equal(r2.result.types.Patient.new, 1);
+    assert.deepEqual(await storeIds(cfg, 'Patient'), await own.ids('Patient'));
+  } finally { cleanup(dir); await own.stop(); }
+});

@@ -193,7 +193,8 @@ export async function startFhirServer(options = {}) {
     else if (Buffer.isBuffer(body)) buf = body;
     else if (typeof body === 'string') buf = Buffer.from(body, 'utf8');
     else buf = Buffer.from(JSON.stringify(body), 'utf8');
-    const h = { 'content-type': FHIR_JSON, ...headers, 'content-length': buf.length };
+    const h = { 'content-type': FHIR_JSON, date: new Date(Date.now() + repo.clockOffsetMs).toUTCString(), ...headers,
+      'content-length': buf.length };
     if (buf.length === 0 && !headers['content-type']) delete h['content-type'];
     ctx.status = status;
     if (ctx.truncate) {
@@ -688,6 +689,14 @@ export async function startFhirServer(options = {}) {
           touched.push({ id: r.id, versionId: r.meta.versionId, lastUpdated: r.meta.lastUpdated });
         }
         return sendJson(ctx, 200, { touched });
+      }
+      case 'POST clock': {
+        // {"offset_ms": N}: the server's clock (lastUpdated, Date headers) runs N ms off.
+        const b = await controlBody(ctx);
+        if (!Number.isInteger(b.offset_ms)) throw new HttpError(400, 'offset_ms must be an integer');
+        repo.clockOffsetMs = b.offset_ms;
+        repo.lastStamp = 0;
+        return sendJson(ctx, 200, { offset_ms: repo.clockOffsetMs });
       }
       case 'POST reject-lastupdated': {
         const b = await controlBody(ctx);

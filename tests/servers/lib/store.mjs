@@ -31,6 +31,9 @@ export class TestRepository extends MemoryRepository {
     this.versions = new Map(); // 'Type/id' -> last version number
     this.tombstones = new Map(); // 'Type/id' -> { versionId, lastUpdated }
     this.lastStamp = 0;
+    /* Milliseconds added to the machine's clock (POST /__control/clock), to
+     * play a server whose clock is off from the client's. */
+    this.clockOffsetMs = 0;
     this.journal = null;
     this.writeCount = 0;
   }
@@ -48,7 +51,7 @@ export class TestRepository extends MemoryRepository {
 
   /* A non-decreasing server clock as a canonical instant string. */
   now() {
-    const t = Math.max(Date.now(), this.lastStamp);
+    const t = Math.max(Date.now() + this.clockOffsetMs, this.lastStamp);
     this.lastStamp = t;
     return new Date(t).toISOString();
   }
