@@ -228,6 +228,7 @@ static void on_cycle_done(sync_cycle *cy, void *ud)
 		json_object_set_new(res, "peak_rss_kb", json_integer(ru.ru_maxrss));
 	bool ok = sync_cycle_ok(cy);
 	json_int_t fetched = json_integer_value(json_object_get(res, "fetched"));
+	json_int_t n_new = 0;
 	double el = json_real_value(json_object_get(res, "elapsed_s"));
 	size_t n_ok = 0, n = 0;
 	const char *k;
@@ -236,13 +237,14 @@ static void on_cycle_done(sync_cycle *cy, void *ud)
 	{
 		n++;
 		n_ok += json_is_true(json_object_get(v, "ok"));
+		n_new += json_integer_value(json_object_get(v, "new"));
 	}
 	if (a->stopping)
 		log_warn("bridge", "sync interrupted: %zu of %zu types complete; the next run resumes the others",
 			 n_ok, n);
 	else if (ok)
-		log_info("bridge", "sync complete: %zu types, %lld resources fetched in %.2f s (%.0f/s)", n,
-			 (long long)fetched, el, el > 0 ? (double)fetched / el : 0.0);
+		log_info("bridge", "sync complete: %zu types, %lld resources fetched (%lld new or changed) in %.2f s (%.0f/s)",
+			 n, (long long)fetched, (long long)n_new, el, el > 0 ? (double)fetched / el : 0.0);
 	else
 		log_error("bridge", "sync incomplete: %zu of %zu types failed; see the errors above or `status`",
 			  n - n_ok, n);

@@ -42,5 +42,6 @@ echo
 echo "demo: fhir-redcap-bridge status --config demo/bridge.json"
 build/bridge/fhir-redcap-bridge status --config demo/bridge.json
 echo
-echo "demo: run it again: only what changed is pulled (nothing, here)"
+echo "demo: run it again: the crawl starts from each type's watermark (less a 30 s safety"
+echo "      margin, so here everything is read again) and nothing is stored twice"
 build/bridge/fhir-redcap-bridge sync --once --config demo/bridge.json 2>&1 | tail -n 1
