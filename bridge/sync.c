@@ -35,6 +35,8 @@ typedef struct type_crawl {
 	char *search_url;        /* the first URL of this crawl */
 	bool url_is_link;        /* url is a next link (not the first search) */
 	bool full_crawl;         /* watermark not used (never synced, or server refused it) */
+	bool no_sort;            /* the server refused _sort=_lastUpdated for this type */
+	bool no_since;           /* the server refused _lastUpdated for this type */
 
 	http_xfer *xfer;
 	bool waiting_auth;
@@ -373,20 +375,21 @@ static bool status_retryable(long st)
 	return st == 408 || st == 429 || st == 500 || st == 502 || st == 503 || st == 504;
 }
 
-/* Begin (or begin again) a crawl from the stored watermark. */
-static int tc_begin_crawl(type_crawl *tc, bool use_watermark)
+/* Begin (or begin again) a crawl from the stored watermark, with the
+ * search parameters the server has not refused. */
+static int tc_begin_crawl(type_crawl *tc)
 {
 	sync_cycle *cy = tc->cy;
 	const config *cfg = cy->env.cfg;
 	char started[FHIR_INSTANT_MAX];
-	const char *since = use_watermark && tc->cur.watermark[0] ? tc->cur.watermark : NULL;
+	const char *since = !tc->no_since && tc->cur.watermark[0] ? tc->cur.watermark : NULL;
 
 	fhir_format_instant((int64_t)now_ms() - (int64_t)cfg->fhir_watermark_skew_s * 1000, started);
 	snprintf(tc->cur.crawl_started, sizeof(tc->cur.crawl_started), "%s", started);
 	tc->cur.pages = 0;
 	free(tc->url);
 	free(tc->search_url);
-	tc->search_url = fhir_search_url(cfg->fhir_base_url, tc->type, cfg->fhir_page_size, since);
+	tc->search_url = fhir_search_url_ex(cfg->fhir_base_url, tc->type, cfg->fhir_page_size, since, !tc->no_sort);
 	tc->url = tc->search_url ? strdup(tc->search_url) : NULL;
 	tc->url_is_link = false;
 	tc->full_crawl = since == NULL;
@@ -398,6 +401,30 @@ static int tc_begin_crawl(type_crawl *tc, bool use_watermark)
 }
 
 static void on_page(http_response *r, void *ud);
+
+/*
+ * The server answered 400 to the first search of a crawl. Step down the
+ * ladder: without _sort=_lastUpdated (some servers refuse it on some types),
+ * then without _lastUpdated (a full crawl, sorted again), then both. Returns
+ * false when there is no rung left.
+ */
+static bool tc_fall_back(type_crawl *tc, const char *why)
+{
+	bool has_since = !tc->no_since && tc->cur.watermark[0];
+	if (!tc->no_sort) {
+		tc->no_sort = true;
+		log_warn("fhir", "%s: the server rejected the search (%s); trying again without _sort=_lastUpdated",
+			 tc->type, why);
+	} else if (has_since) {
+		tc->no_since = true;
+		tc->no_sort = false;
+		log_warn("fhir", "%s: the server rejected the _lastUpdated search (%s); falling back to a full crawl",
+			 tc->type, why);
+	} else {
+		return false;
+	}
+	return true;
+}
 
 static void on_auth(void *ud, const char *header, const char *err, bool retryable)
 {
@@ -628,24 +655,22 @@ static void on_page(http_response *r, void *ud)
 		log_warn("fhir", "%s: next link answered HTTP %ld (search expired); restarting the crawl", tc->type,
 			 r->status);
 		tc->restarts++;
-		if (tc_begin_crawl(tc, !tc->full_crawl || tc->cur.watermark[0]) != 0)
-			tc_fail(tc);
-		else
-			tc_fetch(tc);
-	} else if (r->status == 400 && !tc->url_is_link && !tc->full_crawl) {
-		char sum[512];
-		fhir_outcome_summary(r->body, r->len, sum, sizeof(sum));
-		log_warn("fhir", "%s: the server rejected the _lastUpdated search (%s); falling back to a full crawl",
-			 tc->type, sum);
-		if (tc_begin_crawl(tc, false) != 0)
+		if (tc_begin_crawl(tc) != 0)
 			tc_fail(tc);
 		else
 			tc_fetch(tc);
 	} else {
 		char sum[512];
 		fhir_outcome_summary(r->body, r->len, sum, sizeof(sum));
-		tc_set_error(tc, "GET %s: HTTP %ld: %s", r->url, r->status, sum);
-		tc_fail(tc);
+		if (r->status == 400 && !tc->url_is_link && tc_fall_back(tc, sum)) {
+			if (tc_begin_crawl(tc) != 0)
+				tc_fail(tc);
+			else
+				tc_fetch(tc);
+		} else {
+			tc_set_error(tc, "GET %s: HTTP %ld: %s", r->url, r->status, sum);
+			tc_fail(tc);
+		}
 	}
 	cycle_check(cy);
 }
@@ -672,7 +697,7 @@ static void cycle_start_types(sync_cycle *cy)
 				tc_fail(tc);
 				continue;
 			}
-		} else if (tc_begin_crawl(tc, true) != 0) {
+		} else if (tc_begin_crawl(tc) != 0) {
 			tc_fail(tc);
 			continue;
 		}

@@ -8,6 +8,7 @@
  */
 #pragma once
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <time.h>
@@ -108,6 +109,11 @@ int fhir_outcome_summary(const char *buf, size_t len, char *out, size_t out_size
  * or NULL on ENOMEM. base may end in '/' or not.
  */
 char *fhir_search_url(const char *base, const char *type, unsigned count, const char *since);
+
+/* The same, with _sort=_lastUpdated only when sort_by_updated (for servers
+ * that refuse that sort on some types). */
+char *fhir_search_url_ex(const char *base, const char *type, unsigned count, const char *since,
+			 bool sort_by_updated);
 
 /*
  * Resolve a next link against the base URL: an absolute link (has a scheme)

@@ -55,6 +55,11 @@ static char *put_encoded(char *out, const char *s)
  */
 char *fhir_search_url(const char *base, const char *type, unsigned count, const char *since)
 {
+	return fhir_search_url_ex(base, type, count, since, true);
+}
+
+char *fhir_search_url_ex(const char *base, const char *type, unsigned count, const char *since, bool sort_by_updated)
+{
 	static const char sort[] = "&_sort=_lastUpdated", ge[] = "&_lastUpdated=ge";
 
 	if (!base || !type)
@@ -73,8 +78,10 @@ char *fhir_search_url(const char *base, const char *type, unsigned count, const 
 	*p++ = '/';
 	p = put_encoded(p, type);
 	p += snprintf(p, 32, "?_count=%u", count);
-	memcpy(p, sort, sizeof(sort) - 1);
-	p += sizeof(sort) - 1;
+	if (sort_by_updated) {
+		memcpy(p, sort, sizeof(sort) - 1);
+		p += sizeof(sort) - 1;
+	}
 	if (since) {
 		memcpy(p, ge, sizeof(ge) - 1);
 		p += sizeof(ge) - 1;
