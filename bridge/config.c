@@ -583,7 +583,7 @@ static int load_fhir(cctx *x, json_t *root, config *c)
 {
 	static const char *const keys[] = { "base_url", "resources", "page_size", "max_concurrency",
 					    "poll_interval_s", "timeout_s", "watermark_skew_s", "retry",
-					    "ca_file", "auth", NULL };
+					    "ca_file", "auth", "mrn_system", NULL };
 	static const char *const retry_keys[] = { "max_attempts", "base_ms", "max_ms", NULL };
 	static const uint_field fields[] = {
 		{ "page_size", 1, 10000, 500, offsetof(config, fhir_page_size) },
@@ -636,8 +636,145 @@ static int load_fhir(cctx *x, json_t *root, config *c)
 	if (retry)
 		cctx_pop(x);
 
-	if ((r = get_path(x, o, "ca_file", false, &c->fhir_ca_file)) || (r = load_auth(x, o, c)))
+	if ((r = get_path(x, o, "ca_file", false, &c->fhir_ca_file)) || (r = load_auth(x, o, c)) ||
+	    (r = get_string(x, o, "mrn_system", false, "a system URI", &c->fhir_mrn_system)))
 		return r;
+	cctx_pop(x);
+	return 0;
+}
+
+static bool zone_name_ok(const char *s)
+{
+	/* IANA names: Area/Location[/Sub], letters, digits, '_', '-', '+'; or UTC. */
+	size_t n = strlen(s);
+	if (n == 0 || n > 64 || s[0] == '/' || s[n - 1] == '/' || strstr(s, "..") || strstr(s, "//"))
+		return false;
+	for (const char *p = s; *p; p++)
+		if (!((*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '_' ||
+		      *p == '-' || *p == '+' || *p == '/'))
+			return false;
+	return true;
+}
+
+static int load_site(cctx *x, json_t *root, config *c)
+{
+	static const char *const keys[] = { "timezone", NULL };
+	json_t *o;
+	int r;
+
+	if ((r = get_object(x, root, "site", false, &o)))
+		return r;
+	if (o) {
+		cctx_push_key(x, "site");
+		if ((r = check_keys(x, o, keys, NULL, NULL)) ||
+		    (r = get_string(x, o, "timezone", false, "an IANA time zone name", &c->site_timezone)))
+			return r;
+		if (c->site_timezone) {
+			char shown[96];
+			if (!zone_name_ok(c->site_timezone))
+				return fail_key(x, "timezone", "%s is not an IANA time zone name (like \"Europe/Zurich\")",
+						show(c->site_timezone, shown, sizeof(shown)));
+			char zp[128];
+			snprintf(zp, sizeof(zp), "/usr/share/zoneinfo/%s", c->site_timezone);
+			if (strcmp(c->site_timezone, "UTC") != 0 && access(zp, R_OK) != 0)
+				return fail_key(x, "timezone", "unknown time zone %s (no %s)",
+						show(c->site_timezone, shown, sizeof(shown)), zp);
+		}
+		cctx_pop(x);
+	}
+	if (!c->site_timezone && !(c->site_timezone = strdup("UTC")))
+		return fail_here(x, "out of memory");
+	return 0;
+}
+
+static bool project_name_ok(const char *s)
+{
+	size_t n = strlen(s);
+	if (n == 0 || n > 64)
+		return false;
+	for (const char *p = s; *p; p++)
+		if (!((*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '_' ||
+		      *p == '-' || *p == '.'))
+			return false;
+	return true;
+}
+
+static int load_project(cctx *x, json_t *o, config_redcap_project *p, const config *c, size_t i)
+{
+	static const char *const keys[] = { "name", "url", "token_file", "token_env", "mapping", NULL };
+	char shown[96];
+	int r;
+
+	if (!json_is_object(o))
+		return fail_here(x, "expected an object (name, url, token_file, mapping), got %s", json_kind(o));
+	if ((r = check_keys(x, o, keys, NULL, NULL)) ||
+	    (r = get_string(x, o, "name", true, "a project name", &p->name)))
+		return r;
+	if (!project_name_ok(p->name))
+		return fail_key(x, "name", "%s is not a project name (letters, digits, '_', '-', '.'; at most 64)",
+				show(p->name, shown, sizeof(shown)));
+	for (size_t j = 0; j < i; j++)
+		if (strcmp(c->redcap_projects[j].name, p->name) == 0)
+			return fail_key(x, "name", "%s is used twice (first at redcap.projects[%zu])",
+					show(p->name, shown, sizeof(shown)), j);
+	if ((r = get_url(x, o, "url", true, false, &p->url)) ||
+	    (r = get_path(x, o, "token_file", false, &p->token_file)) ||
+	    (r = get_string(x, o, "token_env", false, "an environment variable name", &p->token_env)) ||
+	    (r = get_path(x, o, "mapping", false, &p->mapping)))
+		return r;
+	if (p->token_env && !env_name_ok(p->token_env))
+		return fail_key(x, "token_env", "%s is not an environment variable name",
+				show(p->token_env, shown, sizeof(shown)));
+	if (!p->token_file == !p->token_env)
+		return fail_here(x, "give the API token as token_file or token_env (exactly one)");
+	return 0;
+}
+
+static int load_redcap(cctx *x, json_t *root, config *c)
+{
+	static const char *const keys[] = { "projects", "batch_size", "max_requests_per_minute", "timeout_s",
+					    "ca_file", NULL };
+	static const uint_field fields[] = {
+		{ "batch_size", 1, 10000, 100, offsetof(config, redcap_batch_size) },
+		{ "max_requests_per_minute", 1, 600, 120, offsetof(config, redcap_max_requests_per_minute) },
+		{ "timeout_s", 1, 3600, 120, offsetof(config, redcap_timeout_s) },
+	};
+	json_t *o, *a;
+	int r;
+
+	if ((r = get_object(x, root, "redcap", false, &o)))
+		return r;
+	if (!o) {
+		for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++)
+			*(unsigned *)(void *)((char *)c + fields[i].offset) = fields[i].def;
+		return 0;
+	}
+	cctx_push_key(x, "redcap");
+	if ((r = check_keys(x, o, keys, NULL, NULL)))
+		return r;
+	for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++)
+		if ((r = get_uint(x, o, &fields[i], c)))
+			return r;
+	if ((r = get_path(x, o, "ca_file", false, &c->redcap_ca_file)))
+		return r;
+	a = json_object_get(o, "projects");
+	if (a) {
+		if (!json_is_array(a))
+			return fail_key(x, "projects", "expected an array of projects, got %s", json_kind(a));
+		size_t n = json_array_size(a);
+		c->redcap_projects = calloc(n ? n : 1, sizeof(*c->redcap_projects));
+		if (!c->redcap_projects)
+			return fail_key(x, "projects", "out of memory");
+		cctx_push_key(x, "projects");
+		for (size_t i = 0; i < n; i++) {
+			cctx_push_index(x, i);
+			c->n_redcap_projects = i + 1;
+			if ((r = load_project(x, json_array_get(a, i), &c->redcap_projects[i], c, i)))
+				return r;
+			cctx_pop(x);
+		}
+		cctx_pop(x);
+	}
 	cctx_pop(x);
 	return 0;
 }
@@ -769,9 +906,9 @@ int config_load(config *c, const char *path, char *err, size_t err_size)
 		fail_here(&x, "expected an object, got %s", json_kind(root));
 		goto out;
 	}
-	static const char *const keys[] = { "store", "fhir", "log", NULL };
+	static const char *const keys[] = { "store", "fhir", "site", "redcap", "log", NULL };
 	if (check_keys(&x, root, keys, NULL, NULL) || load_store(&x, root, &tmp) || load_fhir(&x, root, &tmp) ||
-	    load_log(&x, root, &tmp))
+	    load_site(&x, root, &tmp) || load_redcap(&x, root, &tmp) || load_log(&x, root, &tmp))
 		goto out;
 	*c = tmp;
 	tmp = (config)CONFIG_NULL;
@@ -811,6 +948,18 @@ void config_deinit(config *c)
 	free(c->fhir_resources);
 	free(c->fhir_ca_file);
 	auth_deinit(&c->fhir_auth);
+	free(c->fhir_mrn_system);
+	free(c->site_timezone);
+	for (size_t i = 0; i < c->n_redcap_projects; i++) {
+		config_redcap_project *p = &c->redcap_projects[i];
+		free(p->name);
+		free(p->url);
+		free(p->token_file);
+		free(p->token_env);
+		free(p->mapping);
+	}
+	free(c->redcap_projects);
+	free(c->redcap_ca_file);
 	free(c->log_level);
 	*c = (config)CONFIG_NULL;
 }

@@ -35,6 +35,15 @@ typedef struct config_auth {
 	/* Fields that do not belong to the type are rejected at load: NULL. */
 } config_auth;
 
+/* One REDCap project (redcap.projects[]). */
+typedef struct config_redcap_project {
+	char *name;              /* unique, [A-Za-z0-9_.-]{1,64}: used on the command line (--project) */
+	char *url;               /* the API endpoint, e.g. https://redcap.example.org/api/ */
+	char *token_file;        /* the API token (32 hex digits in practice), mode 0600; or token_env */
+	char *token_env;
+	char *mapping;           /* mapping file (resolved), or NULL: an export-only project */
+} config_redcap_project;
+
 typedef struct config {
 	char *path;              /* the config file as given */
 
@@ -54,6 +63,16 @@ typedef struct config {
 	unsigned fhir_retry_max_ms;      /* default 30000, 1..3600000, >= base_ms; also the cap on Retry-After */
 	char *fhir_ca_file;              /* optional CA bundle for TLS (verification stays on); resolved */
 	config_auth fhir_auth;           /* default type none when "auth" is absent */
+	char *fhir_mrn_system;           /* fhir.mrn_system: the Patient.identifier system of the site's MRN, or NULL */
+
+	char *site_timezone;             /* site.timezone: IANA zone name, default "UTC" */
+
+	config_redcap_project *redcap_projects; /* redcap.projects, n_redcap_projects of them (may be 0) */
+	size_t n_redcap_projects;
+	unsigned redcap_batch_size;              /* rows per import request, default 100, 1..10000 */
+	unsigned redcap_max_requests_per_minute; /* default 120, 1..600 (REDCap bans an IP above 600/min) */
+	unsigned redcap_timeout_s;               /* per request, default 120, 1..3600 */
+	char *redcap_ca_file;                    /* optional CA bundle for REDCap (verification stays on) */
 
 	char *log_level;                 /* log.level: "error"|"warn"|"info"|"debug", or NULL when absent */
 } config;

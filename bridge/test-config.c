@@ -76,15 +76,15 @@ static const struct err_case {
 	/* unknown keys */
 	{ L1 L2 "  \"pagesize\": 5}}",
 	  ":3:3: fhir.pagesize: unknown key (allowed: base_url, resources, page_size, max_concurrency, "
-	  "poll_interval_s, timeout_s, watermark_skew_s, retry, ca_file, auth)" },
-	{ L1 L2 "  \"page_size\": 5},\n \"sotre\": {}}", ":4:2: sotre: unknown key (allowed: store, fhir, log)" },
+	  "poll_interval_s, timeout_s, watermark_skew_s, retry, ca_file, auth, mrn_system)" },
+	{ L1 L2 "  \"page_size\": 5},\n \"sotre\": {}}", ":4:2: sotre: unknown key (allowed: store, fhir, site, redcap, log)" },
 	{ "{\"store\": {\"path\": \"b.db\", \"key_file\": \"k\", \"mode\": 1}}",
 	  ":1:45: store.mode: unknown key (allowed: path, key_file)" },
 	{ L1 L2 "  \"retry\": {\"max_attempts\": 3, \"jitter\": true}}}",
 	  ":3:32: fhir.retry.jitter: unknown key (allowed: max_attempts, base_ms, max_ms)" },
 	{ L1 L2 "  \"a.b\\n\": 1}}",
 	  ":3:3: fhir[\"a.b\\u000a\"]: unknown key (allowed: base_url, resources, page_size, max_concurrency, "
-	  "poll_interval_s, timeout_s, watermark_skew_s, retry, ca_file, auth)" },
+	  "poll_interval_s, timeout_s, watermark_skew_s, retry, ca_file, auth, mrn_system)" },
 
 	/* retry */
 	{ L1 L2 "  \"retry\": 5}}", ":3:3: fhir.retry: expected an object, got an integer" },
@@ -189,6 +189,22 @@ static const struct err_case {
 	  ":4:10: log.level: expected \"error\", \"warn\", \"info\" or \"debug\", got \"verbose\"" },
 	{ L1 L2 "  \"page_size\": 5},\n \"log\": {\"lvl\": \"info\"}}", ":4:10: log.lvl: unknown key (allowed: level)" },
 	{ L1 L2 "  \"page_size\": 5},\n \"log\": \"debug\"}", ":4:2: log: expected an object, got a string" },
+
+	/* site and redcap */
+	{ L1 L2 "  \"page_size\": 5},\n \"site\": {\"timezone\": \"Mars/Olympus\"}}",
+	  ":4:11: site.timezone: unknown time zone \"Mars/Olympus\" (no /usr/share/zoneinfo/Mars/Olympus)" },
+	{ L1 L2 "  \"page_size\": 5},\n \"site\": {\"timezone\": \"../etc/passwd\"}}",
+	  ":4:11: site.timezone: \"../etc/passwd\" is not an IANA time zone name (like \"Europe/Zurich\")" },
+	{ L1 L2 "  \"page_size\": 5},\n \"redcap\": {\"projects\": [{\"name\": \"a\", \"url\": \"https://r/api/\"}]}}",
+	  ":4:26: redcap.projects[0]: give the API token as token_file or token_env (exactly one)" },
+	{ L1 L2 "  \"page_size\": 5},\n \"redcap\": {\"projects\": [\n  {\"name\": \"a\", \"url\": \"https://r/api/\", \"token_file\": \"t\"},\n  {\"name\": \"a\", \"url\": \"https://r/api/\", \"token_file\": \"t\"}]}}",
+	  ":6:4: redcap.projects[1].name: \"a\" is used twice (first at redcap.projects[0])" },
+	{ L1 L2 "  \"page_size\": 5},\n \"redcap\": {\"projects\": [{\"name\": \"a b\", \"url\": \"https://r/api/\", \"token_file\": \"t\"}]}}",
+	  ":4:27: redcap.projects[0].name: \"a b\" is not a project name (letters, digits, '_', '-', '.'; at most 64)" },
+	{ L1 L2 "  \"page_size\": 5},\n \"redcap\": {\"max_requests_per_minute\": 601}}",
+	  ":4:13: redcap.max_requests_per_minute: expected an integer from 1 to 600, got 601" },
+	{ L1 L2 "  \"page_size\": 5},\n \"redcap\": {\"projects\": [{\"name\": \"a\", \"url\": \"https://r/api/\", \"token_file\": \"t\", \"tokn\": 1}]}}",
+	  ":4:84: redcap.projects[0].tokn: unknown key (allowed: name, url, token_file, token_env, mapping)" },
 
 	/* Jansson's own parse errors keep its line:column */
 	{ "{\"store\": }", ":1:11: unexpected token near '}'" },
@@ -635,10 +651,56 @@ static void rm_tree(const char *dir)
 	free(cmd);
 }
 
+/* site, fhir.mrn_system and redcap: values land, paths resolve, defaults hold. */
+static void test_redcap_section(void)
+{
+	config c = CONFIG_NULL;
+	char err[1024] = "";
+	char *path = put_text("rc.json",
+			      "{\"store\": {\"path\": \"b.db\", \"key_file\": \"k\"},\n"
+			      " \"fhir\": {\"base_url\": \"http://h/\", \"resources\": [\"Patient\"],\n"
+			      "  \"mrn_system\": \"urn:oid:1.2.36.146.595.217.0.1\"},\n"
+			      " \"site\": {\"timezone\": \"Europe/Zurich\"},\n"
+			      " \"redcap\": {\"batch_size\": 250, \"projects\": [\n"
+			      "  {\"name\": \"study-a\", \"url\": \"https://redcap.example.org/api/\", \"token_file\": \"a.token\",\n"
+			      "   \"mapping\": \"mapping.json\"},\n"
+			      "  {\"name\": \"export_only\", \"url\": \"https://redcap.example.org/api/\", \"token_env\": \"RC_TOKEN\"}]}}");
+	REQUIRE(path);
+	CHECK_INT(config_load(&c, path, err, sizeof(err)), 0);
+	CHECK_STR(err, "");
+	CHECK_STR(c.fhir_mrn_system, "urn:oid:1.2.36.146.595.217.0.1");
+	CHECK_STR(c.site_timezone, "Europe/Zurich");
+	CHECK_INT(c.redcap_batch_size, 250);
+	CHECK_INT(c.redcap_max_requests_per_minute, 120);
+	CHECK_INT(c.redcap_timeout_s, 120);
+	REQUIRE(c.n_redcap_projects == 2);
+	CHECK_STR(c.redcap_projects[0].name, "study-a");
+	CHECK_STR(c.redcap_projects[0].url, "https://redcap.example.org/api/");
+	CHECK(c.redcap_projects[0].token_file && strstr(c.redcap_projects[0].token_file, "/a.token"));
+	CHECK(c.redcap_projects[0].mapping && strstr(c.redcap_projects[0].mapping, "/mapping.json"));
+	CHECK(c.redcap_projects[1].mapping == NULL);
+	CHECK_STR(c.redcap_projects[1].token_env, "RC_TOKEN");
+	config_deinit(&c);
+	free(path);
+
+	/* Without site and redcap: UTC, no projects, the defaults. */
+	path = put_text("min.json", "{\"store\": {\"path\": \"b.db\", \"key_file\": \"k\"},\n"
+				    " \"fhir\": {\"base_url\": \"http://h/\", \"resources\": [\"Patient\"]}}");
+	REQUIRE(path);
+	CHECK_INT(config_load(&c, path, err, sizeof(err)), 0);
+	CHECK_STR(c.site_timezone, "UTC");
+	CHECK_INT(c.n_redcap_projects, 0);
+	CHECK_INT(c.redcap_batch_size, 100);
+	CHECK(c.fhir_mrn_system == NULL);
+	config_deinit(&c);
+	free(path);
+}
+
 int main(int argc, char **argv)
 {
 	static const struct harness_test tests[] = {
 		HARNESS_TEST(test_errors),
+		HARNESS_TEST(test_redcap_section),
 		HARNESS_TEST(test_resource_count_limit),
 		HARNESS_TEST(test_defaults),
 		HARNESS_TEST(test_all_values_and_bounds),
