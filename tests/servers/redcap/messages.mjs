@@ -1,0 +1,121 @@
+// REDCap's own answer texts, in one place, each with where it was checked.
+// Keep them verbatim: users and clients search for them.
+//
+// Sources (quoted in comments below as [S1]... ):
+//  [S1] REDCap source, API/index.php + Classes/RestUtility.php of a recent
+//       release (the 13.x-15.x line; same texts in 15.7.6's API/* files that
+//       are public, e.g. xOops4/redcap html/redcap_v15.7.6/API/project/export.php)
+//       — found by exact-string search of public copies of the REDCap source.
+//  [S2] REDCap source, Classes/Logging.php (checkBannedIp / storeHashedIp).
+//  [S3] REDCap source, Config/init: "Specific message for API requests" out of
+//       memory handler.
+//  [S4] ../../shared/REDCAP-API.md (the project's reference; REDCap's English
+//       language file texts).
+//  [S5] medizininformatik-initiative/INTERPOLAR issue #308 (a real REDCap 14
+//       answer, quoted in full).
+//  [S6] redcap-tools/PyCap issue #142 and #154 (real REDCap answers).
+//  [S7] redcap-tools/PyCap tests/unit/callback_utils.py (mock answers written
+//       from a real server).
+//  [S8] A public script recording real REDCap answers to bad imports
+//       (json_data_bad1..5: invalid events, unknown fields, bad categories).
+//  [S9] Old REDCap API/record/import.php (v5/6 era), still the only public
+//       text for a few whole-request errors; marked where used.
+// Texts marked UNVERIFIED had no public source; they follow the pattern of
+// their neighbours and are listed in tests/servers/README.md.
+
+export const MSG = {
+  // [S1] RestUtility::sendResponse default bodies.
+  notImplemented: 'The requested method is not implemented.',
+  noPermission: 'You do not have permissions to use the API',
+  // [S1] API/index.php rights checks.
+  noExport: 'You do not have API Export privileges',
+  noImport: 'You do not have API Import/Update privileges',
+  badContent: 'The value of the parameter "content" is not valid',
+  // [S4] $lang['info_65'] (project offline) and the system-offline text (also
+  // checked against REDCap's UI tests, vanderbilt-redcap/redcap_rsvc).
+  projectOffline: 'This project is currently OFFLINE and is not accessible to normal users.',
+  systemOffline: 'REDCap is currently offline. Please return at another time. We apologize for any inconvenience.',
+  // [S3] exact text, sent with status 500.
+  outOfMemory:
+    'REDCap ran out of server memory. The request cannot be processed. Please try importing/exporting a smaller amount of data.',
+  // [S2] plain text, no error envelope, HTTP 429.
+  banned: (ip) => `Your IP address (${ip}) has been banned due to suspected abuse.`,
+  // [S1] RestUtility::processRequest, json_last_error_msg() in the middle
+  // ("Syntax error" for bad JSON; "No error" when the JSON is valid but not
+  // an array of objects — the emulator's choice for that case).
+  jsonFormat: (phpError) =>
+    `The data being imported is not formatted correctly. PHP error from JSON decoder: ${phpError}. The JSON must be in an array, as in [{ ... }].`,
+  // [S4]
+  recordIdMissing: (field) => `The record id field (${field}) is missing.`,
+  // [S9] old import.php; no newer public text.
+  recordIdEmpty: (field) => `The record id, ${field}, cannot be empty`,
+  // [S8] real answer: "...real data fields: foo, baz"
+  unknownFields: (list) => `The following fields were not found in the project as real data fields: ${list.join(', ')}`,
+  // [S8] real answer: "...redcap_event_name are invalid: visit_11_arm_1, visit_12_arm_1"
+  invalidEvents: (list) => `The following values of redcap_event_name are invalid: ${list.join(', ')}`,
+  // [S4] gives the text up to "are reserved ..."; the rest (with REDCap's
+  // double space in "been  enabled") is the text the team's C client uses
+  // (redcap/validate.h); no public copy of it was found: UNVERIFIED.
+  repeatFieldsNotEnabled:
+    "ERROR: Trying to import repeat instance/instrument fields! The fields 'redcap_repeat_instrument' and 'redcap_repeat_instance' are reserved for when 'Repeating Instruments and Events' have been  enabled on the Project Setup page. This project does not have that feature enabled, so you may not import data with those fields.",
+  // [S4] and [S9] (same text in the old import.php).
+  badRecordChars: (record) =>
+    `The record name (${record}) cannot contain a plus sign (+), ampersand (&), pound sign (#), or apostrophe.`,
+  // UNVERIFIED: REDCap limits record names to 100 characters.
+  recordTooLong: (record) => `The record name (${record}) cannot be longer than 100 characters.`,
+  // [S4]
+  badInstance: (record, value) =>
+    `The record name (${record}) has an invalid value for 'redcap_repeat_instance'. The value must either be a positive integer or the value 'new'. Value provided: ${value}`,
+  // [S4] / [S1]-style message for unknown export names. REDCapR's docs quote
+  // an older variant without the quotes around fields ("parameter fields").
+  invalidParamValues: (param, list) =>
+    `The following values in the parameter "${param}" are not valid: ${list.map((v) => `'${v}'`).join(', ')}`,
+  // UNVERIFIED: REDCap's answers to a malformed dateRangeBegin/End or an
+  // unsupported filterLogic.
+  invalidParam: (param) => `The value of the parameter "${param}" is not valid`,
+  // [S4] (events) and [S7] (arms, form/event mappings), 400 on classic projects.
+  classicEvents: 'You cannot export events for classic projects',
+  classicArms: 'You cannot export arms for classic projects',
+  classicMappings: 'You cannot export form/event mappings for classic projects',
+
+  // Per-value errors (one CSV-like line each, see valueError below).
+  // [S4] [S8] "The value is not a valid category for maristat"
+  badCategory: (field) => `The value is not a valid category for ${field}`,
+  // [S4] and REDCap's UI tests (redcap_rsvc B.3.16.x)
+  badFormat: 'The value you provided could not be validated because it does not follow the expected format. Please try again.',
+  // [S4]
+  badDate:
+    'Invalid date format. (NOTE: Dates must be imported here only in Y-M-D format, regardless of the specific date format designated for this field.)',
+  // [S4] says the datetime variants read "Y-M-D H:M" / "Y-M-D H:M:S"; the
+  // surrounding words are assumed to be the date message's.
+  badDatetime:
+    'Invalid date format. (NOTE: Dates must be imported here only in Y-M-D H:M format, regardless of the specific date format designated for this field.)',
+  badDatetimeSeconds:
+    'Invalid date format. (NOTE: Dates must be imported here only in Y-M-D H:M:S format, regardless of the specific date format designated for this field.)',
+  // [S4]
+  badCheckbox: (column) =>
+    `${column} is a checkbox field and thus can only have a value of '1' (checked) or '0' (unchecked).`,
+  // [S4] (minimum); maximum UNVERIFIED (mirrors the minimum's wording).
+  belowMin: (field, min) => `${field} should not be less than the field minimum (${min})`,
+  aboveMax: (field, max) => `${field} should not be greater than the field maximum (${max})`,
+  // [S5] verbatim, including the two spaces before "You are".
+  repeatingWithoutColumns: (field, form) =>
+    `This field ('${field}') exists on a Repeating Instrument named '${form}'. However, the fields 'redcap_repeat_instance' and/or 'redcap_repeat_instrument' for this row of data have no value, which are both required for importing data into a Repeating Instrument.  You are not allowed to import data for this field into a non-repeating instrument.`,
+  // [S6] #142 verbatim; the event is named by its label and arm
+  // ("Screening (Arm 1: HeiSIS Screening)").
+  notDesignated: (field, eventLabel) =>
+    `This field ('${field}') exists on an instrument that is not designated for the event named '${eventLabel}'. You are not allowed to import data for this field into this event.`,
+  // [S6] #154 verbatim (spacing as in the answer).
+  notRepeatingInstrument:
+    'redcap_repeat_instrument must be the unique form name of a Repeating Instrument. It currently does not match the unique form name of any Repeating Instruments.  Please fix this in the data import file and try again.',
+  notRepeatingInstance:
+    'redcap_repeat_instance cannot have a value since this instrument or event is not a repeating instrument or repeating event, respectively.  The redcap_repeat_instance field must be left blank for this row of data.',
+};
+
+/*
+ * One per-value error line, as REDCap joins them: "record","field","value","message".
+ * [S5] [S6] [S8]: plain concatenation, no escaping of quotes inside.
+ */
+export function valueError(record, field, value, message) {
+  return `"${record}","${field}","${value}","${message}"`;
+}

@@ -1,0 +1,175 @@
+// Per-value checks of the REDCap emulator's record import: choices, text
+// validation types, dates (only Y-M-D on import, unless dateFormat=MDY/DMY
+// and the value has slashes), @FORCE-MINMAX ranges. Values are normalized
+// the way REDCap's import does before it validates: a "T" between date and
+// time becomes a space, a one-digit month/day/hour gets its leading zero.
+// Sources: ../../shared/REDCAP-API.md; REDCap's import.php (date/time
+// normalization, 2-digit years: below this year's 2 digits + 10 -> 20xx);
+// REDCap's validation regexes (redcap_validation_types) as shipped in its
+// data entry pages.
+
+import { MSG } from './messages.mjs';
+
+const NUM = /^[-+]?[0-9]*\.?[0-9]+([eE][-+]?[0-9]+)?$/;
+const NUM_COMMA = /^[-+]?[0-9]*,?[0-9]+([eE][-+]?[0-9]+)?$/;
+const INT = /^[-+]?\d+$/;
+const EMAIL = /^([_a-z0-9\-']+)(\.[_a-z0-9\-']+)*@([a-z0-9-]+)(\.[a-z0-9-]+)*(\.[a-z]{2,63})$/i;
+
+const SIMPLE = {
+  integer: INT,
+  number: NUM,
+  number_comma_decimal: NUM_COMMA,
+  time_hh_mm_ss: /^([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]$/,
+  time_mm_ss: /^[0-5][0-9]:[0-5][0-9]$/,
+  email: EMAIL,
+  zipcode: /^\d{5}(-\d{4})?$/,
+  alpha_only: /^[a-z]+$/i,
+  mrn_10d: /^\d{10}$/,
+  mrn_generic: /^[a-z0-9_-]+$/i,
+  ssn: /^\d{3}-\d\d-\d{4}$/,
+  postalcode_canada: /^[ABCEGHJKLMNPRSTVXY]\d[A-Z]\s?\d[A-Z]\d$/i,
+};
+
+function isLeap(y) {
+  return (y % 4 === 0 && y % 100 !== 0) || y % 400 === 0;
+}
+
+/* True for an existing calendar date. */
+export function validYmd(y, m, d) {
+  if (!(y >= 1 && m >= 1 && m <= 12 && d >= 1)) return false;
+  const days = [31, isLeap(y) ? 29 : 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31][m - 1];
+  return d <= days;
+}
+
+function fourDigitYear(y) {
+  if (y.length !== 2) return y;
+  const now2 = new Date().getFullYear() % 100;
+  return Number(y) < now2 + 10 ? `20${y}` : `19${y}`;
+}
+
+/*
+ * A date part in Y-M-D (zero-padded) or undefined. With dateFormat MDY/DMY a
+ * value holding "/" is read as M/D/Y or D/M/Y.
+ */
+function normalizeDatePart(s, dateFormat) {
+  let y;
+  let m;
+  let d;
+  let mt;
+  if (s.includes('/') && (dateFormat === 'MDY' || dateFormat === 'DMY')) {
+    mt = /^(\d{1,2})\/(\d{1,2})\/(\d{2}|\d{4})$/.exec(s);
+    if (!mt) return undefined;
+    [m, d] = dateFormat === 'MDY' ? [mt[1], mt[2]] : [mt[2], mt[1]];
+    y = fourDigitYear(mt[3]);
+  } else {
+    mt = /^(\d{4})-(\d{1,2})-(\d{1,2})$/.exec(s);
+    if (!mt) return undefined;
+    [, y, m, d] = mt;
+  }
+  if (!validYmd(Number(y), Number(m), Number(d))) return undefined;
+  return `${y}-${m.padStart(2, '0')}-${d.padStart(2, '0')}`;
+}
+
+function normalizeTime(s, withSeconds) {
+  const mt = withSeconds ? /^(\d{1,2}):([0-5]\d):([0-5]\d)$/.exec(s) : /^(\d{1,2}):([0-5]\d)$/.exec(s);
+  if (!mt || Number(mt[1]) > 23) return undefined;
+  return withSeconds ? `${mt[1].padStart(2, '0')}:${mt[2]}:${mt[3]}` : `${mt[1].padStart(2, '0')}:${mt[2]}`;
+}
+
+/*
+ * Validates and normalizes one value of a text field with a validation type.
+ * Returns { value } or { error }.
+ */
+function checkValidated(validation, v, dateFormat) {
+  if (validation.startsWith('date_')) {
+    const d = normalizeDatePart(v, dateFormat);
+    return d === undefined ? { error: MSG.badDate } : { value: d };
+  }
+  if (validation.startsWith('datetime_')) {
+    const seconds = validation.startsWith('datetime_seconds_');
+    const errMsg = seconds ? MSG.badDatetimeSeconds : MSG.badDatetime;
+    const s = v.replace(/^(\S+)T/, '$1 ');
+    const sp = s.indexOf(' ');
+    if (sp < 0) return { error: errMsg };
+    const d = normalizeDatePart(s.slice(0, sp), dateFormat);
+    const t = normalizeTime(s.slice(sp + 1), seconds);
+    return d === undefined || t === undefined ? { error: errMsg } : { value: `${d} ${t}` };
+  }
+  if (validation === 'time') {
+    const t = normalizeTime(v, false);
+    return t === undefined ? { error: MSG.badFormat } : { value: t };
+  }
+  const dp = /^number_(\d)dp(_comma_decimal)?$/.exec(validation);
+  if (dp) {
+    const re = new RegExp(`^[-+]?\\d+${dp[2] ? ',' : '\\.'}\\d{${dp[1]}}$`);
+    return re.test(v) ? { value: v } : { error: MSG.badFormat };
+  }
+  if (validation === 'phone') {
+    const digits = v.replace(/[\s().-]/g, '');
+    const mt = /^([2-9]\d{2})([2-9]\d{2})(\d{4})(.*)$/.exec(digits);
+    if (!mt || (mt[4] && !/^(x|ext\.?)\d+$/i.test(mt[4]))) return { error: MSG.badFormat };
+    return { value: `(${mt[1]}) ${mt[2]}-${mt[3]}${mt[4] ? ` ${mt[4]}` : ''}` };
+  }
+  if (validation === 'vmrn') {
+    const digits = v.replace(/\D/g, '');
+    return digits.length === 0 || digits.length > 9 ? { error: MSG.badFormat } : { value: digits.padStart(9, '0') };
+  }
+  const re = SIMPLE[validation];
+  if (re) return re.test(v) ? { value: v } : { error: MSG.badFormat };
+  return { value: v }; // a validation type the emulator does not know: accepted
+}
+
+function numericKind(validation) {
+  return validation === 'integer' || validation.startsWith('number');
+}
+
+/* Compares a value to a bound: numbers numerically, dates/times as text. */
+function compareBound(validation, value, bound) {
+  if (numericKind(validation)) {
+    const a = Number(value.replace(',', '.'));
+    const b = Number(String(bound).replace(',', '.'));
+    if (!Number.isFinite(a) || !Number.isFinite(b)) return 0;
+    return a < b ? -1 : a > b ? 1 : 0;
+  }
+  return value < bound ? -1 : value > bound ? 1 : 0;
+}
+
+/*
+ * Checks one non-blank value for a (non-checkbox, non-status) field.
+ * Returns { value } with the value to store, or { error: message }.
+ * `field` comes from dictionary.buildStructure.
+ */
+export function checkFieldValue(field, raw, dateFormat = 'YMD') {
+  const v = raw;
+  switch (field.type) {
+    case 'radio':
+    case 'dropdown':
+    case 'yesno':
+    case 'truefalse':
+      return field.choices.has(v) ? { value: v } : { error: MSG.badCategory(field.name) };
+    case 'slider': {
+      if (!INT.test(v)) return { error: MSG.badFormat };
+      const n = Number(v);
+      return n < 0 || n > 100 ? { error: MSG.badFormat } : { value: String(n) };
+    }
+    case 'text': {
+      if (!field.validation) return { value: v };
+      const r = checkValidated(field.validation, v, dateFormat);
+      if (r.error) return r;
+      // Min/max: only @FORCE-MINMAX rejects (../../shared/REDCAP-API.md);
+      // otherwise REDCap saves the value with a warning the API does not return.
+      if (field.forceMinMax) {
+        const isRel = (b) => b === '' || b === 'today' || b === 'now';
+        if (!isRel(field.min) && compareBound(field.validation, r.value, field.min) < 0) {
+          return { error: MSG.belowMin(field.name, field.min) };
+        }
+        if (!isRel(field.max) && compareBound(field.validation, r.value, field.max) > 0) {
+          return { error: MSG.aboveMax(field.name, field.max) };
+        }
+      }
+      return r;
+    }
+    default:
+      return { value: v };
+  }
+}
