@@ -610,9 +610,62 @@ static void test_events(void)
 	CHECK_INT(redcap_dict_load_events(&d, "[]", 2, &err), -EINVAL);
 }
 
+/* The example study shipped in conf/example-project parses into the model
+ * issue #3 describes (the emulator builds its project from the same file). */
+static void test_example_project(void)
+{
+	char path[4096];
+	snprintf(path, sizeof(path), "%s/conf/example-project/dictionary.csv", harness_source_root());
+	FILE *f = fopen(path, "rb");
+	REQUIRE(f);
+	char *buf = malloc(1 << 20);
+	REQUIRE(buf);
+	size_t n = fread(buf, 1, 1 << 20, f);
+	fclose(f);
+	redcap_dict d = REDCAP_DICT_NULL;
+	redcap_error err = { 0 };
+	CHECK_INT(redcap_dict_parse_csv(&d, buf, n, &err), 0);
+	if (err.msg[0])
+		fprintf(stderr, "  %s\n", err.msg);
+	CHECK_STR(redcap_dict_record_id(&d)->name, "record_id");
+	static const struct {
+		const char *name;
+		redcap_field_type type;
+		redcap_vtype vtype;
+	} want[] = {
+		{ "dob", REDCAP_FIELD_TEXT, REDCAP_V_DATE_YMD },
+		{ "enroll_date", REDCAP_FIELD_TEXT, REDCAP_V_DATE_YMD },
+		{ "hr_baseline", REDCAP_FIELD_TEXT, REDCAP_V_INTEGER },
+		{ "creat_max_48h", REDCAP_FIELD_TEXT, REDCAP_V_NUMBER },
+		{ "vs_datetime", REDCAP_FIELD_TEXT, REDCAP_V_DATETIME_SECONDS_YMD },
+		{ "vs_value", REDCAP_FIELD_TEXT, REDCAP_V_NUMBER },
+		{ "lab_datetime", REDCAP_FIELD_TEXT, REDCAP_V_DATETIME_SECONDS_YMD },
+		{ "lab_value", REDCAP_FIELD_TEXT, REDCAP_V_NUMBER },
+		{ "cond_onset", REDCAP_FIELD_TEXT, REDCAP_V_DATE_YMD },
+		{ "med_authored", REDCAP_FIELD_TEXT, REDCAP_V_DATE_YMD },
+		{ "allergy_criticality", REDCAP_FIELD_TEXT, REDCAP_V_NONE },
+	};
+	for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
+		const redcap_field *fl = redcap_dict_field(&d, want[i].name);
+		if (!fl) {
+			fprintf(stderr, "  missing field %s\n", want[i].name);
+			harness_failures++;
+			continue;
+		}
+		CHECK_INT(fl->type, want[i].type);
+		CHECK_INT(fl->vtype, want[i].vtype);
+	}
+	const redcap_field *sex = redcap_dict_field(&d, "sex");
+	REQUIRE(sex);
+	CHECK_INT(sex->type, REDCAP_FIELD_RADIO);
+	CHECK_INT(sex->n_choices, 3);
+	free(buf);
+	redcap_dict_deinit(&d);
+}
+
 static const struct harness_test tests[] = {
 	HARNESS_TEST(test_testdata),   HARNESS_TEST(test_lookup), HARNESS_TEST(test_csv_variants),
-	HARNESS_TEST(test_csv_errors), HARNESS_TEST(test_json_errors), HARNESS_TEST(test_events),
+	HARNESS_TEST(test_csv_errors), HARNESS_TEST(test_json_errors), HARNESS_TEST(test_events), HARNESS_TEST(test_example_project),
 };
 
 int main(int argc, char **argv)
