@@ -30,22 +30,9 @@ static char *dup_exact(const char *s, size_t n)
 
 static char *read_testdata(const char *name, size_t *len)
 {
-	char path[4096];
-	snprintf(path, sizeof(path), "%s/redcap/testdata/%s", harness_source_root(), name);
-	FILE *f = fopen(path, "rb");
-	if (!f)
-		return NULL;
-	fseek(f, 0, SEEK_END);
-	long n = ftell(f);
-	fseek(f, 0, SEEK_SET);
-	char *b = malloc(n > 0 ? (size_t)n : 1);
-	if (b && fread(b, 1, (size_t)n, f) != (size_t)n) {
-		free(b);
-		b = NULL;
-	}
-	fclose(f);
-	*len = (size_t)n;
-	return b;
+	char rel[256];
+	snprintf(rel, sizeof(rel), "redcap/testdata/%s", name);
+	return harness_read_source_file(rel, len);
 }
 
 static int parse_csv(redcap_dict *d, const char *text, redcap_error *err)
@@ -614,14 +601,9 @@ static void test_events(void)
  * issue #3 describes (the emulator builds its project from the same file). */
 static void test_example_project(void)
 {
-	char path[4096];
-	snprintf(path, sizeof(path), "%s/conf/example-project/dictionary.csv", harness_source_root());
-	FILE *f = fopen(path, "rb");
-	REQUIRE(f);
-	char *buf = malloc(1 << 20);
+	size_t n;
+	char *buf = harness_read_source_file("conf/example-project/dictionary.csv", &n);
 	REQUIRE(buf);
-	size_t n = fread(buf, 1, 1 << 20, f);
-	fclose(f);
 	redcap_dict d = REDCAP_DICT_NULL;
 	redcap_error err = { 0 };
 	CHECK_INT(redcap_dict_parse_csv(&d, buf, n, &err), 0);

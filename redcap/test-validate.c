@@ -23,22 +23,9 @@
 
 static char *read_testdata(const char *name, size_t *len)
 {
-	char path[4096];
-	snprintf(path, sizeof(path), "%s/redcap/testdata/%s", harness_source_root(), name);
-	FILE *f = fopen(path, "rb");
-	if (!f)
-		return NULL;
-	fseek(f, 0, SEEK_END);
-	long n = ftell(f);
-	fseek(f, 0, SEEK_SET);
-	char *b = malloc(n > 0 ? (size_t)n : 1);
-	if (b && fread(b, 1, (size_t)n, f) != (size_t)n) {
-		free(b);
-		b = NULL;
-	}
-	fclose(f);
-	*len = (size_t)n;
-	return b;
+	char rel[256];
+	snprintf(rel, sizeof(rel), "redcap/testdata/%s", name);
+	return harness_read_source_file(rel, len);
 }
 
 /* The test dictionary as a classic project where vitals repeats. */

@@ -42,3 +42,27 @@ char *harness_tmpdir(void)
 	char *d = mkdtemp(tmpl);
 	return d ? strdup(d) : NULL;
 }
+
+char *harness_read_source_file(const char *relpath, size_t *len)
+{
+	char path[4096];
+	snprintf(path, sizeof(path), "%s/%s", harness_source_root(), relpath);
+	FILE *f = fopen(path, "rb");
+	if (!f)
+		return NULL;
+	char *b = NULL;
+	long n = -1;
+	if (fseek(f, 0, SEEK_END) == 0 && (n = ftell(f)) >= 0 && fseek(f, 0, SEEK_SET) == 0) {
+		b = malloc((size_t)n + 1);
+		if (b && fread(b, 1, (size_t)n, f) != (size_t)n) {
+			free(b);
+			b = NULL;
+		}
+	}
+	fclose(f);
+	if (b) {
+		b[n] = '\0';
+		*len = (size_t)n;
+	}
+	return b;
+}

@@ -64,5 +64,9 @@ int harness_main(const struct harness_test *tests, size_t n, int argc, char **ar
 /* The source tree root (env SOURCE_ROOT, set by meson), or ".". */
 const char *harness_source_root(void);
 
+/* Read a whole file named relative to the source root (NUL-terminated);
+ * NULL if it cannot be read. *len gets its size. */
+char *harness_read_source_file(const char *relpath, size_t *len);
+
 /* A fresh temporary directory for this test process; removed by the caller. */
 char *harness_tmpdir(void);
