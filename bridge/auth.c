@@ -29,7 +29,6 @@ struct auth {
 	char *kid, *client_id, *token_url, *scope;
 	http_xfer *token_xfer;
 	auth_waiter *waiters;
-	unsigned token_requests;
 	unsigned generation;
 };
 
@@ -229,7 +228,6 @@ static int request_token(auth *a, char *err, size_t err_size)
 	free(form);
 	if (!a->token_xfer)
 		return -ENOMEM;
-	a->token_requests++;
 	return 0;
 }
 
@@ -297,9 +295,4 @@ void auth_invalidate(auth *a, unsigned generation)
 bool auth_can_refresh(const auth *a)
 {
 	return a->type == CONFIG_AUTH_SMART_BACKEND;
-}
-
-unsigned auth_token_requests(const auth *a)
-{
-	return a->token_requests;
 }

@@ -44,6 +44,3 @@ void auth_invalidate(auth *a, unsigned generation);
 
 /* true for smart-backend (a 401 may be fixed by re-authenticating). */
 bool auth_can_refresh(const auth *a);
-
-/* Token requests made so far (for status and tests). */
-unsigned auth_token_requests(const auth *a);

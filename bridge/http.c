@@ -18,7 +18,6 @@ struct http_client {
 	uv_timer_t timer;
 	char *ca_file;
 	char *user_agent;
-	size_t active;
 	bool closing;
 	int open_handles;          /* uv handles not yet closed (timer + polls) */
 	void (*closed)(void *);
@@ -295,7 +294,6 @@ static void check_multi_info(http_client *c)
 		curl_easy_cleanup(x->easy);
 		x->easy = NULL;
 		xfer_unlink(x);
-		c->active--;
 		x->resp.url = x->url;
 		x->done(&x->resp, x->userdata);
 		xfer_free(x);
@@ -397,10 +395,8 @@ http_xfer *http_submit(http_client *c, const http_request *req, http_done_fn don
 	if (c->xfers)
 		c->xfers->prev = x;
 	c->xfers = x;
-	c->active++;
 	if (curl_multi_add_handle(c->multi, e) != CURLM_OK) {
 		xfer_unlink(x);
-		c->active--;
 		curl_easy_cleanup(x->easy);
 		x->easy = NULL;
 		goto fail;
@@ -420,13 +416,7 @@ void http_cancel(http_xfer *x)
 	if (!x)
 		return;
 	xfer_unlink(x);
-	x->client->active--;
 	xfer_free(x);
-}
-
-size_t http_active(const http_client *c)
-{
-	return c->active;
 }
 
 static void client_maybe_free(http_client *c)

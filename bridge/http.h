@@ -68,9 +68,6 @@ http_xfer *http_submit(http_client *c, const http_request *req, http_done_fn don
 /* Abort a transfer that has not completed yet; its callback is not called. */
 void http_cancel(http_xfer *x);
 
-/* Transfers started and not yet completed. */
-size_t http_active(const http_client *c);
-
 /*
  * Cancel every transfer and close the client's handles. The client is
  * freed once libuv has closed them; run the loop until then (closed, when

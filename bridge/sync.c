@@ -32,7 +32,6 @@ typedef struct type_crawl {
 
 	store_cursor cur;        /* as stored; updated as pages are queued */
 	char *url;               /* next URL to fetch; NULL when the crawl has no more pages */
-	char *search_url;        /* the first URL of this crawl */
 	bool url_is_link;        /* url is a next link (not the first search) */
 	bool full_crawl;         /* watermark not used (never synced, or server refused it) */
 	bool no_sort;            /* the server refused _sort=_lastUpdated for this type */
@@ -138,7 +137,8 @@ static void tc_finish(type_crawl *tc, tc_state st)
 			 tc->full_crawl ? " (full crawl)" : "");
 }
 
-static void tc_fail(type_crawl *tc)
+/* Drop whatever the type is waiting for: a request, a token, a retry timer. */
+static void tc_cancel_io(type_crawl *tc)
 {
 	if (tc->xfer) {
 		http_cancel(tc->xfer);
@@ -152,6 +152,11 @@ static void tc_fail(type_crawl *tc)
 		uv_timer_stop(&tc->retry_timer);
 		tc->retry_pending = false;
 	}
+}
+
+static void tc_fail(type_crawl *tc)
+{
+	tc_cancel_io(tc);
 	free(tc->url);
 	tc->url = NULL;
 	tc_finish(tc, TC_FAILED);
@@ -388,9 +393,7 @@ static int tc_begin_crawl(type_crawl *tc)
 	snprintf(tc->cur.crawl_started, sizeof(tc->cur.crawl_started), "%s", started);
 	tc->cur.pages = 0;
 	free(tc->url);
-	free(tc->search_url);
-	tc->search_url = fhir_search_url_ex(cfg->fhir_base_url, tc->type, cfg->fhir_page_size, since, !tc->no_sort);
-	tc->url = tc->search_url ? strdup(tc->search_url) : NULL;
+	tc->url = fhir_search_url_ex(cfg->fhir_base_url, tc->type, cfg->fhir_page_size, since, !tc->no_sort);
 	tc->url_is_link = false;
 	tc->full_crawl = since == NULL;
 	if (!tc->url) {
@@ -778,18 +781,7 @@ void sync_cycle_stop(sync_cycle *cy)
 	cy->stopping = true;
 	for (size_t i = 0; i < cy->n_types; i++) {
 		type_crawl *tc = &cy->types[i];
-		if (tc->xfer) {
-			http_cancel(tc->xfer);
-			tc->xfer = NULL;
-		}
-		if (tc->waiting_auth) {
-			auth_cancel(cy->env.auth, tc);
-			tc->waiting_auth = false;
-		}
-		if (tc->retry_pending) {
-			uv_timer_stop(&tc->retry_timer);
-			tc->retry_pending = false;
-		}
+		tc_cancel_io(tc);
 		if (tc->state == TC_ACTIVE) {
 			tc_set_error(tc, "interrupted");
 			tc->state = TC_FAILED;
@@ -835,7 +827,6 @@ static void on_timer_closed(uv_handle_t *h)
 	for (size_t i = 0; i < cy->n_types; i++) {
 		store_cursor_deinit(&cy->types[i].cur);
 		free(cy->types[i].url);
-		free(cy->types[i].search_url);
 		free(cy->types[i].error);
 	}
 	free(cy->types);
