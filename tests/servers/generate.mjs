@@ -3,6 +3,7 @@
 //
 //   node generate.mjs --patients N --seed S [--obs-per-patient K] [--out FILE.ndjson]
 //   node generate.mjs --observations-only N --seed S [--out FILE.ndjson]
+//   (either form also takes [--duplicate-mrn K] [--bad-values K], see below)
 //
 // Writes NDJSON (one resource per line). The same options give byte-identical
 // output: all randomness comes from one seeded PRNG (sfc32) and no clock,
@@ -24,6 +25,35 @@
 //
 // --observations-only N: a few patients (min(10, N), listed first) followed
 // by N vital-sign Observations of ~550 bytes each, for throughput tests.
+//
+// Defects for the curation tests (both off by default; without them, or
+// with 0, the output is byte-identical to what it was before they existed,
+// and with them only the values named here change — the PRNG draws the
+// same numbers, so every other byte stays as it was):
+//
+// --duplicate-mrn K: with P patients (P = --patients, or min(10, N) for
+//   --observations-only), the last K patients carry the MRN of the first K:
+//   patient number P-K+i gets identifier.value "MRN" + i in 8 digits, for
+//   i = 1..K (e.g. P=10, K=2: pat-000009 carries MRN00000001 and
+//   pat-000010 MRN00000002). Exactly K MRNs (those of patients 1..K) are
+//   then each held by two Patient resources, and the MRNs of patients
+//   P-K+1..P are held by none. Resource ids do not change. Needs 2K <= P.
+//
+// --bad-values K: K Observations of the data set get an effectiveDateTime
+//   that is valid FHIR but no valid REDCap datetime: the partial date
+//   "YYYY-MM" (the first 7 characters of the value it would have had).
+//   Heart rate (8867-4) and creatinine (2160-0) Observations are never
+//   chosen, so that the example study's window fields (hr_baseline,
+//   creat_max_48h) do not depend on how a partial time is treated. Number
+//   the other Observations 0..E-1 in output order; the ones changed are
+//   numbers floor(i*E/K) + (i mod max(1, floor(E/K))) for i = 0..K-1: the
+//   i-th of K equal slices, i places into it, so that successive picks land
+//   on different kinds of Observation (badValueIndices(E, K); e.g. 10
+//   patients x 12 Observations, K = 3: E = 100, numbers 0, 34, 68, i.e.
+//   obs-000001-0002, obs-000004-0006, obs-000007-0011). Nothing else in them changes (issued
+//   keeps its instant). A bridge must hold these instances back (vs_datetime
+//   and lab_datetime are datetime_seconds_ymd) and push the rest. Needs
+//   K <= E.
 //
 // The names and numbers are invented; no real person is described.
 
@@ -363,26 +393,92 @@ function patientResource(rng, n, width) {
 
 /* ------------------------------------------------------------ public */
 
+/* Observations --bad-values may change (not the example study's window codes). */
+function badValueEligible(def) {
+  return def.code !== '8867-4' && def.code !== '2160-0';
+}
+
+/*
+ * The positions (0-based, among the `total` eligible Observations in output
+ * order) that --bad-values K changes: i places into the i-th of K equal
+ * slices; ascending and distinct for 0 <= K <= total.
+ */
+export function badValueIndices(total, k) {
+  if (!Number.isInteger(k) || k < 0) throw new Error('badValues must be a non-negative integer');
+  if (k > total) throw new Error(`badValues (${k}) exceeds the number of Observations it may change (${total})`);
+  const out = [];
+  const width = k > 0 ? Math.max(1, Math.floor(total / k)) : 1;
+  for (let i = 0; i < k; i++) out.push(Math.floor((i * total) / k) + (i % width));
+  return out;
+}
+
+/* The MRN patient n carries: its own, or with --duplicate-mrn K that of patient n-(P-K). */
+function mrnNumber(n, patients, duplicateMrn) {
+  return n > patients - duplicateMrn ? n - (patients - duplicateMrn) : n;
+}
+
+function checkDuplicateMrn(k, patients) {
+  if (!Number.isInteger(k) || k < 0) throw new Error('duplicateMrn must be a non-negative integer');
+  if (2 * k > patients) throw new Error(`duplicateMrn (${k}) needs at least ${2 * k} patients (have ${patients})`);
+}
+
+/* Applies --duplicate-mrn to a generated Patient (number n of `patients`). */
+function withMrn(patient, n, patients, duplicateMrn) {
+  if (duplicateMrn > 0) {
+    const m = mrnNumber(n, patients, duplicateMrn);
+    if (m !== n) patient.identifier[0].value = `MRN${pad(m, 8)}`;
+  }
+  return patient;
+}
+
+/*
+ * --bad-values state: `bad` holds the eligible positions to change; apply()
+ * counts the eligible Observations as they are generated.
+ */
+function badValueState(total, k) {
+  const bad = new Set(badValueIndices(total, k));
+  let e = 0;
+  return {
+    apply(obs, def) {
+      if (!badValueEligible(def)) return obs;
+      if (bad.has(e)) obs.effectiveDateTime = obs.effectiveDateTime.slice(0, 7);
+      e++;
+      return obs;
+    },
+  };
+}
+
+/* How many of `count` Observations cycling through `defs` (from position 0) are eligible. */
+function eligibleCount(count, defs) {
+  let n = 0;
+  for (let j = 0; j < count; j++) if (badValueEligible(defs[j % defs.length])) n++;
+  return n;
+}
+
 /*
  * Yields the resources for the options, in output order:
- *   { patients, seed, obsPerPatient = 12, observationsOnly }
+ *   { patients, seed, obsPerPatient = 12, observationsOnly,
+ *     duplicateMrn = 0, badValues = 0 }
  * (observationsOnly = N switches to the throughput data set and ignores
- * patients/obsPerPatient).
+ * patients/obsPerPatient; duplicateMrn and badValues as --duplicate-mrn and
+ * --bad-values in the header comment).
  */
-export function* generateResources({ patients = 10, seed = 1, obsPerPatient = 12, observationsOnly } = {}) {
+export function* generateResources({ patients = 10, seed = 1, obsPerPatient = 12, observationsOnly, duplicateMrn = 0, badValues: badValuesK = 0 } = {}) {
   const rng = makeRng(seed);
   if (observationsOnly !== undefined) {
-    yield* observationsOnlySet(rng, observationsOnly);
+    yield* observationsOnlySet(rng, observationsOnly, duplicateMrn, badValuesK);
     return;
   }
   if (!Number.isInteger(patients) || patients < 0) throw new Error('patients must be a non-negative integer');
   if (!Number.isInteger(obsPerPatient) || obsPerPatient < 0) throw new Error('obsPerPatient must be >= 0');
+  checkDuplicateMrn(duplicateMrn, patients);
   const pw = Math.max(6, String(patients).length);
   const ow = Math.max(4, String(obsPerPatient).length);
   const codes = [...VITALS.map((d) => ['vital-signs', d]), ...LABS.map((d) => ['laboratory', d])];
+  const bad = badValueState(patients * eligibleCount(obsPerPatient, codes.map(([, d]) => d)), badValuesK);
 
   for (let n = 1; n <= patients; n++) {
-    const patient = patientResource(rng, n, pw);
+    const patient = withMrn(patientResource(rng, n, pw), n, patients, duplicateMrn);
     const pid = patient.id.slice(4);
     const patientRef = `Patient/${patient.id}`;
     yield patient;
@@ -419,7 +515,7 @@ export function* generateResources({ patients = 10, seed = 1, obsPerPatient = 12
       const minutes = 10 + (j % codes.length) * 3 + round * 60 + rng.int(0, 2);
       const t = enc.start + minutes * 60000;
       const issuedMs = t + (category === 'laboratory' ? 90 + rng.int(0, 60) : 2) * 60000;
-      yield observation({
+      const obs = observation({
         id: `obs-${pid}-${pad(j + 1, ow)}`,
         patientRef,
         encounterRef: `Encounter/${enc.resource.id}`,
@@ -429,6 +525,7 @@ export function* generateResources({ patients = 10, seed = 1, obsPerPatient = 12
         issued: new Date(issuedMs).toISOString(),
         rng,
       });
+      yield bad.apply(obs, def);
     }
 
     const first = encounters[0];
@@ -510,12 +607,14 @@ export function* generateResources({ patients = 10, seed = 1, obsPerPatient = 12
   }
 }
 
-function* observationsOnlySet(rng, count) {
+function* observationsOnlySet(rng, count, duplicateMrn, badValuesK) {
   if (!Number.isInteger(count) || count < 0) throw new Error('observationsOnly must be a non-negative integer');
   const nPat = Math.max(1, Math.min(10, count));
+  checkDuplicateMrn(duplicateMrn, nPat);
+  const bad = badValueState(eligibleCount(count, VITALS), badValuesK);
   const pw = 6;
   const sw = Math.max(4, String(Math.ceil(count / nPat)).length);
-  for (let n = 1; n <= nPat; n++) yield patientResource(rng, n, pw);
+  for (let n = 1; n <= nPat; n++) yield withMrn(patientResource(rng, n, pw), n, nPat, duplicateMrn);
   const start = Date.UTC(2020, 0, 1, 8, 0, 0);
   for (let j = 0; j < count; j++) {
     const p = (j % nPat) + 1;
@@ -523,7 +622,7 @@ function* observationsOnlySet(rng, count) {
     const def = VITALS[j % VITALS.length];
     const offset = OFFSETS[p % OFFSETS.length];
     const t = start + j * 60000 + rng.int(0, 59) * 1000;
-    yield observation({
+    const obs = observation({
       id: `obs-${pad(p, pw)}-${pad(seq, sw)}`,
       patientRef: `Patient/pat-${pad(p, pw)}`,
       def,
@@ -534,6 +633,7 @@ function* observationsOnlySet(rng, count) {
       profile: false,
       codeText: false,
     });
+    yield bad.apply(obs, def);
   }
 }
 
@@ -577,6 +677,14 @@ function parseArgs(argv) {
         opts.out = need(i);
         i++;
         break;
+      case '--duplicate-mrn':
+        opts.duplicateMrn = int(need(i), a);
+        i++;
+        break;
+      case '--bad-values':
+        opts.badValues = int(need(i), a);
+        i++;
+        break;
       case '-h':
       case '--help':
         opts.help = true;
@@ -599,18 +707,35 @@ async function main() {
   if (opts.help || (opts.patients === undefined && opts.observationsOnly === undefined)) {
     process.stderr.write(
       'usage: node generate.mjs --patients N --seed S [--obs-per-patient K] [--out FILE.ndjson]\n' +
-        '       node generate.mjs --observations-only N --seed S [--out FILE.ndjson]\n'
+        '       node generate.mjs --observations-only N --seed S [--out FILE.ndjson]\n' +
+        '       either with [--duplicate-mrn K] [--bad-values K]\n'
     );
     process.exit(opts.help ? 0 : 2);
   }
-  const out = opts.out ? fs.createWriteStream(opts.out) : process.stdout;
-  let buf = '';
-  for (const r of generateResources({
+  // Options are checked before anything is written or created
+  // (generateResources throws on its first step).
+  const it = generateResources({
     patients: opts.patients,
     seed: opts.seed ?? 1,
     obsPerPatient: opts.obsPerPatient,
     observationsOnly: opts.observationsOnly,
-  })) {
+    duplicateMrn: opts.duplicateMrn,
+    badValues: opts.badValues,
+  });
+  let first;
+  try {
+    first = it.next();
+  } catch (err) {
+    process.stderr.write(`generate.mjs: ${err.message}\n`);
+    process.exit(2);
+  }
+  const all = (function* () {
+    if (!first.done) yield first.value;
+    yield* it;
+  })();
+  const out = opts.out ? fs.createWriteStream(opts.out) : process.stdout;
+  let buf = '';
+  for (const r of all) {
     buf += JSON.stringify(r) + '\n';
     if (buf.length > 1 << 20) {
       if (!out.write(buf)) await once(out, 'drain');

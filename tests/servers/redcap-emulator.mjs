@@ -55,6 +55,9 @@ const IMPLEMENTED = new Set([
 ]);
 
 const FAULT_KINDS = new Set(['status', 'drop', 'delay', 'out-of-memory', 'truncate']);
+// A misspelt key (e.g. "count" for "times") must not be ignored silently:
+// the fault would fire a different number of times than the test thinks.
+const FAULT_KEYS = new Set(['content', 'match', 'action', 'times', 'kind', 'status', 'body', 'headers', 'ms']);
 
 /* The IP of a request as REDCap sees it (IPv4-mapped addresses unwrapped). */
 function clientIp(req) {
@@ -109,6 +112,9 @@ class Faults {
     const added = [];
     for (const s of list) {
       if (!s || typeof s !== 'object') throw new Error('fault must be an object');
+      for (const k of Object.keys(s)) {
+        if (!FAULT_KEYS.has(k)) throw new Error(`unknown fault key '${k}'${k === 'count' ? " (the number of firings is 'times')" : ''}`);
+      }
       const kind = s.kind ?? 'status';
       if (!FAULT_KINDS.has(kind)) throw new Error(`unknown fault kind '${kind}'`);
       const times = s.times ?? 1;
@@ -120,9 +126,12 @@ class Faults {
       if (!Number.isInteger(status) || status < 100 || status > 599) throw new Error('bad status');
       if (kind === 'delay' && !(Number.isFinite(s.ms) && s.ms >= 0 && s.ms <= 600000)) throw new Error('delay needs ms (0..600000)');
       if (s.headers !== undefined && (typeof s.headers !== 'object' || s.headers === null)) throw new Error('headers must be an object');
-      const rule = { id: this.nextId++, content, action: s.action, kind, times, remaining: times, fired: 0, status, body: s.body, headers: s.headers ?? {}, ms: s.ms ?? 0 };
+      added.push({ id: 0, content, action: s.action, kind, times, remaining: times, fired: 0, status, body: s.body, headers: s.headers ?? {}, ms: s.ms ?? 0 });
+    }
+    // All or nothing: a bad rule queues none of the list.
+    for (const rule of added) {
+      rule.id = this.nextId++;
       this.rules.push(rule);
-      added.push(rule);
     }
     return added;
   }

@@ -318,7 +318,7 @@ test('import: per-value errors are "record","field","value","message" lines join
     { record_id: '1', color: '4', smoker: '2', consent: 'yes', meds___1: '2', visit_mdy: '12/31/2024', seen_at: '2024-01-01 25:00' },
     { record_id: '2', email: 'x@', score: '11', weight: '900', bmi: 'not a number', name: 'ok' },
     { record_id: '3', score: '-1', ae_term: 'headache' },
-    { record_id: '4', redcap_repeat_instrument: 'ae', redcap_repeat_instance: '1', ae_grade: '9', ae_onset: '2024-01-01 10:00' },
+    { record_id: '4', redcap_repeat_instrument: 'ae', redcap_repeat_instance: '1', ae_grade: '9', ae_onset: '2024-02-30 10:00:00' },
     { record_id: '5', redcap_repeat_instrument: 'demo', redcap_repeat_instance: '2', name: 'x' },
     { record_id: '6', redcap_repeat_instance: '3', name: 'x' },
     { record_id: '7', score: '1.5', weight: 'abc', seen_at: '2024-1-2T07:05' },
@@ -331,13 +331,14 @@ test('import: per-value errors are "record","field","value","message" lines join
     '"1","consent","yes","The value is not a valid category for consent"',
     `"1","meds___1","2","meds___1 is a checkbox field and thus can only have a value of '1' (checked) or '0' (unchecked)."`,
     '"1","visit_mdy","12/31/2024","Invalid date format. (NOTE: Dates must be imported here only in Y-M-D format, regardless of the specific date format designated for this field.)"',
-    '"1","seen_at","2024-01-01 25:00","Invalid date format. (NOTE: Dates must be imported here only in Y-M-D H:M format, regardless of the specific date format designated for this field.)"',
+    // One text for every datetime type (English.ini data_import_tool_193).
+    '"1","seen_at","2024-01-01 25:00","Invalid date format. (NOTE: Dates must be imported here only in Y-M-D H:M[:S] format, regardless of the specific date format designated for this field.)"',
     '"2","email","x@","The value you provided could not be validated because it does not follow the expected format. Please try again."',
     '"2","score","11","score should not be greater than the field maximum (10)"',
     '"3","score","-1","score should not be less than the field minimum (0)"',
     `"3","ae_term","headache","This field ('ae_term') exists on a Repeating Instrument named 'ae'. However, the fields 'redcap_repeat_instance' and/or 'redcap_repeat_instrument' for this row of data have no value, which are both required for importing data into a Repeating Instrument.  You are not allowed to import data for this field into a non-repeating instrument."`,
     '"4","ae_grade","9","The value is not a valid category for ae_grade"',
-    '"4","ae_onset","2024-01-01 10:00","Invalid date format. (NOTE: Dates must be imported here only in Y-M-D H:M:S format, regardless of the specific date format designated for this field.)"',
+    '"4","ae_onset","2024-02-30 10:00:00","Invalid date format. (NOTE: Dates must be imported here only in Y-M-D H:M[:S] format, regardless of the specific date format designated for this field.)"',
     '"5","redcap_repeat_instrument","demo","redcap_repeat_instrument must be the unique form name of a Repeating Instrument. It currently does not match the unique form name of any Repeating Instruments.  Please fix this in the data import file and try again."',
     '"5","redcap_repeat_instance","2","redcap_repeat_instance cannot have a value since this instrument or event is not a repeating instrument or repeating event, respectively.  The redcap_repeat_instance field must be left blank for this row of data."',
     '"6","redcap_repeat_instance","3","redcap_repeat_instance cannot have a value since this instrument or event is not a repeating instrument or repeating event, respectively.  The redcap_repeat_instance field must be left blank for this row of data."',
@@ -490,6 +491,155 @@ test('import: forceAutoNumber, generateNextRecordName, EAV rows', async () => {
   const row = (await exportJson(TOK.plain, { records: ['9'] }))[0];
   assert.deepEqual([row.name, row.meds___a_1_x, row.meds___1], ['eav', '1', '0']);
   await clear('plain');
+});
+
+/* ------------------------------------------------------------ import: fidelity fixes (REDCap 15.7.6 English.ini) */
+
+const DT_YMD =
+  'Invalid date format. (NOTE: Dates must be imported here only in Y-M-D H:M[:S] format, regardless of the specific date format designated for this field.)';
+
+test('import: one datetime message for datetime and datetime_seconds (data_import_tool_193); MDY/DMY variants', async () => {
+  // The example study: vs_datetime is datetime_seconds_ymd, dob date_ymd.
+  const r = await importJson(TOK.study, [
+    { record_id: 'D1', redcap_repeat_instrument: 'vitals', redcap_repeat_instance: '1', vs_datetime: '2020-03', vs_loinc: '8867-4' },
+    { record_id: 'D1', redcap_repeat_instrument: 'labs', redcap_repeat_instance: '1', lab_datetime: '2020-03-05' },
+  ]);
+  assert.equal(r.status, 400);
+  assert.equal(errJson(r), [`"D1","vs_datetime","2020-03","${DT_YMD}"`, `"D1","lab_datetime","2020-03-05","${DT_YMD}"`].join('\n'));
+  const t = await importJson(TOK.test, [{ record_id: 'D2', seen_at: '2020-03-05 10:11:12' }]);
+  assert.equal(errJson(t), `"D2","seen_at","2020-03-05 10:11:12","${DT_YMD}"`, 'seconds on a datetime_ymd field');
+  // dateFormat=MDY / DMY: data_import_tool_238/239 (dates) and 194/195 (datetimes).
+  const mdy = await importJson(TOK.test, [{ record_id: 'D3', visit_mdy: '13/31/2024', seen_at: '2024-13-01 10:00' }], { dateFormat: 'MDY' });
+  assert.equal(errJson(mdy), [
+    '"D3","visit_mdy","13/31/2024","Invalid date format. (NOTE: Dates must be imported here only in M/D/Y format or Y-M-D format, regardless of the specific date format designated for this field.)"',
+    '"D3","seen_at","2024-13-01 10:00","Invalid date format. (NOTE: Dates must be imported here only in M/D/Y H:M[:S] format, regardless of the specific date format designated for this field.)"',
+  ].join('\n'));
+  const dmy = await importJson(TOK.test, [{ record_id: 'D4', visit_mdy: '31/13/2024', seen_at: 'x' }], { dateFormat: 'DMY' });
+  assert.equal(errJson(dmy), [
+    '"D4","visit_mdy","31/13/2024","Invalid date format. (NOTE: Dates must be imported here only in D/M/Y format or Y-M-D format, regardless of the specific date format designated for this field.)"',
+    '"D4","seen_at","x","Invalid date format. (NOTE: Dates must be imported here only in D/M/Y H:M[:S] format, regardless of the specific date format designated for this field.)"',
+  ].join('\n'));
+  assert.equal((await stored('study')).rows.length, 0);
+  assert.equal((await stored('test')).rows.length, 0);
+});
+
+test('import: missing minutes/seconds of a datetime are taken as :00 (data_import_tool_292/293)', async () => {
+  const r = await importJson(TOK.study, [
+    { record_id: 'M1', redcap_repeat_instrument: 'vitals', redcap_repeat_instance: '1', vs_datetime: '2020-03-05 10:11' },
+    { record_id: 'M1', redcap_repeat_instrument: 'vitals', redcap_repeat_instance: '2', vs_datetime: '2020-03-05T7' },
+  ]);
+  assert.equal(r.status, 200, r.text);
+  const t = await importJson(TOK.test, [{ record_id: 'M2', seen_at: '2020-03-05 13' }]);
+  assert.equal(t.status, 200, t.text);
+  const vit = (await exportJson(TOK.study, { records: ['M1'] })).filter((x) => x.redcap_repeat_instrument === 'vitals');
+  assert.deepEqual(vit.map((x) => x.vs_datetime), ['2020-03-05 10:11:00', '2020-03-05 07:00:00']);
+  assert.equal((await exportJson(TOK.test, { records: ['M2'] }))[0].seen_at, '2020-03-05 13:00');
+  await clear('study');
+  await clear('test');
+});
+
+test('import: record names: empty, longer than 100 characters, line breaks (data_import_tool_211/233/384)', async () => {
+  for (const name of ['', '   ']) {
+    const r = await importJson(TOK.study, [{ record_id: 'ok1' }, { record_id: name, mrn: 'x' }]);
+    assert.equal(r.status, 400);
+    assert.equal(errJson(r), 'The record name cannot be empty.');
+  }
+  const long = 'x'.repeat(101);
+  const r = await importJson(TOK.study, [{ record_id: long }]);
+  assert.equal(r.status, 400);
+  assert.equal(errJson(r), `Record names must be 100 characters or less in length. The following record name is too long and thus cannot be imported: ${long}`);
+  for (const name of ['a\nb', 'a\rb', 'a<br>b', 'a<BR/>b']) {
+    const lb = await importJson(TOK.study, [{ record_id: name }]);
+    assert.equal(lb.status, 400);
+    assert.equal(errJson(lb), `Record names cannot contain BR tags, line breaks, or carriage return characters. The following record name contains a BR tag, line break, or carriage return, and thus cannot be imported: ${name}`);
+  }
+  // Exactly 100 characters (after trimming) is fine.
+  const ok = await importJson(TOK.study, [{ record_id: ` ${'y'.repeat(100)} ` }], { returnContent: 'ids' });
+  assert.equal(ok.status, 200, ok.text);
+  assert.equal(ok.text, `["${'y'.repeat(100)}"]`);
+  assert.equal((await stored('study')).records.length, 1, 'only the valid import was stored');
+  await clear('study');
+});
+
+test('import: repeat columns: instance range, another form in a repeating row, repeating events (data_import_tool_255/260/286)', async () => {
+  const big = await importJson(TOK.study, [{ record_id: 'I1', redcap_repeat_instrument: 'vitals', redcap_repeat_instance: '32768', vs_loinc: 'x' }]);
+  assert.equal(big.status, 400);
+  assert.equal(errJson(big), "The record name (I1) with redcap_repeat_instance 32768 must have a numeric value between '1' and '32767' for any Repeating Event or Repeating Instrument.  Please add a valid numeric value to redcap_repeat_instance in the data import file and try again.");
+  const max = await importJson(TOK.study, [{ record_id: 'I1', redcap_repeat_instrument: 'vitals', redcap_repeat_instance: '32767', vs_loinc: 'x' }]);
+  assert.equal(max.status, 200, max.text);
+  // Another form's field with a value in a repeating row is an error; blank
+  // columns of other forms (as REDCap's own exports have them) are not.
+  const other = await importJson(TOK.study, [
+    { record_id: 'I2', redcap_repeat_instrument: 'vitals', redcap_repeat_instance: '1', vs_loinc: '8867-4', mrn: '', lab_name: '', labs_complete: '' },
+    { record_id: 'I2', redcap_repeat_instrument: 'vitals', redcap_repeat_instance: '2', vs_loinc: '8867-4', mrn: 'M', lab_name: 'Creatinine' },
+  ]);
+  assert.equal(other.status, 400);
+  assert.equal(errJson(other), [
+    `"I2","mrn","M","This field ('mrn') does not exist on the Repeating Instrument named 'vitals'. You are not allowed to import data for this field into this Repeating Instrument."`,
+    `"I2","lab_name","Creatinine","This field ('lab_name') does not exist on the Repeating Instrument named 'vitals'. You are not allowed to import data for this field into this Repeating Instrument."`,
+  ].join('\n'));
+  // A field of a repeating instrument on the non-repeating row.
+  const base = await importJson(TOK.study, [{ record_id: 'I3', mrn: 'M3', vs_value: '72' }]);
+  assert.equal(errJson(base), `"I3","vs_value","72","This field ('vs_value') exists on a Repeating Instrument named 'vitals'. However, the fields 'redcap_repeat_instance' and/or 'redcap_repeat_instrument' for this row of data have no value, which are both required for importing data into a Repeating Instrument.  You are not allowed to import data for this field into a non-repeating instrument."`);
+  // An instrument named on a row of a repeating event.
+  const ev = await importJson(TOK.long, [{ record_id: 'I4', redcap_event_name: 'visit_2_arm_1', redcap_repeat_instrument: 'visit', redcap_repeat_instance: '1', v_sbp: '120' }]);
+  assert.equal(errJson(ev), '"I4","redcap_repeat_instrument","visit","redcap_repeat_instrument should not have a value. This is a Repeating Event, which must always have a blank value for the redcap_repeat_instrument field.  Please remove this value from the data import file and try again."');
+  const d = await stored('study');
+  assert.deepEqual(d.records.map((x) => x.record), ['I1']);
+  assert.equal((await stored('long')).records.length, 0);
+  await clear('study');
+});
+
+test('import: survey identifier and <form>_timestamp columns are accepted and ignored', async () => {
+  const r = await importJson(TOK.study, [{ record_id: 'S1', redcap_survey_identifier: '', demographics_timestamp: '2020-01-01 10:00:00', mrn: 'M1' }]);
+  assert.equal(r.status, 200, r.text);
+  const bad = await importJson(TOK.study, [{ record_id: 'S1', nosuchform_timestamp: 'x' }]);
+  assert.equal(errJson(bad), 'The following fields were not found in the project as real data fields: nosuchform_timestamp');
+  assert.equal((await exportJson(TOK.study, { records: ['S1'] }))[0].mrn, 'M1');
+  await clear('study');
+});
+
+test('import (example study): normal ignores blanks, returnContent=ids, explicit and new instances, count of distinct records', async () => {
+  const vit = (rid, inst, extra) => ({ record_id: rid, redcap_repeat_instrument: 'vitals', redcap_repeat_instance: inst, ...extra });
+  // Explicit instance numbers create exactly those instances (gaps allowed).
+  const first = await importJson(TOK.study, [
+    { record_id: 'P1', mrn: 'MRN1', sex: '1', hr_baseline: '72' },
+    vit('P1', '3', { vs_datetime: '2020-01-01 10:00:00', vs_loinc: '8867-4', vs_value: '72', vs_unit: '/min' }),
+    vit('P1', 3, { vs_unit: '/min' }),
+    vit('p1', '5', { vs_loinc: '9279-1', vs_value: '16' }),
+    { record_id: 'P2', mrn: 'MRN2' },
+    vit('P2', 'new', { vs_loinc: '8310-5', vs_value: '36.6' }),
+  ], { returnContent: 'ids' });
+  assert.equal(first.status, 200, first.text);
+  assert.equal(first.text, '["P1","P2"]', 'ids: each record once, in first-seen order');
+  // count: distinct records, however many rows (and whatever the case of the name).
+  const again = await importJson(TOK.study, [vit('P1', 'new', { vs_loinc: '8867-4' }), vit('p1', 'new', { vs_loinc: '8867-4' }), vit('P2', '1', { vs_unit: 'Cel' })]);
+  assert.equal(again.text, '{"count": 2}');
+  // overwriteBehavior=normal (the default): blanks change nothing, in the
+  // non-repeating row and in an instance; an all-blank 'new' row makes no instance.
+  const blanks = await importJson(TOK.study, [
+    { record_id: 'P1', mrn: '', sex: '', hr_baseline: '' },
+    vit('P1', '3', { vs_datetime: '', vs_loinc: '', vs_value: '', vs_unit: '' }),
+    vit('P2', 'new', { vs_loinc: '', vs_value: '' }),
+  ], { overwriteBehavior: 'normal' });
+  assert.equal(blanks.text, '{"count": 2}');
+  const rows = (await stored('study')).rows;
+  const pick = (r) => [r.record_id, r.redcap_repeat_instrument, r.redcap_repeat_instance, r.mrn, r.sex, r.hr_baseline, r.vs_datetime, r.vs_loinc, r.vs_value, r.vs_unit];
+  assert.deepEqual(rows.map(pick), [
+    ['P1', '', '', 'MRN1', '1', '72', '', '', '', ''],
+    ['P1', 'vitals', '3', '', '', '', '2020-01-01 10:00:00', '8867-4', '72', '/min'],
+    ['P1', 'vitals', '5', '', '', '', '', '9279-1', '16', ''],
+    ['P1', 'vitals', '6', '', '', '', '', '8867-4', '', ''],
+    ['P1', 'vitals', '7', '', '', '', '', '8867-4', '', ''],
+    ['P2', '', '', 'MRN2', '', '', '', '', '', ''],
+    ['P2', 'vitals', '1', '', '', '', '', '8310-5', '36.6', 'Cel'],
+  ]);
+  // overwrite: blanks erase; an instance left without any value disappears.
+  const over = await importJson(TOK.study, [vit('P1', '5', { vs_loinc: '', vs_value: '', vitals_complete: '' })], { overwriteBehavior: 'overwrite' });
+  assert.equal(over.status, 200, over.text);
+  const after = (await stored('study')).rows.filter((r) => r.record_id === 'P1' && r.redcap_repeat_instrument === 'vitals');
+  assert.deepEqual(after.map((r) => r.redcap_repeat_instance), ['3', '6', '7']);
+  await clear('study');
 });
 
 /* ------------------------------------------------------------ export */
@@ -755,6 +905,11 @@ test('faults: status, delay and dropped connections', async () => {
   assert.equal(stats.faults.byKind.status, 2);
   assert.equal(stats.requests.byStatus.dropped >= 1, true);
   assert.ok(stats.requests.byContent.record > 0);
+  // Unknown keys are refused, not ignored (nothing is queued then).
+  const typo = await control('faults', 'POST', [{ content: 'version', status: 503 }, { content: 'record', status: 503, count: 2 }]);
+  assert.equal(typo.status, 400);
+  assert.equal(typo.json().error, "unknown fault key 'count' (the number of firings is 'times')");
+  assert.equal((await post({ token: TOK.test, content: 'version' })).status, 200);
 });
 
 /* ------------------------------------------------------------ the ban */

@@ -20,6 +20,14 @@
 //       (json_data_bad1..5: invalid events, unknown fields, bad categories).
 //  [S9] Old REDCap API/record/import.php (v5/6 era), still the only public
 //       text for a few whole-request errors; marked where used.
+//  [S10] REDCap 15.7.6's English language file, LanguageUpdater/English.ini
+//       (public copy: xOops4/redcap, redcap_v15.7.6/LanguageUpdater/English.ini),
+//       quoted by key (data_import_tool_NNN). Where REDCap builds a message
+//       from several keys, the join is as a real answer shows it ([S5] [S6])
+//       or, when none is public, a single space (marked "join unverified").
+//  [S11] REDCap's own UI feature tests, vanderbilt-redcap/redcap_rsvc,
+//       "Feature Tests/B/..." data import scenarios (B.3.16.x): the M/D/Y
+//       variants of the date/datetime messages as REDCap shows them.
 // Texts marked UNVERIFIED had no public source; they follow the pattern of
 // their neighbours and are listed in tests/servers/README.md.
 
@@ -47,25 +55,38 @@ export const MSG = {
     `The data being imported is not formatted correctly. PHP error from JSON decoder: ${phpError}. The JSON must be in an array, as in [{ ... }].`,
   // [S4]
   recordIdMissing: (field) => `The record id field (${field}) is missing.`,
-  // [S9] old import.php; no newer public text.
-  recordIdEmpty: (field) => `The record id, ${field}, cannot be empty`,
+  // [S10] data_import_tool_211 (the API import block, keys 200-227). The
+  // emulator used REDCap 6's "The record id, record_id, cannot be empty"
+  // before; the C validator (redcap/validate.h) has 211 too.
+  recordEmpty: 'The record name cannot be empty.',
   // [S8] real answer: "...real data fields: foo, baz"
   unknownFields: (list) => `The following fields were not found in the project as real data fields: ${list.join(', ')}`,
   // [S8] real answer: "...redcap_event_name are invalid: visit_11_arm_1, visit_12_arm_1"
   invalidEvents: (list) => `The following values of redcap_event_name are invalid: ${list.join(', ')}`,
-  // [S4] gives the text up to "are reserved ..."; the rest (with REDCap's
-  // double space in "been  enabled") is the text the team's C client uses
-  // (redcap/validate.h); no public copy of it was found: UNVERIFIED.
+  // [S4] gives the text up to "are reserved ..."; [S10] "ERROR: " +
+  // data_import_tool_252 + " " + 253 (253 verbatim, with REDCap's double
+  // space in "been  enabled"; the join is as REDCAP-API.md shows it).
   repeatFieldsNotEnabled:
     "ERROR: Trying to import repeat instance/instrument fields! The fields 'redcap_repeat_instrument' and 'redcap_repeat_instance' are reserved for when 'Repeating Instruments and Events' have been  enabled on the Project Setup page. This project does not have that feature enabled, so you may not import data with those fields.",
   // [S4] and [S9] (same text in the old import.php).
   badRecordChars: (record) =>
     `The record name (${record}) cannot contain a plus sign (+), ampersand (&), pound sign (#), or apostrophe.`,
-  // UNVERIFIED: REDCap limits record names to 100 characters.
-  recordTooLong: (record) => `The record name (${record}) cannot be longer than 100 characters.`,
-  // [S4]
+  // [S10] data_import_tool_233 + " " + the name (join unverified; the same
+  // text as the C validator). Replaces an invented "cannot be longer than
+  // 100 characters" text.
+  recordTooLong: (record) =>
+    `Record names must be 100 characters or less in length. The following record name is too long and thus cannot be imported: ${record}`,
+  // [S10] data_import_tool_384 + " " + the name (join unverified; as the C validator).
+  recordLineBreak: (record) =>
+    `Record names cannot contain BR tags, line breaks, or carriage return characters. The following record name contains a BR tag, line break, or carriage return, and thus cannot be imported: ${record}`,
+  // [S4]; [S10] data_import_tool_215 + record + data_import_tool_406 + " " + value.
   badInstance: (record, value) =>
     `The record name (${record}) has an invalid value for 'redcap_repeat_instance'. The value must either be a positive integer or the value 'new'. Value provided: ${value}`,
+  // [S10] data_import_tool_215 + record + 284 + " " + value + " " + 286 (join
+  // unverified; the same text as the C validator). REDCap stores instances
+  // in a SMALLINT-sized range: 1..32767.
+  instanceTooLarge: (record, value) =>
+    `The record name (${record}) with redcap_repeat_instance ${value} must have a numeric value between '1' and '32767' for any Repeating Event or Repeating Instrument.  Please add a valid numeric value to redcap_repeat_instance in the data import file and try again.`,
   // [S4] / [S1]-style message for unknown export names. REDCapR's docs quote
   // an older variant without the quotes around fields ("parameter fields").
   invalidParamValues: (param, list) =>
@@ -83,31 +104,58 @@ export const MSG = {
   badCategory: (field) => `The value is not a valid category for ${field}`,
   // [S4] and REDCap's UI tests (redcap_rsvc B.3.16.x)
   badFormat: 'The value you provided could not be validated because it does not follow the expected format. Please try again.',
-  // [S4]
+  // [S4]; [S10] data_import_tool_190 (date_* with dateFormat=YMD).
   badDate:
     'Invalid date format. (NOTE: Dates must be imported here only in Y-M-D format, regardless of the specific date format designated for this field.)',
-  // [S4] says the datetime variants read "Y-M-D H:M" / "Y-M-D H:M:S"; the
-  // surrounding words are assumed to be the date message's.
+  // [S10] data_import_tool_238 / 239: date_* with dateFormat=MDY / DMY;
+  // [S11] shows 238 verbatim in REDCap's UI.
+  badDateMdy:
+    'Invalid date format. (NOTE: Dates must be imported here only in M/D/Y format or Y-M-D format, regardless of the specific date format designated for this field.)',
+  badDateDmy:
+    'Invalid date format. (NOTE: Dates must be imported here only in D/M/Y format or Y-M-D format, regardless of the specific date format designated for this field.)',
+  // [S10] data_import_tool_193: ONE text for every datetime_* and
+  // datetime_seconds_* type with dateFormat=YMD, "Y-M-D H:M[:S]" literally
+  // (the same "Invalid date format." / "Dates" wording as the date text).
+  // REDCAP-API.md's "Y-M-D H:M / Y-M-D H:M:S" only says which formats are
+  // accepted; the emulator had one invented text per variant before. The C
+  // validator (REDCAP_MSG_DATETIME) has this text. An "Invalid datetime
+  // format. (NOTE: Dates must ... Y-M-D H:M[:S] or M/D/Y H:M[:S] ...)" text
+  // exists (data_import_tool_150) but is the old Data Import Tool's, not
+  // chosen by dateFormat.
   badDatetime:
-    'Invalid date format. (NOTE: Dates must be imported here only in Y-M-D H:M format, regardless of the specific date format designated for this field.)',
-  badDatetimeSeconds:
-    'Invalid date format. (NOTE: Dates must be imported here only in Y-M-D H:M:S format, regardless of the specific date format designated for this field.)',
+    'Invalid date format. (NOTE: Dates must be imported here only in Y-M-D H:M[:S] format, regardless of the specific date format designated for this field.)',
+  // [S10] data_import_tool_194 / 195 (dateFormat=MDY / DMY); [S11] shows 194
+  // verbatim.
+  badDatetimeMdy:
+    'Invalid date format. (NOTE: Dates must be imported here only in M/D/Y H:M[:S] format, regardless of the specific date format designated for this field.)',
+  badDatetimeDmy:
+    'Invalid date format. (NOTE: Dates must be imported here only in D/M/Y H:M[:S] format, regardless of the specific date format designated for this field.)',
   // [S4]
   badCheckbox: (column) =>
     `${column} is a checkbox field and thus can only have a value of '1' (checked) or '0' (unchecked).`,
-  // [S4] (minimum); maximum UNVERIFIED (mirrors the minimum's wording).
+  // [S4]; [S10] data_import_tool_223 / 225, "field key (bound)" as [S9].
   belowMin: (field, min) => `${field} should not be less than the field minimum (${min})`,
   aboveMax: (field, max) => `${field} should not be greater than the field maximum (${max})`,
   // [S5] verbatim, including the two spaces before "You are".
   repeatingWithoutColumns: (field, form) =>
     `This field ('${field}') exists on a Repeating Instrument named '${form}'. However, the fields 'redcap_repeat_instance' and/or 'redcap_repeat_instrument' for this row of data have no value, which are both required for importing data into a Repeating Instrument.  You are not allowed to import data for this field into a non-repeating instrument.`,
+  // [S10] data_import_tool_162 + " ('field') " + 260 + " 'form'. " + 261,
+  // joined like its neighbours 262/263 ([S5]); no real answer is public.
+  // The C validator reports the same text.
+  notOnRepeatingInstrument: (field, form) =>
+    `This field ('${field}') does not exist on the Repeating Instrument named '${form}'. You are not allowed to import data for this field into this Repeating Instrument.`,
   // [S6] #142 verbatim; the event is named by its label and arm
   // ("Screening (Arm 1: HeiSIS Screening)").
   notDesignated: (field, eventLabel) =>
     `This field ('${field}') exists on an instrument that is not designated for the event named '${eventLabel}'. You are not allowed to import data for this field into this event.`,
-  // [S6] #154 verbatim (spacing as in the answer).
+  // [S6] #154 verbatim (spacing as in the answer); [S10] 259 and 281.
   notRepeatingInstrument:
     'redcap_repeat_instrument must be the unique form name of a Repeating Instrument. It currently does not match the unique form name of any Repeating Instruments.  Please fix this in the data import file and try again.',
+  // [S10] "redcap_repeat_instrument " + data_import_tool_255, joined like
+  // 259 in [S6] #154 (this one is not in a public answer): an instrument
+  // given on a row of a repeating event.
+  repeatEventInstrument:
+    'redcap_repeat_instrument should not have a value. This is a Repeating Event, which must always have a blank value for the redcap_repeat_instrument field.  Please remove this value from the data import file and try again.',
   notRepeatingInstance:
     'redcap_repeat_instance cannot have a value since this instrument or event is not a repeating instrument or repeating event, respectively.  The redcap_repeat_instance field must be left blank for this row of data.',
 };

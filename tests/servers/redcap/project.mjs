@@ -23,6 +23,13 @@ export class ApiError extends Error {
 }
 
 const RESERVED = new Set(['redcap_event_name', 'redcap_repeat_instrument', 'redcap_repeat_instance', 'redcap_data_access_group']);
+// Columns REDCap accepts and ignores on import: the survey identifier and
+// the <form>_timestamp survey columns of its own exports (REDCap's UI
+// requirement B.3.16.600, vanderbilt-redcap/redcap_rsvc: "ignore survey
+// identifier and timestamp fields on all data import spreadsheets"; the C
+// validator skips them too).
+const IGNORED_SURVEY_COLUMN = 'redcap_survey_identifier';
+const MAX_INSTANCE = 32767; // English.ini data_import_tool_286
 const collator = new Intl.Collator('en', { numeric: true, sensitivity: 'base' });
 
 /* Local wall-clock text "YYYY-MM-DD HH:MM:SS" for epoch ms (REDCap logs in server time). */
@@ -44,6 +51,21 @@ export function parseLocalStamp(text) {
 }
 
 const ctxKey = (event, form, instance) => `${event}\t${form}\t${instance}`;
+
+/*
+ * REDCap's whole-request error for a (trimmed) record name, or undefined.
+ * English.ini data_import_tool_211 (empty), 215/216 (+ & # '), 384 (line
+ * breaks, <br>), 233 (more than 100 characters; counted here in Unicode
+ * code points like the C validator counts UTF-8 characters — whether PHP
+ * counts bytes is not known).
+ */
+export function recordNameError(name) {
+  if (name === '') return MSG.recordEmpty;
+  if (/[+&#']/.test(name)) return MSG.badRecordChars(name);
+  if (/[\r\n]/.test(name) || /<br/i.test(name)) return MSG.recordLineBreak(name);
+  if ([...name].length > 100) return MSG.recordTooLong(name);
+  return undefined;
+}
 
 export class Project {
   /*
@@ -116,8 +138,9 @@ export class Project {
     // Whole-request checks on the columns.
     const usesRepeat = seen.has('redcap_repeat_instrument') || seen.has('redcap_repeat_instance');
     if (usesRepeat && !s.hasRepeating) throw new ApiError(400, MSG.repeatFieldsNotEnabled);
+    const ignored = (c) => c === IGNORED_SURVEY_COLUMN || (c.endsWith('_timestamp') && s.formByName.has(c.slice(0, -10)));
     const unknown = columns.filter((c) => {
-      if (c === rid) return false;
+      if (c === rid || (ignored(c) && !s.columns.get(c))) return false;
       if (c === 'redcap_event_name') return !this.isLongitudinal;
       if (RESERVED.has(c)) return false;
       const info = s.columns.get(c);
@@ -133,11 +156,7 @@ export class Project {
     let instanceError;
     const prepared = rows.map((row) => {
       const name = (row[rid] ?? '').trim();
-      if (!nameError) {
-        if (name === '') nameError = MSG.recordIdEmpty(rid);
-        else if (/[+&#']/.test(name)) nameError = MSG.badRecordChars(name);
-        else if (name.length > 100) nameError = MSG.recordTooLong(name);
-      }
+      if (!nameError) nameError = recordNameError(name);
       let ev = firstEvent;
       if (this.isLongitudinal) {
         const en = (row.redcap_event_name ?? '').trim();
@@ -148,8 +167,9 @@ export class Project {
       }
       const instrument = (row.redcap_repeat_instrument ?? '').trim();
       const instance = (row.redcap_repeat_instance ?? '').trim();
-      if (instance !== '' && instance !== 'new' && !/^[1-9]\d*$/.test(instance) && !instanceError) {
-        instanceError = MSG.badInstance(name, instance);
+      if (instance !== '' && instance !== 'new' && !instanceError) {
+        if (!/^\d+$/.test(instance) || /^0+$/.test(instance)) instanceError = MSG.badInstance(name, instance);
+        else if (instance.length > 5 || Number(instance) > MAX_INSTANCE) instanceError = MSG.instanceTooLarge(name, instance);
       }
       return { row, name, ev, instrument, instance };
     });
@@ -167,6 +187,11 @@ export class Project {
       const repEvent = s.repeatingEvents.has(evName);
       let kind;
       if (instrument !== '') {
+        if (repEvent) {
+          // A repeating event's rows name no instrument (English.ini 255).
+          errors.push(valueError(name, 'redcap_repeat_instrument', instrument, MSG.repeatEventInstrument));
+          continue;
+        }
         if (!repForms || !repForms.has(instrument)) {
           errors.push(valueError(name, 'redcap_repeat_instrument', instrument, MSG.notRepeatingInstrument));
           if (instance !== '') errors.push(valueError(name, 'redcap_repeat_instance', instance, MSG.notRepeatingInstance));
@@ -188,6 +213,7 @@ export class Project {
         if (col === rid || RESERVED.has(col)) continue;
         const value = row[col];
         const info = s.columns.get(col);
+        if (!info) continue; // an ignored survey column
         const form = info.form;
         const fieldName = info.field ? info.field.name : col;
         if (!this.isDesignated(ev, form.name)) {
@@ -198,7 +224,13 @@ export class Project {
           if (value !== '') errors.push(valueError(name, col, value, MSG.repeatingWithoutColumns(fieldName, form.name)));
           continue;
         }
-        if (kind === 'form' && form.name !== instrument) continue; // other forms' values in a repeating row are ignored
+        if (kind === 'form' && form.name !== instrument) {
+          // Another form's field in a repeating instrument's row: blank is
+          // fine (REDCap's own exports carry those columns), a value is an
+          // error (English.ini data_import_tool_162 + 260 + 261).
+          if (value !== '') errors.push(valueError(name, col, value, MSG.notOnRepeatingInstrument(fieldName, instrument)));
+          continue;
+        }
         if (info.kind === 'field' && (info.field.type === 'calc' || info.field.type === 'file')) continue; // ignored
         if (value === '') {
           if (opts.overwrite) p.changes.push({ col, form: form.name, value: '', blank: true });

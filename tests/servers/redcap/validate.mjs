@@ -70,10 +70,39 @@ function normalizeDatePart(s, dateFormat) {
   return `${y}-${m.padStart(2, '0')}-${d.padStart(2, '0')}`;
 }
 
+/*
+ * The time part of a datetime. Missing minutes (and, for the seconds types,
+ * missing seconds) are taken as :00, as REDCap 15 does: English.ini keys
+ * data_import_tool_292-294 ("Minutes missing and assumed to be :00 for",
+ * "Seconds missing and assumed to be :00 for") and REDCap's UI tests
+ * (vanderbilt-redcap/redcap_rsvc, data import scenario 18: "13" saved as
+ * "13:00", "13:55" in a datetime_seconds field as "13:55:00"). Seconds on a
+ * datetime without seconds are an error.
+ */
 function normalizeTime(s, withSeconds) {
-  const mt = withSeconds ? /^(\d{1,2}):([0-5]\d):([0-5]\d)$/.exec(s) : /^(\d{1,2}):([0-5]\d)$/.exec(s);
+  const mt = /^(\d{1,2})(?::([0-5]\d))?(?::([0-5]\d))?$/.exec(s);
   if (!mt || Number(mt[1]) > 23) return undefined;
-  return withSeconds ? `${mt[1].padStart(2, '0')}:${mt[2]}:${mt[3]}` : `${mt[1].padStart(2, '0')}:${mt[2]}`;
+  if (mt[2] === undefined && mt[3] !== undefined) return undefined;
+  const hh = mt[1].padStart(2, '0');
+  const mm = mt[2] ?? '00';
+  if (!withSeconds) return mt[3] === undefined ? `${hh}:${mm}` : undefined;
+  return `${hh}:${mm}:${mt[3] ?? '00'}`;
+}
+
+/* A plain "time" (HH:MM) value: both parts required. */
+function normalizeClock(s) {
+  const mt = /^(\d{1,2}):([0-5]\d)$/.exec(s);
+  if (!mt || Number(mt[1]) > 23) return undefined;
+  return `${mt[1].padStart(2, '0')}:${mt[2]}`;
+}
+
+/*
+ * REDCap's message for a bad date/datetime by the import's dateFormat
+ * (English.ini data_import_tool_190/238/239 and 193/194/195; see messages.mjs).
+ */
+function dateMessage(isDatetime, dateFormat) {
+  if (isDatetime) return dateFormat === 'MDY' ? MSG.badDatetimeMdy : dateFormat === 'DMY' ? MSG.badDatetimeDmy : MSG.badDatetime;
+  return dateFormat === 'MDY' ? MSG.badDateMdy : dateFormat === 'DMY' ? MSG.badDateDmy : MSG.badDate;
 }
 
 /*
@@ -83,11 +112,11 @@ function normalizeTime(s, withSeconds) {
 function checkValidated(validation, v, dateFormat) {
   if (validation.startsWith('date_')) {
     const d = normalizeDatePart(v, dateFormat);
-    return d === undefined ? { error: MSG.badDate } : { value: d };
+    return d === undefined ? { error: dateMessage(false, dateFormat) } : { value: d };
   }
   if (validation.startsWith('datetime_')) {
     const seconds = validation.startsWith('datetime_seconds_');
-    const errMsg = seconds ? MSG.badDatetimeSeconds : MSG.badDatetime;
+    const errMsg = dateMessage(true, dateFormat);
     const s = v.replace(/^(\S+)T/, '$1 ');
     const sp = s.indexOf(' ');
     if (sp < 0) return { error: errMsg };
@@ -96,7 +125,7 @@ function checkValidated(validation, v, dateFormat) {
     return d === undefined || t === undefined ? { error: errMsg } : { value: `${d} ${t}` };
   }
   if (validation === 'time') {
-    const t = normalizeTime(v, false);
+    const t = normalizeClock(v);
     return t === undefined ? { error: MSG.badFormat } : { value: t };
   }
   const dp = /^number_(\d)dp(_comma_decimal)?$/.exec(validation);
