@@ -7,7 +7,18 @@
  * same rows again (all duplicates: a re-crawl), random reads, status and a
  * listing. Not a test: it asserts nothing about time.
  *
+ * Two figures for the curation side (outbox.h):
+ * - what marking patients as waiting costs: every new version marks its
+ *   patient inside store_put_resource() (already in the insert figure); the
+ *   "mark waiting" line times store_waiting_mark() for each row's patient,
+ *   all already waiting, which is what the mark adds to a put;
+ * - curation writes: per REDCap row, store_instance() + store_outbox_put()
+ *   + 8 store_provenance_put(), C rows (default 100k: 1000 MRN-like records
+ *   of 100 repeating instances) in transactions of CT rows (default 500):
+ *   all new, then all unchanged (a re-curation), then all changed.
+ *
  *   bench-store [--rows N] [--txn T] [--ids uuid|seq] [--dir DIR] [--keep] [--insert-only]
+ *               [--curate-rows C] [--curate-txn CT]
  *
  * --ids uuid (default) gives random UUIDs, as medplum and many servers do;
  * seq gives increasing ids (HAPI-style numbers), the easy case for B-trees.
@@ -23,6 +34,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "offline-store/outbox.h"
 #include "offline-store/store.h"
 #include "tests/harness.h"
 
@@ -82,6 +94,118 @@ static int count_cb(void *ud, const char *type, const char *id, const char *vers
 	return 0;
 }
 
+/* Time store_waiting_mark() for every row's patient (all already waiting), txn rows a transaction. */
+static int bench_mark(store *s, int64_t srv, const row *rows, size_t n_rows, size_t txn)
+{
+	int64_t waiting = 0;
+	if (store_waiting_count(s, srv, &waiting) != 0)
+		return 1;
+	double t0 = now_s();
+	for (size_t i = 0; i < n_rows; i += txn) {
+		size_t end = i + txn < n_rows ? i + txn : n_rows;
+		if (store_begin(s) != 0)
+			return 1;
+		for (size_t k = i; k < end; k++)
+			if (store_waiting_mark(s, srv, rows[k].patient) != 0)
+				return 1;
+		if (store_commit(s) != 0)
+			return 1;
+	}
+	double dt = now_s() - t0;
+	printf("mark waiting (patient already waiting, as on most puts): %zu marks in %.3f s, %.0f marks/s,"
+	       " %.2f us each; %lld patients waiting\n",
+	       n_rows, dt, (double)n_rows / dt, dt * 1e6 / (double)n_rows, (long long)waiting);
+	return 0;
+}
+
+static const char *const prov_fields[8] = { "vs_datetime", "vs_loinc", "vs_value", "vs_unit",
+					    "vs_code",     "vs_text",  "vs_status", "vs_method" };
+
+/* One curation pass over n rows: instance, outbox row and 8 provenance entries each. */
+static int curate_pass(store *s, size_t n, size_t txn, int variant, size_t *changed_out)
+{
+	char record[32], src[48], payload[512];
+	size_t changed = 0;
+	for (size_t i = 0; i < n; i += txn) {
+		size_t end = i + txn < n ? i + txn : n;
+		if (store_begin(s) != 0)
+			return 1;
+		for (size_t k = i; k < end; k++) {
+			snprintf(record, sizeof(record), "MRN%07zu", 1000000 + k / 100);
+			snprintf(src, sizeof(src), "obs-%08zx-%04zx", k * 2654435761u % 0xffffffffu, k % 0xffff);
+			int64_t instance = 0;
+			int ch = 0;
+			if (store_instance(s, "bench", record, "", "vitals", "Observation", src, &instance) != 0)
+				return 1;
+			size_t value = 50 + (k + (size_t)variant) % 100;
+			int len = snprintf(payload, sizeof(payload),
+					   "{\"record_id\":\"%s\",\"redcap_repeat_instrument\":\"vitals\","
+					   "\"redcap_repeat_instance\":%lld,"
+					   "\"vs_datetime\":\"2024-03-01 10:%02zu:%02zu\","
+					   "\"vs_loinc\":\"8867-4\",\"vs_value\":\"%zu\",\"vs_unit\":\"/min\","
+					   "\"vs_code\":\"HR\",\"vs_text\":\"Heart rate\",\"vs_status\":\"final\","
+					   "\"vs_method\":\"auto\",\"vitals_complete\":\"2\"}",
+					   record, (long long)instance, k / 60 % 60, k % 60, value);
+			if (store_outbox_put(s, "bench", record, "", "vitals", instance, payload, (size_t)len, &ch))
+				return 1;
+			changed += (size_t)ch;
+			for (int f = 0; f < 8; f++)
+				if (store_provenance_put(s, "bench", record, "", "vitals", instance, prov_fields[f],
+							 "vitals", "Observation", src, variant ? "2" : "1") != 0)
+					return 1;
+		}
+		if (store_commit(s) != 0)
+			return 1;
+	}
+	*changed_out = changed;
+	return 0;
+}
+
+static int bench_curate(store *s, size_t n, size_t txn)
+{
+	static const char *const what[] = { "new", "unchanged (re-curation)", "changed (new payloads and versions)" };
+	static const int variant[] = { 0, 0, 1 };
+	for (int pass = 0; pass < 3; pass++) {
+		size_t changed = 0;
+		double t0 = now_s();
+		if (curate_pass(s, n, txn, variant[pass], &changed) != 0)
+			return 1;
+		double dt = now_s() - t0;
+		printf("curate %s: %zu rows (%zu outbox rows changed) of instance + outbox put + 8 provenance puts in"
+		       " %zu-row transactions: %.3f s, %.0f rows/s\n",
+		       what[pass], n, changed, txn, dt, (double)n / dt);
+	}
+	double t0 = now_s();
+	json_t *st = store_outbox_status_json(s, 50);
+	double dt = now_s() - t0;
+	printf("outbox status: %.1f ms (%lld pending)\n", dt * 1000,
+	       (long long)json_integer_value(json_object_get(json_object_get(json_object_get(st, "projects"), "bench"),
+							     "pending")));
+	json_decref(st);
+	store_outbox_row *rows = NULL;
+	size_t got = 0, total = 0;
+	t0 = now_s();
+	for (;;) {
+		if (store_outbox_due(s, "bench", 0, 100, &rows, &got) != 0)
+			return 1;
+		if (got == 0)
+			break;
+		total += got;
+		if (store_begin(s) != 0)
+			return 1;
+		for (size_t i = 0; i < got; i++)
+			if (store_outbox_done(s, rows[i].id, rows[i].gen) != 0)
+				return 1;
+		if (store_commit(s) != 0)
+			return 1;
+		store_outbox_rows_free(rows, got);
+	}
+	dt = now_s() - t0;
+	printf("push side: due (100 a batch, decrypted) + done for %zu rows: %.3f s, %.0f rows/s\n", total, dt,
+	       (double)total / dt);
+	return 0;
+}
+
 static long long file_size(const char *path)
 {
 	struct stat st;
@@ -90,7 +214,7 @@ static long long file_size(const char *path)
 
 int main(int argc, char **argv)
 {
-	size_t n_rows = 100000, txn = 1000;
+	size_t n_rows = 100000, txn = 1000, curate_rows = 100000, curate_txn = 500;
 	bool seq_ids = false, keep = false, insert_only = false;
 	const char *dir_arg = NULL;
 
@@ -108,13 +232,19 @@ int main(int argc, char **argv)
 			keep = true;
 		else if (!strcmp(argv[i], "--insert-only"))
 			insert_only = true;
+		else if (!strcmp(argv[i], "--curate-rows") && i + 1 < argc)
+			curate_rows = strtoul(argv[++i], NULL, 10);
+		else if (!strcmp(argv[i], "--curate-txn") && i + 1 < argc)
+			curate_txn = strtoul(argv[++i], NULL, 10);
 		else {
-			fprintf(stderr, "usage: %s [--rows N] [--txn T] [--ids uuid|seq] [--dir DIR] [--keep] [--insert-only]\n",
+			fprintf(stderr,
+				"usage: %s [--rows N] [--txn T] [--ids uuid|seq] [--dir DIR] [--keep] [--insert-only]"
+				" [--curate-rows C] [--curate-txn CT]\n",
 				argv[0]);
 			return 2;
 		}
 	}
-	if (n_rows == 0 || txn == 0)
+	if (n_rows == 0 || txn == 0 || curate_txn == 0)
 		return 2;
 
 	char *dir = dir_arg ? strdup(dir_arg) : harness_tmpdir();
@@ -218,6 +348,14 @@ int main(int argc, char **argv)
 		       used / n_rows, dt, (double)n_rows / dt);
 	}
 
+	if (result == 0 && !insert_only && bench_mark(s, srv, rows, n_rows, txn) != 0) {
+		fprintf(stderr, "mark failed: %s\n", store_errmsg(s));
+		result = 1;
+	}
+	if (result == 0 && !insert_only && curate_rows && bench_curate(s, curate_rows, curate_txn) != 0) {
+		fprintf(stderr, "curate failed: %s\n", store_errmsg(s));
+		result = 1;
+	}
 	if (result == 0 && !insert_only) {
 		/* Random point reads (decrypt included). */
 		size_t n_get = n_rows < 20000 ? n_rows : 20000;

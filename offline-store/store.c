@@ -44,6 +44,7 @@
 #include "offline-store/crypto.h"
 #include "offline-store/instant.h"
 #include "offline-store/schema.h"
+#include "offline-store/store-internal.h"
 
 #define STORE_BUSY_TIMEOUT_MS 5000
 /*
@@ -88,6 +89,7 @@ enum stmt_id {
 	ST_CURSOR_GET,
 	ST_CURSOR_PUT,
 	ST_CURSOR_ERROR,
+	ST_WAIT_MARK,
 	ST__N
 };
 
@@ -103,7 +105,7 @@ static const char *const stmt_sql[ST__N] = {
 	[ST_PATIENT_ADD] = "INSERT INTO patients(server, patient) VALUES(?1, ?2)",
 	/* INDEXED BY: without statistics the planner would pick resources_type
 	 * (two equality terms) and scan every row of the type. */
-	[ST_RES_LOOKUP] = "SELECT rid, lu_us FROM resources INDEXED BY resources_key"
+	[ST_RES_LOOKUP] = "SELECT rid, lu_us, patient FROM resources INDEXED BY resources_key"
 			  " WHERE key_hash = ?1 AND server = ?2 AND type = ?3 AND id = ?4",
 	[ST_RES_INSERT] = "INSERT INTO resources(server, type, key_hash, id, version_id, last_updated, lu_us,"
 			  " patient, body) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
@@ -123,41 +125,12 @@ static const char *const stmt_sql[ST__N] = {
 			  " last_error = excluded.last_error",
 	[ST_CURSOR_ERROR] = "INSERT INTO cursors(server, type, last_error) VALUES(?1, ?2, ?3)"
 			    " ON CONFLICT(server, type) DO UPDATE SET last_error = excluded.last_error",
+	/* The rowid (seq) orders the waiting patients; UNIQUE(patient) makes a
+	 * patient already waiting cost one index probe and no write. */
+	[ST_WAIT_MARK] = "INSERT OR IGNORE INTO waiting(patient) VALUES(?1)",
 };
 
-typedef struct type_entry {
-	char *name;
-	int64_t id;
-} type_entry;
-
-/* A growable byte buffer; grows by doubling, never shrinks until freed. */
-typedef struct store_buf {
-	uint8_t *p;
-	size_t cap;
-} store_buf;
-
-struct store {
-	sqlite3 *db;
-	store_mode mode;
-	char *db_path;
-	store_crypto crypto;
-	sqlite3_stmt *stmt[ST__N];
-
-	/* name -> id of rows in types; cleared on rollback (ids may vanish) */
-	type_entry *types;
-	size_t n_types, cap_types, last_type;
-
-	/* the last interned patient; cleared on rollback */
-	bool pat_valid;
-	int64_t pat_server, pat_id;
-	store_buf pat_name;
-
-	store_buf blob; /* ciphertext of the body being stored */
-	store_buf aad;  /* AAD of the row being sealed or opened */
-
-	int64_t txn_time; /* unix seconds, set by store_begin() */
-	char errmsg[1024];
-};
+_Static_assert(ST__N == STORE_N_STMT, "update STORE_N_STMT in store-internal.h");
 
 /* ---- small helpers ------------------------------------------------------ */
 
@@ -304,6 +277,7 @@ static void caches_clear(store *s)
 	s->n_types = 0;
 	s->last_type = 0;
 	s->pat_valid = false;
+	store__outbox_forget(s);
 }
 
 /* Length of the longest prefix of str (length len) of at most max bytes that ends on a UTF-8 boundary. */
@@ -736,6 +710,7 @@ void store_close(store *s)
 		return;
 	if (s->db && in_txn(s))
 		sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+	store__outbox_free(s);
 	for (size_t i = 0; i < ST__N; i++)
 		sqlite3_finalize(s->stmt[i]);
 	sqlite3_close_v2(s->db); /* the last connection checkpoints and removes the WAL */
@@ -912,7 +887,8 @@ static int type_id(store *s, const char *name, bool create, int64_t *id)
 	return 0;
 }
 
-static int patient_id(store *s, int64_t server, const char *patient, int64_t *id)
+/* The interned id of (server, patient); made if create, else STORE_E_NOTFOUND. */
+static int patient_id(store *s, int64_t server, const char *patient, bool create, int64_t *id)
 {
 	size_t len = strlen(patient);
 	if (s->pat_valid && s->pat_server == server && strcmp((const char *)s->pat_name.p, patient) == 0) {
@@ -930,6 +906,10 @@ static int patient_id(store *s, int64_t server, const char *patient, int64_t *id
 		*id = sqlite3_column_int64(st, 0);
 	stmt_done(st);
 	if (src == SQLITE_DONE) {
+		if (!create) {
+			seterr(s, "no such patient in the store");
+			return STORE_E_NOTFOUND;
+		}
 		if ((rc = stmt_get(s, ST_PATIENT_ADD, &st)) != 0)
 			return rc;
 		sqlite3_bind_int64(st, 1, server);
@@ -1012,13 +992,27 @@ static int version_insert(store *s, const put_args *a, int64_t rid, int64_t tid,
 	return stmt_exec(s, st, "cannot record a resource version");
 }
 
+/*
+ * Mark the interned patient pid as waiting for curation. A patient already
+ * waiting costs one probe of the UNIQUE(patient) index and no write.
+ */
+static int wait_mark(store *s, int64_t pid)
+{
+	sqlite3_stmt *st = NULL;
+	int rc = stmt_get(s, ST_WAIT_MARK, &st);
+	if (rc)
+		return rc;
+	sqlite3_bind_int64(st, 1, pid);
+	return stmt_exec(s, st, "cannot mark a patient for curation");
+}
+
 static int put_impl(store *s, void *ud)
 {
 	const put_args *a = ud;
 	const store_resource *r = a->r;
 	sqlite3_stmt *st;
-	int64_t tid = 0, rid = 0, stored_lu = 0, lu = 0, pid = 0;
-	bool found = false, stored_has_lu = false;
+	int64_t tid = 0, rid = 0, stored_lu = 0, lu = 0, pid = 0, stored_pid = 0;
+	bool found = false, stored_has_lu = false, stored_has_pid = false;
 	uint8_t bh[STORE_BODY_HASH_LEN];
 	size_t bh_len = 0, blob_len = 0;
 	int rc, src;
@@ -1047,6 +1041,8 @@ static int put_impl(store *s, void *ud)
 		rid = sqlite3_column_int64(st, 0);
 		stored_has_lu = sqlite3_column_type(st, 1) != SQLITE_NULL;
 		stored_lu = sqlite3_column_int64(st, 1);
+		stored_has_pid = sqlite3_column_type(st, 2) != SQLITE_NULL;
+		stored_pid = sqlite3_column_int64(st, 2);
 	}
 	stmt_done(st);
 	if (src != SQLITE_ROW && src != SQLITE_DONE)
@@ -1060,10 +1056,14 @@ static int put_impl(store *s, void *ud)
 		if (sqlite3_changes(s->db) == 0)
 			return 0;
 		*a->is_new = 1;
+		if (has_pid && ((rc = patient_id(s, a->server, a->patient, true, &pid)) != 0 ||
+				(rc = wait_mark(s, pid)) != 0))
+			return rc;
 		/* A version older than the stored body is recorded, the body kept. */
 		if (stored_has_lu && has_lu && stored_lu > lu)
 			return 0;
-		if (has_pid && (rc = patient_id(s, a->server, a->patient, &pid)) != 0)
+		/* The resource moved to another patient: the one it left changes too. */
+		if (stored_has_pid && (!has_pid || stored_pid != pid) && (rc = wait_mark(s, stored_pid)) != 0)
 			return rc;
 		if ((rc = seal_body(s, a, &blob_len)) != 0)
 			return rc;
@@ -1078,7 +1078,8 @@ static int put_impl(store *s, void *ud)
 		return stmt_exec(s, st, "cannot update a resource");
 	}
 
-	if (has_pid && (rc = patient_id(s, a->server, a->patient, &pid)) != 0)
+	if (has_pid && ((rc = patient_id(s, a->server, a->patient, true, &pid)) != 0 ||
+			(rc = wait_mark(s, pid)) != 0))
 		return rc;
 	if ((rc = seal_body(s, a, &blob_len)) != 0)
 		return rc;
@@ -1548,4 +1549,69 @@ out:
 		return NULL;
 	}
 	return root;
+}
+
+/* ---- lent to outbox.c (store-internal.h) -------------------------------- */
+
+void store__seterr(store *s, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(s->errmsg, sizeof(s->errmsg), fmt, ap);
+	va_end(ap);
+}
+
+int store__db_fail(store *s, int rc, const char *what)
+{
+	return db_fail(s, rc, what);
+}
+
+int store__oom(store *s)
+{
+	return oom(s);
+}
+
+int store__buf_reserve(store_buf *b, size_t n)
+{
+	return buf_reserve(b, n);
+}
+
+void store__buf_free(store_buf *b)
+{
+	buf_free(b);
+}
+
+json_t *store__jstr(const char *str)
+{
+	return jstr(str);
+}
+
+int64_t store__now(const store *s)
+{
+	return in_txn(s) && s->txn_time ? s->txn_time : (int64_t)time(NULL);
+}
+
+int store__write(store *s, const char *what, int (*fn)(store *s, void *ud), void *ud)
+{
+	int rc = check_writable(s, what);
+	if (rc)
+		return rc;
+	bool outer = in_txn(s);
+	if (outer && s->txn_time == 0)
+		s->txn_time = (int64_t)time(NULL);
+	rc = with_txn(s, fn, ud);
+	if (rc && outer && !in_txn(s))
+		caches_clear(s); /* SQLite rolled the transaction back */
+	return rc;
+}
+
+int store__patient_id(store *s, int64_t server, const char *patient, bool create, int64_t *id)
+{
+	return patient_id(s, server, patient, create, id);
+}
+
+int store__open_body(store *s, int64_t server, const char *type, const char *id, const char *version_id,
+		     const uint8_t *blob, size_t blob_len, store_buf *out, size_t *len)
+{
+	return open_body(s, server, type, id, version_id, blob, blob_len, out, len);
 }

@@ -107,8 +107,10 @@ typedef struct store_resource {
  * precision normalised, to the microsecond); the stored body is kept only
  * when both instants are valid and the stored one is later. For resources
  * without version_id the "version" is a keyed hash of the body bytes, so a
- * body seen before for that resource is never new. Runs in its own
- * transaction when none is open. -EINVAL without type or id or with a key
+ * body seen before for that resource is never new. A new version (is_new)
+ * marks the resource's patient as waiting for curation (outbox.h), and the
+ * patient it belonged to before when its body moved to another patient.
+ * Runs in its own transaction when none is open. -EINVAL without type or id or with a key
  * string (type, id, version_id, last_updated, patient) above 4096 bytes;
  * -EFBIG for a body above SQLite's blob limit.
  */

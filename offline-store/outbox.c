@@ -1,0 +1,2101 @@
+/*
+ * offline-store/outbox.c — the curation side of the store (see outbox.h;
+ * the tables and why they look so are described in schema.c, version 2).
+ *
+ * PHI at rest. Record names (they may be MRNs), MRNs, outbox and review
+ * payloads never reach SQLite in clear: names and MRNs go in as keyed
+ * hashes, and names and payloads as crypto.h blobs whose AAD names the row
+ * they belong to (a blob moved to another row, or an old payload put back
+ * under a newer gen, fails to open). The keyed hashes are HMAC-SHA-256
+ * under a sub-key of the store key (HMAC(store key, label)), never the
+ * AES key itself, and keep all 32 bytes: two names with equal hashes are
+ * equal, so a lookup by hash needs no decryption to re-check. Each hash
+ * starts with a domain byte, so a record name, an MRN and a payload can
+ * never hash alike; a record name is hashed with its project, so the same
+ * person has unrelated hashes in two projects.
+ *
+ * Statements are prepared once per handle and cached (like store.c), except
+ * those whose results are handed to a callback: those are prepared per call
+ * so the callback may use the store freely.
+ *
+ * Caches: project ids and the last record looked up. Ids are never deleted,
+ * so a cached id stays right until a rollback takes away rows made in the
+ * transaction; store.c calls store__outbox_forget() then.
+ */
+#include "offline-store/outbox.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <openssl/core_names.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/params.h>
+
+#include "offline-store/crypto.h"
+#include "offline-store/store-internal.h"
+
+#define OB_HASH_LEN 32
+/* Longest project, record, event, instrument, field, rule, type, id, version, key or patient accepted. */
+#define OB_MAX_KEY_LEN 4096
+/* Longest retry error kept (cut at a UTF-8 boundary). */
+#define OB_MAX_ERROR_LEN 1024
+
+/* AAD tags; store.c uses 'R' (bodies) and 'K' (key check). */
+#define AAD_TAG_NAME 'N'
+#define AAD_TAG_OUTBOX 'O'
+#define AAD_TAG_REVIEW 'V'
+
+/* First byte of every keyed hash input. */
+#define HASH_RECORD 'r'
+#define HASH_MRN 'm'
+#define HASH_OUTBOX 'o'
+#define HASH_REVIEW 'v'
+
+static const char name_hash_label[] = "fhir-redcap-bridge store name-hash v1";
+
+enum ob_stmt_id {
+	OST_PROJECT_GET,
+	OST_PROJECT_ADD,
+	OST_RECORD_GET,
+	OST_RECORD_ADD,
+	OST_WAIT_MARK,
+	OST_WAIT_COUNT,
+	OST_WAIT_CLEAR,
+	OST_WAIT_ALL,
+	OST_KV_GET,
+	OST_KV_SET,
+	OST_KV_DEL,
+	OST_MRN_SET,
+	OST_MRN_DEL,
+	OST_MRN_COUNT,
+	OST_MRN_PATIENTS,
+	OST_REFUSAL_SET,
+	OST_REFUSAL_CLEAR,
+	OST_INST_GET,
+	OST_INST_MAX,
+	OST_INST_ADD,
+	OST_OB_GET,
+	OST_OB_ADD,
+	OST_OB_UPDATE,
+	OST_OB_DUE,
+	OST_OB_NEXT,
+	OST_OB_DONE,
+	OST_OB_EXISTS,
+	OST_OB_RETRY,
+	OST_OB_HOLD,
+	OST_OB_RELEASE,
+	OST_OB_RELEASE_RECORD,
+	OST_PROV_PUT,
+	OST_PROV_GET,
+	OST_REV_GET,
+	OST_REV_DEL,
+	OST_REV_PROV,
+	OST_REV_ADD,
+	OST_REV_LOAD,
+	OST_REV_DECIDE,
+	OST_ST_PROJECTS,
+	OST_ST_TOTAL,
+	OST_ST_STATE,
+	OST_ST_HELD,
+	OST_ST_REFUSED,
+	OST_ST_REVIEW,
+	OST__N
+};
+
+static const char *const ob_sql[OST__N] = {
+	[OST_PROJECT_GET] = "SELECT id FROM projects WHERE name = ?1",
+	[OST_PROJECT_ADD] = "INSERT INTO projects(name) VALUES(?1)",
+	[OST_RECORD_GET] = "SELECT id FROM records WHERE project = ?1 AND record_hash = ?2",
+	[OST_RECORD_ADD] = "INSERT INTO records(project, record_hash, name) VALUES(?1, ?2, ?3)",
+	[OST_WAIT_MARK] = "INSERT OR IGNORE INTO waiting(patient) VALUES(?1)",
+	/* CROSS JOIN fixes the loop order: walk the (few) waiting rows, not every patient of the server. */
+	[OST_WAIT_COUNT] = "SELECT count(*) FROM waiting w CROSS JOIN patients p ON p.id = w.patient"
+			   " WHERE p.server = ?1",
+	[OST_WAIT_CLEAR] = "DELETE FROM waiting WHERE patient = ?1",
+	[OST_WAIT_ALL] = "INSERT OR IGNORE INTO waiting(patient) SELECT p.id FROM patients p WHERE p.server = ?1"
+			 " AND EXISTS(SELECT 1 FROM resources r WHERE r.patient = p.id) ORDER BY p.id",
+	[OST_KV_GET] = "SELECT value FROM project_kv WHERE project = ?1 AND key = ?2",
+	[OST_KV_SET] = "INSERT INTO project_kv(project, key, value) VALUES(?1, ?2, ?3)"
+		       " ON CONFLICT(project, key) DO UPDATE SET value = excluded.value",
+	[OST_KV_DEL] = "DELETE FROM project_kv WHERE project = ?1 AND key = ?2",
+	[OST_MRN_SET] = "INSERT INTO mrns(patient, mrn_hash) VALUES(?1, ?2)"
+			" ON CONFLICT(patient) DO UPDATE SET mrn_hash = excluded.mrn_hash"
+			" WHERE mrn_hash IS NOT excluded.mrn_hash",
+	[OST_MRN_DEL] = "DELETE FROM mrns WHERE patient = ?1",
+	[OST_MRN_COUNT] = "SELECT count(*) FROM mrns m JOIN patients p ON p.id = m.patient"
+			  " WHERE m.mrn_hash = ?1 AND p.server = ?2",
+	[OST_MRN_PATIENTS] = "SELECT p.patient FROM mrns m JOIN patients p ON p.id = m.patient"
+			     " WHERE m.mrn_hash = ?1 AND p.server = ?2 ORDER BY p.patient",
+	/* The first refusal's time is kept: `since` is how long the patient has waited for a person. */
+	[OST_REFUSAL_SET] = "INSERT INTO refusals(project, patient, reason, since) VALUES(?1, ?2, ?3, ?4)"
+			    " ON CONFLICT(project, patient) DO UPDATE SET reason = excluded.reason"
+			    " WHERE reason IS NOT excluded.reason",
+	[OST_REFUSAL_CLEAR] = "DELETE FROM refusals WHERE project = ?1 AND patient = ?2",
+	[OST_INST_GET] = "SELECT instance FROM instances WHERE record = ?1 AND event = ?2 AND instrument = ?3"
+			 " AND src_type = ?4 AND src_id = ?5",
+	[OST_INST_MAX] = "SELECT max(instance) FROM instances WHERE record = ?1 AND event = ?2 AND instrument = ?3",
+	[OST_INST_ADD] = "INSERT INTO instances(record, event, instrument, src_type, src_id, instance)"
+			 " VALUES(?1, ?2, ?3, ?4, ?5, ?6)",
+	[OST_OB_GET] = "SELECT id, gen, payload_hash FROM outbox WHERE project = ?1 AND record = ?2 AND event = ?3"
+		       " AND instrument = ?4 AND instance = ?5",
+	[OST_OB_ADD] = "INSERT INTO outbox(project, record, event, instrument, instance, gen, payload_hash, payload,"
+		       " state, state_at) VALUES(?1, ?2, ?3, ?4, ?5, 1, ?6, ?7, 0, ?8)",
+	[OST_OB_UPDATE] = "UPDATE outbox SET gen = ?2, payload_hash = ?3, payload = ?4, state = 0, attempts = 0,"
+			  " next_at = 0, last_error = '', reasons = NULL, state_at = ?5 WHERE id = ?1",
+	/* The literal state = 0 lets SQLite use the partial index outbox_due. */
+	[OST_OB_DUE] = "SELECT o.id, o.gen, o.record, o.event, o.instrument, o.instance, o.payload, o.attempts,"
+		       " o.next_at, o.last_error, r.record_hash, r.name"
+		       " FROM outbox o INDEXED BY outbox_due JOIN records r ON r.id = o.record"
+		       " WHERE o.project = ?1 AND o.state = 0 AND o.next_at <= ?2 ORDER BY o.id LIMIT ?3",
+	[OST_OB_NEXT] = "SELECT min(next_at) FROM outbox INDEXED BY outbox_next WHERE project = ?1 AND state = 0",
+	[OST_OB_DONE] = "UPDATE outbox SET state = 1, next_at = 0, last_error = '', reasons = NULL, state_at = ?3"
+			" WHERE id = ?1 AND gen = ?2 AND state <> 1",
+	[OST_OB_EXISTS] = "SELECT 1 FROM outbox WHERE id = ?1",
+	[OST_OB_RETRY] = "UPDATE outbox SET attempts = attempts + 1, next_at = ?3, last_error = ?4"
+			 " WHERE id = ?1 AND gen = ?2 AND state = 0",
+	[OST_OB_HOLD] = "UPDATE outbox SET state = 2, next_at = 0, reasons = ?3, state_at = ?4"
+			" WHERE id = ?1 AND gen = ?2 AND state = 0",
+	[OST_OB_RELEASE] = "UPDATE outbox SET state = 0, attempts = 0, next_at = 0, last_error = '', reasons = NULL,"
+			   " state_at = ?2 WHERE project = ?1 AND state = 2",
+	[OST_OB_RELEASE_RECORD] = "UPDATE outbox SET state = 0, attempts = 0, next_at = 0, last_error = '',"
+				  " reasons = NULL, state_at = ?2 WHERE project = ?1 AND state = 2 AND record = ?3",
+	/* Producing the same value again writes nothing (at keeps when it was first so). */
+	[OST_PROV_PUT] = "INSERT INTO provenance(record, field, event, instrument, instance, rule, res_type, res_id,"
+			 " res_version, at) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"
+			 " ON CONFLICT(record, field, event, instrument, instance) DO UPDATE SET"
+			 " rule = excluded.rule, res_type = excluded.res_type, res_id = excluded.res_id,"
+			 " res_version = excluded.res_version, at = excluded.at"
+			 " WHERE rule IS NOT excluded.rule OR res_type IS NOT excluded.res_type"
+			 " OR res_id IS NOT excluded.res_id OR res_version IS NOT excluded.res_version",
+	[OST_PROV_GET] = "SELECT event, instrument, instance, rule, res_type, res_id, res_version, at FROM provenance"
+			 " WHERE record = ?1 AND field = ?2 ORDER BY event, instance, instrument",
+	[OST_REV_GET] = "SELECT id, payload_hash FROM review WHERE record = ?1 AND event = ?2 AND instrument = ?3"
+			" AND instance = ?4",
+	[OST_REV_DEL] = "DELETE FROM review WHERE id = ?1",
+	[OST_REV_PROV] = "UPDATE review SET provenance = ?2 WHERE id = ?1 AND state = 0 AND provenance IS NOT ?2",
+	[OST_REV_ADD] = "INSERT INTO review(project, record, event, instrument, instance, payload_hash, payload,"
+			" provenance, state, queued_at) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 0, ?9)",
+	[OST_REV_LOAD] = "SELECT project, record, event, instrument, instance, payload, provenance FROM review"
+			 " WHERE id = ?1 AND state = 0",
+	[OST_REV_DECIDE] = "UPDATE review SET state = ?2, decided_at = ?3, decided_by = ?4 WHERE id = ?1",
+	[OST_ST_PROJECTS] = "SELECT id, name FROM projects ORDER BY name",
+	[OST_ST_TOTAL] = "SELECT count(*) FROM outbox WHERE project = ?1",
+	[OST_ST_STATE] = "SELECT (SELECT count(*) FROM outbox WHERE project = ?1 AND state = 0),"
+			 " (SELECT count(*) FROM outbox WHERE project = ?1 AND state = 2)",
+	[OST_ST_HELD] = "SELECT o.record, o.event, o.instrument, o.instance, o.reasons, o.state_at, r.record_hash,"
+			" r.name FROM outbox o INDEXED BY outbox_held JOIN records r ON r.id = o.record"
+			" WHERE o.project = ?1 AND o.state = 2 ORDER BY o.state_at DESC, o.id DESC LIMIT ?2",
+	[OST_ST_REFUSED] = "SELECT patient, reason FROM refusals WHERE project = ?1 ORDER BY patient",
+	[OST_ST_REVIEW] = "SELECT count(*) FROM review WHERE project = ?1 AND state = 0",
+};
+
+typedef struct project_entry {
+	char *name;
+	int64_t id;
+} project_entry;
+
+struct store_outbox {
+	sqlite3_stmt *stmt[OST__N];
+	EVP_MAC *mac;
+	EVP_MAC_CTX *mac_ctx;   /* HMAC-SHA-256 under the name-hash sub-key */
+	bool mac_failed;        /* an update failed since mac_begin() */
+
+	project_entry *projects; /* cleared on rollback */
+	size_t n_projects, cap_projects;
+
+	bool rec_valid;          /* the last record looked up; cleared on rollback */
+	int64_t rec_project, rec_id;
+	store_buf rec_name;
+
+	store_buf aad, blob; /* AAD and ciphertext of the value being sealed or opened */
+};
+
+/* ---- small helpers ------------------------------------------------------ */
+
+static bool in_txn(const store *s)
+{
+	return !sqlite3_get_autocommit(s->db);
+}
+
+static int ob_stmt(store *s, enum ob_stmt_id id, sqlite3_stmt **out)
+{
+	store_outbox *ob = s->ob;
+	if (!ob->stmt[id]) {
+		int rc = sqlite3_prepare_v3(s->db, ob_sql[id], -1, SQLITE_PREPARE_PERSISTENT, &ob->stmt[id], NULL);
+		if (rc != SQLITE_OK) {
+			ob->stmt[id] = NULL;
+			return store__db_fail(s, rc, "cannot prepare a statement");
+		}
+	}
+	*out = ob->stmt[id];
+	return 0;
+}
+
+static void stmt_done(sqlite3_stmt *st)
+{
+	sqlite3_reset(st);
+	sqlite3_clear_bindings(st);
+}
+
+/* Run a cached statement that returns no row. */
+static int stmt_exec(store *s, sqlite3_stmt *st, const char *what)
+{
+	int rc = sqlite3_step(st);
+	stmt_done(st);
+	return rc == SQLITE_DONE ? 0 : store__db_fail(s, rc, what);
+}
+
+/* Run a cached statement returning one integer (NULL counts as "no row"). */
+static int stmt_int(store *s, sqlite3_stmt *st, const char *what, bool *found, int64_t *v)
+{
+	int rc = sqlite3_step(st);
+	*found = rc == SQLITE_ROW && sqlite3_column_type(st, 0) != SQLITE_NULL;
+	if (*found)
+		*v = sqlite3_column_int64(st, 0);
+	stmt_done(st);
+	return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : store__db_fail(s, rc, what);
+}
+
+static void bind_text(sqlite3_stmt *st, int i, const char *str)
+{
+	sqlite3_bind_text(st, i, str, -1, SQLITE_STATIC);
+}
+
+static int prepare(store *s, const char *sql, sqlite3_stmt **st, const char *what)
+{
+	int rc = sqlite3_prepare_v2(s->db, sql, -1, st, NULL);
+	return rc == SQLITE_OK ? 0 : store__db_fail(s, rc, what);
+}
+
+static int bad_args(store *s, const char *fn)
+{
+	store__seterr(s, "%s: bad arguments", fn);
+	return -EINVAL;
+}
+
+/* A key string: present, not longer than OB_MAX_KEY_LEN, non-empty if required. */
+static bool key_ok(const char *str, bool required)
+{
+	if (!str)
+		return false;
+	if (required && !str[0])
+		return false;
+	return strnlen(str, OB_MAX_KEY_LEN + 1) <= OB_MAX_KEY_LEN;
+}
+
+/* Length of the longest prefix of str of at most max bytes ending on a UTF-8 boundary. */
+static size_t utf8_prefix(const char *str, size_t max)
+{
+	size_t len = strlen(str);
+	if (len <= max)
+		return len;
+	size_t n = max;
+	while (n > 0 && ((unsigned char)str[n] & 0xC0) == 0x80)
+		n--;
+	return n;
+}
+
+/* Unix seconds as a FHIR instant in UTC. */
+static json_t *instant_json(int64_t secs)
+{
+	char buf[32];
+	struct tm tm;
+	time_t t = (time_t)secs;
+	if (!gmtime_r(&t, &tm) || strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
+		return json_null();
+	return json_string(buf);
+}
+
+static const char *col_text(sqlite3_stmt *st, int col)
+{
+	return (const char *)sqlite3_column_text(st, col);
+}
+
+/* A text column as a new JSON string ("" for NULL); NULL only on OOM. */
+static json_t *col_json(sqlite3_stmt *st, int col)
+{
+	return store__jstr(col_text(st, col));
+}
+
+/* Does the blob column hold the hash h? */
+static bool hash_equal(sqlite3_stmt *st, int col, const uint8_t h[OB_HASH_LEN])
+{
+	return sqlite3_column_bytes(st, col) == OB_HASH_LEN &&
+	       memcmp(sqlite3_column_blob(st, col), h, OB_HASH_LEN) == 0;
+}
+
+static char *dup_text(sqlite3_stmt *st, int col)
+{
+	const char *t = (const char *)sqlite3_column_text(st, col);
+	return strdup(t ? t : "");
+}
+
+/* ---- the state, keyed hashes, blobs ------------------------------------ */
+
+static void ob_free(store_outbox *ob)
+{
+	if (!ob)
+		return;
+	for (size_t i = 0; i < OST__N; i++)
+		sqlite3_finalize(ob->stmt[i]);
+	EVP_MAC_CTX_free(ob->mac_ctx);
+	EVP_MAC_free(ob->mac);
+	for (size_t i = 0; i < ob->n_projects; i++)
+		free(ob->projects[i].name);
+	free(ob->projects);
+	/* The last record name (PHI) sits here. */
+	if (ob->rec_name.p)
+		OPENSSL_cleanse(ob->rec_name.p, ob->rec_name.cap);
+	store__buf_free(&ob->rec_name);
+	store__buf_free(&ob->aad);
+	store__buf_free(&ob->blob);
+	free(ob);
+}
+
+void store__outbox_free(store *s)
+{
+	ob_free(s->ob);
+	s->ob = NULL;
+}
+
+void store__outbox_forget(store *s)
+{
+	store_outbox *ob = s->ob;
+	if (!ob)
+		return;
+	for (size_t i = 0; i < ob->n_projects; i++)
+		free(ob->projects[i].name);
+	ob->n_projects = 0;
+	ob->rec_valid = false;
+}
+
+/* Set up s->ob on first use: the name-hash sub-key is HMAC(store key, label). */
+static int ob_init(store *s)
+{
+	if (s->ob)
+		return 0;
+	store_outbox *ob = calloc(1, sizeof(*ob));
+	if (!ob)
+		return store__oom(s);
+	uint8_t key[32];
+	size_t n = 0;
+	int rc = -EIO;
+	OSSL_PARAM params[] = {
+		OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, (char *)"SHA256", 0),
+		OSSL_PARAM_construct_end(),
+	};
+	if (!EVP_Q_mac(NULL, "HMAC", NULL, "SHA256", NULL, s->crypto.key, STORE_KEY_LEN,
+		       (const unsigned char *)name_hash_label, strlen(name_hash_label), key, sizeof(key), &n) ||
+	    n != sizeof(key))
+		goto fail;
+	rc = -ENOMEM;
+	if (!(ob->mac = EVP_MAC_fetch(NULL, "HMAC", NULL)) || !(ob->mac_ctx = EVP_MAC_CTX_new(ob->mac)))
+		goto fail;
+	rc = -EIO;
+	if (EVP_MAC_init(ob->mac_ctx, key, sizeof(key), params) != 1)
+		goto fail;
+	OPENSSL_cleanse(key, sizeof(key));
+	s->ob = ob;
+	return 0;
+fail:
+	OPENSSL_cleanse(key, sizeof(key));
+	ob_free(ob);
+	store__seterr(s, "cannot set up the store's keyed hash");
+	return rc;
+}
+
+static void mac_bytes(store_outbox *ob, const void *p, size_t n)
+{
+	if (n && EVP_MAC_update(ob->mac_ctx, p, n) != 1)
+		ob->mac_failed = true;
+}
+
+static void mac_i64(store_outbox *ob, int64_t v)
+{
+	uint8_t be[8];
+	for (int i = 0; i < 8; i++)
+		be[i] = (uint8_t)((uint64_t)v >> (56 - 8 * i));
+	mac_bytes(ob, be, sizeof(be));
+}
+
+/* Length-prefixed: ("ab", "c") and ("a", "bc") hash differently. */
+static void mac_str(store_outbox *ob, const char *str)
+{
+	size_t n = strlen(str);
+	mac_i64(ob, (int64_t)n);
+	mac_bytes(ob, str, n);
+}
+
+static void mac_begin(store_outbox *ob, uint8_t domain)
+{
+	/* A NULL key re-initialises HMAC with the key given in ob_init(). */
+	ob->mac_failed = EVP_MAC_init(ob->mac_ctx, NULL, 0, NULL) != 1;
+	mac_bytes(ob, &domain, 1);
+}
+
+static int mac_end(store *s, uint8_t out[OB_HASH_LEN])
+{
+	store_outbox *ob = s->ob;
+	size_t n = 0;
+	if (ob->mac_failed || EVP_MAC_final(ob->mac_ctx, out, &n, OB_HASH_LEN) != 1 || n != OB_HASH_LEN) {
+		store__seterr(s, "cannot compute a keyed hash");
+		return -EIO;
+	}
+	return 0;
+}
+
+/* The keyed hash of a payload together with the key of the row it is for. */
+static int payload_hash(store *s, uint8_t domain, int64_t rid, const char *event, const char *instrument,
+			int64_t instance, const char *payload, size_t len, uint8_t out[OB_HASH_LEN])
+{
+	store_outbox *ob = s->ob;
+	mac_begin(ob, domain);
+	mac_i64(ob, rid);
+	mac_str(ob, event);
+	mac_str(ob, instrument);
+	mac_i64(ob, instance);
+	mac_bytes(ob, payload, len);
+	return mac_end(s, out);
+}
+
+static int aad_put(store *s, size_t *off, const void *p, size_t n)
+{
+	store_outbox *ob = s->ob;
+	if (store__buf_reserve(&ob->aad, *off + n) != 0)
+		return store__oom(s);
+	if (n)
+		memcpy(ob->aad.p + *off, p, n);
+	*off += n;
+	return 0;
+}
+
+static int aad_i64(store *s, size_t *off, int64_t v)
+{
+	uint8_t be[8];
+	for (int i = 0; i < 8; i++)
+		be[i] = (uint8_t)((uint64_t)v >> (56 - 8 * i));
+	return aad_put(s, off, be, sizeof(be));
+}
+
+static int aad_str(store *s, size_t *off, const char *str)
+{
+	size_t n = strlen(str);
+	int rc = aad_i64(s, off, (int64_t)n);
+	return rc ? rc : aad_put(s, off, str, n);
+}
+
+/* AAD of a record name: the project and the name's hash. */
+static int aad_name(store *s, int64_t pid, const uint8_t *hash, size_t *len)
+{
+	uint8_t head[2] = { AAD_TAG_NAME, STORE_BLOB_VERSION };
+	size_t off = 0;
+	int rc = aad_put(s, &off, head, sizeof(head));
+	if (!rc)
+		rc = aad_i64(s, &off, pid);
+	if (!rc)
+		rc = aad_put(s, &off, hash, OB_HASH_LEN);
+	*len = off;
+	return rc;
+}
+
+/* AAD of an outbox payload (gen >= 1) or of a review payload (gen 0, tag V): the row's key. */
+static int aad_row(store *s, uint8_t tag, int64_t rid, const char *event, const char *instrument, int64_t instance,
+		   int64_t gen, size_t *len)
+{
+	uint8_t head[2] = { tag, STORE_BLOB_VERSION };
+	size_t off = 0;
+	int rc = aad_put(s, &off, head, sizeof(head));
+	if (!rc)
+		rc = aad_i64(s, &off, rid);
+	if (!rc)
+		rc = aad_str(s, &off, event);
+	if (!rc)
+		rc = aad_str(s, &off, instrument);
+	if (!rc)
+		rc = aad_i64(s, &off, instance);
+	if (!rc)
+		rc = aad_i64(s, &off, gen);
+	*len = off;
+	return rc;
+}
+
+/* Seal pt under the AAD in ob->aad into ob->blob. */
+static int seal(store *s, size_t aad_len, const void *pt, size_t pt_len, size_t *blob_len)
+{
+	store_outbox *ob = s->ob;
+	int limit = sqlite3_limit(s->db, SQLITE_LIMIT_LENGTH, -1);
+	if (pt_len > (size_t)limit - STORE_BLOB_OVERHEAD) {
+		store__seterr(s, "a value of %zu bytes is larger than the store takes", pt_len);
+		return -EFBIG;
+	}
+	if (store__buf_reserve(&ob->blob, pt_len + STORE_BLOB_OVERHEAD) != 0)
+		return store__oom(s);
+	if (store_crypto_seal(&s->crypto, NULL, ob->aad.p, aad_len, pt, pt_len, ob->blob.p) != 0) {
+		store__seterr(s, "cannot encrypt a value for the store");
+		return -EIO;
+	}
+	*blob_len = pt_len + STORE_BLOB_OVERHEAD;
+	return 0;
+}
+
+/* Open blob under the AAD in ob->aad into a new NUL-terminated string. */
+static int unseal(store *s, size_t aad_len, const void *blob, size_t blob_len, const char *what, char **out,
+		  size_t *out_len)
+{
+	*out = NULL;
+	size_t n = blob_len >= STORE_BLOB_OVERHEAD ? blob_len - STORE_BLOB_OVERHEAD : 0, len = 0;
+	char *p = malloc(n + 1);
+	if (!p)
+		return store__oom(s);
+	int rc = store_crypto_open(&s->crypto, s->ob->aad.p, aad_len, blob, blob_len, (uint8_t *)p, &len);
+	if (rc) {
+		free(p);
+		if (rc == STORE_E_CORRUPT)
+			store__seterr(s,
+				      "a stored %s failed authentication: the store %s is damaged or was tampered with",
+				      what, s->db_path);
+		else
+			store__seterr(s, "cannot decrypt a stored %s", what);
+		return rc;
+	}
+	p[len] = '\0';
+	*out = p;
+	if (out_len)
+		*out_len = len;
+	return 0;
+}
+
+static void free_secret(char *p, size_t len)
+{
+	if (p)
+		OPENSSL_cleanse(p, len);
+	free(p);
+}
+
+/* Decrypt the record name in columns hash_col, name_col of st (project pid). */
+static int open_name(store *s, int64_t pid, sqlite3_stmt *st, int hash_col, int name_col, char **name)
+{
+	*name = NULL;
+	if (sqlite3_column_bytes(st, hash_col) != OB_HASH_LEN) {
+		store__seterr(s, "a record row of the store %s is damaged", s->db_path);
+		return STORE_E_CORRUPT;
+	}
+	size_t aad_len = 0;
+	int rc = aad_name(s, pid, sqlite3_column_blob(st, hash_col), &aad_len);
+	return rc ? rc
+		  : unseal(s, aad_len, sqlite3_column_blob(st, name_col), (size_t)sqlite3_column_bytes(st, name_col),
+			   "record name", name, NULL);
+}
+
+/* ---- projects and records ---------------------------------------------- */
+
+/* The id of a project name; made if create, else STORE_E_NOTFOUND. */
+static int project_id(store *s, const char *name, bool create, int64_t *id)
+{
+	store_outbox *ob = s->ob;
+	for (size_t i = 0; i < ob->n_projects; i++) {
+		if (strcmp(ob->projects[i].name, name) == 0) {
+			*id = ob->projects[i].id;
+			return 0;
+		}
+	}
+	sqlite3_stmt *st = NULL;
+	bool found = false;
+	int rc = ob_stmt(s, OST_PROJECT_GET, &st);
+	if (rc)
+		return rc;
+	bind_text(st, 1, name);
+	if ((rc = stmt_int(s, st, "cannot look up a project", &found, id)) != 0)
+		return rc;
+	if (!found) {
+		if (!create) {
+			store__seterr(s, "the store has nothing for project %s", name);
+			return STORE_E_NOTFOUND;
+		}
+		if ((rc = ob_stmt(s, OST_PROJECT_ADD, &st)) != 0)
+			return rc;
+		bind_text(st, 1, name);
+		if ((rc = stmt_exec(s, st, "cannot add a project")) != 0)
+			return rc;
+		*id = sqlite3_last_insert_rowid(s->db);
+	}
+	if (ob->n_projects == ob->cap_projects) {
+		size_t cap = ob->cap_projects ? ob->cap_projects * 2 : 8;
+		project_entry *p = realloc(ob->projects, cap * sizeof(*p));
+		if (!p)
+			return store__oom(s);
+		ob->projects = p;
+		ob->cap_projects = cap;
+	}
+	char *copy = strdup(name);
+	if (!copy)
+		return store__oom(s);
+	ob->projects[ob->n_projects++] = (project_entry){ copy, *id };
+	return 0;
+}
+
+/*
+ * The id of (project pid, record name); made if create, else
+ * STORE_E_NOTFOUND. Curation writes many rows of one record in a row: the
+ * last one is remembered, so those cost a string compare, not a hash.
+ */
+static int record_id(store *s, int64_t pid, const char *record, bool create, int64_t *id)
+{
+	store_outbox *ob = s->ob;
+	size_t len = strlen(record);
+	if (ob->rec_valid && ob->rec_project == pid && strcmp((const char *)ob->rec_name.p, record) == 0) {
+		*id = ob->rec_id;
+		return 0;
+	}
+	uint8_t hash[OB_HASH_LEN];
+	mac_begin(ob, HASH_RECORD);
+	mac_i64(ob, pid);
+	mac_bytes(ob, record, len);
+	int rc = mac_end(s, hash);
+	if (rc)
+		return rc;
+	sqlite3_stmt *st = NULL;
+	bool found = false;
+	if ((rc = ob_stmt(s, OST_RECORD_GET, &st)) != 0)
+		return rc;
+	sqlite3_bind_int64(st, 1, pid);
+	sqlite3_bind_blob(st, 2, hash, sizeof(hash), SQLITE_STATIC);
+	if ((rc = stmt_int(s, st, "cannot look up a record", &found, id)) != 0)
+		return rc;
+	if (!found) {
+		if (!create) {
+			store__seterr(s, "the store has nothing for this record");
+			return STORE_E_NOTFOUND;
+		}
+		size_t aad_len = 0, blob_len = 0;
+		if ((rc = aad_name(s, pid, hash, &aad_len)) != 0 ||
+		    (rc = seal(s, aad_len, record, len, &blob_len)) != 0)
+			return rc;
+		if ((rc = ob_stmt(s, OST_RECORD_ADD, &st)) != 0)
+			return rc;
+		sqlite3_bind_int64(st, 1, pid);
+		sqlite3_bind_blob(st, 2, hash, sizeof(hash), SQLITE_STATIC);
+		sqlite3_bind_blob(st, 3, ob->blob.p, (int)blob_len, SQLITE_STATIC);
+		if ((rc = stmt_exec(s, st, "cannot add a record")) != 0)
+			return rc;
+		*id = sqlite3_last_insert_rowid(s->db);
+	}
+	ob->rec_valid = false;
+	if (store__buf_reserve(&ob->rec_name, len + 1) == 0) {
+		memcpy(ob->rec_name.p, record, len + 1);
+		ob->rec_project = pid;
+		ob->rec_id = *id;
+		ob->rec_valid = true;
+	}
+	return 0;
+}
+
+/* Both ids of (project, record); made if create. */
+static int ids_of(store *s, const char *project, const char *record, bool create, int64_t *pid, int64_t *rid)
+{
+	int rc = project_id(s, project, create, pid);
+	return rc ? rc : record_id(s, *pid, record, create, rid);
+}
+
+/* ---- patients waiting --------------------------------------------------- */
+
+typedef struct patient_args {
+	int64_t server;
+	const char *patient;
+} patient_args;
+
+static int wait_mark_impl(store *s, void *ud)
+{
+	const patient_args *a = ud;
+	int64_t pid = 0;
+	sqlite3_stmt *st = NULL;
+	int rc = store__patient_id(s, a->server, a->patient, true, &pid);
+	if (!rc)
+		rc = ob_stmt(s, OST_WAIT_MARK, &st);
+	if (rc)
+		return rc;
+	sqlite3_bind_int64(st, 1, pid);
+	return stmt_exec(s, st, "cannot mark a patient for curation");
+}
+
+int store_waiting_mark(store *s, int64_t server, const char *patient)
+{
+	int rc = ob_init(s);
+	if (rc)
+		return rc;
+	if (server <= 0 || !key_ok(patient, true))
+		return bad_args(s, "store_waiting_mark");
+	patient_args a = { server, patient };
+	return store__write(s, "store_waiting_mark", wait_mark_impl, &a);
+}
+
+int store_waiting_foreach(store *s, int64_t server, size_t limit, store_patient_cb cb, void *ud)
+{
+	sqlite3_stmt *st = NULL;
+	if (!cb)
+		return bad_args(s, "store_waiting_foreach");
+	/* Prepared per call: cb may use the store, this very call included. CROSS JOIN walks
+	 * waiting in seq order and stops at limit; the other order would visit every patient
+	 * of the server and sort, at each batch of a curation run. */
+	int rc = prepare(s,
+			 "SELECT p.patient FROM waiting w CROSS JOIN patients p ON p.id = w.patient"
+			 " WHERE p.server = ?1 ORDER BY w.seq LIMIT ?2",
+			 &st, "cannot list the waiting patients");
+	if (rc)
+		return rc;
+	sqlite3_bind_int64(st, 1, server);
+	sqlite3_bind_int64(st, 2, limit == 0 || limit > INT64_MAX ? -1 : (int64_t)limit);
+	int src;
+	while ((src = sqlite3_step(st)) == SQLITE_ROW) {
+		const char *p = col_text(st, 0);
+		if ((rc = cb(ud, p ? p : "")) != 0)
+			break;
+	}
+	if (rc == 0 && src != SQLITE_DONE)
+		rc = store__db_fail(s, src, "cannot list the waiting patients");
+	sqlite3_finalize(st);
+	return rc;
+}
+
+int store_waiting_count(store *s, int64_t server, int64_t *n)
+{
+	sqlite3_stmt *st = NULL;
+	bool found = false;
+	int rc = ob_init(s);
+	if (rc)
+		return rc;
+	*n = 0;
+	if ((rc = ob_stmt(s, OST_WAIT_COUNT, &st)) != 0)
+		return rc;
+	sqlite3_bind_int64(st, 1, server);
+	return stmt_int(s, st, "cannot count the waiting patients", &found, n);
+}
+
+static int wait_clear_impl(store *s, void *ud)
+{
+	const patient_args *a = ud;
+	int64_t pid = 0;
+	sqlite3_stmt *st = NULL;
+	int rc = store__patient_id(s, a->server, a->patient, false, &pid);
+	if (rc == STORE_E_NOTFOUND)
+		return 0;
+	if (!rc)
+		rc = ob_stmt(s, OST_WAIT_CLEAR, &st);
+	if (rc)
+		return rc;
+	sqlite3_bind_int64(st, 1, pid);
+	return stmt_exec(s, st, "cannot clear a waiting patient");
+}
+
+int store_waiting_clear(store *s, int64_t server, const char *patient)
+{
+	int rc = ob_init(s);
+	if (rc)
+		return rc;
+	if (!key_ok(patient, true))
+		return bad_args(s, "store_waiting_clear");
+	patient_args a = { server, patient };
+	return store__write(s, "store_waiting_clear", wait_clear_impl, &a);
+}
+
+static int wait_all_impl(store *s, void *ud)
+{
+	sqlite3_stmt *st = NULL;
+	int rc = ob_stmt(s, OST_WAIT_ALL, &st);
+	if (rc)
+		return rc;
+	sqlite3_bind_int64(st, 1, *(const int64_t *)ud);
+	return stmt_exec(s, st, "cannot mark every patient for curation");
+}
+
+int store_waiting_all(store *s, int64_t server)
+{
+	int rc = ob_init(s);
+	return rc ? rc : store__write(s, "store_waiting_all", wait_all_impl, &server);
+}
+
+int store_foreach_patient_resource(store *s, int64_t server, const char *patient, store_resource_cb cb, void *ud)
+{
+	int64_t pid = 0;
+	if (server <= 0 || !key_ok(patient, true) || !cb)
+		return bad_args(s, "store_foreach_patient_resource");
+	int rc = store__patient_id(s, server, patient, false, &pid);
+	if (rc == STORE_E_NOTFOUND)
+		return 0;
+	if (rc)
+		return rc;
+	sqlite3_stmt *st = NULL;
+	if ((rc = prepare(s,
+			  "SELECT t.name, r.id, r.version_id, r.last_updated, r.body"
+			  " FROM resources r INDEXED BY resources_patient JOIN types t ON t.id = r.type"
+			  " WHERE r.patient = ?1 ORDER BY t.name, r.id",
+			  &st, "cannot list a patient's resources")) != 0)
+		return rc;
+	sqlite3_bind_int64(st, 1, pid);
+	store_buf plain = { 0 };
+	int src;
+	while ((src = sqlite3_step(st)) == SQLITE_ROW) {
+		const char *t = col_text(st, 0);
+		const char *id = col_text(st, 1);
+		const char *vid = col_text(st, 2);
+		const char *lu = col_text(st, 3);
+		size_t len = 0;
+		if (!t || !id) {
+			rc = sqlite3_errcode(s->db) == SQLITE_NOMEM ? store__oom(s) : STORE_E_DB;
+			if (rc == STORE_E_DB)
+				store__seterr(s, "a resource row without type or id in the store %s", s->db_path);
+			break;
+		}
+		rc = store__open_body(s, server, t, id, vid ? vid : "", sqlite3_column_blob(st, 4),
+				      (size_t)sqlite3_column_bytes(st, 4), &plain, &len);
+		if (rc || (rc = cb(ud, t, id, vid ? vid : "", lu ? lu : "", patient, (const char *)plain.p, len)) != 0)
+			break;
+	}
+	if (rc == 0 && src != SQLITE_DONE)
+		rc = store__db_fail(s, src, "cannot list a patient's resources");
+	sqlite3_finalize(st);
+	if (plain.p)
+		OPENSSL_cleanse(plain.p, plain.cap);
+	store__buf_free(&plain);
+	return rc;
+}
+
+/* ---- per-project key/value ---------------------------------------------- */
+
+int store_project_get(store *s, const char *project, const char *key, char **value)
+{
+	int64_t pid = 0;
+	sqlite3_stmt *st = NULL;
+	int rc = ob_init(s);
+	if (rc)
+		return rc;
+	*value = NULL;
+	if (!key_ok(project, true) || !key_ok(key, true))
+		return bad_args(s, "store_project_get");
+	if ((rc = project_id(s, project, false, &pid)) != 0)
+		return rc;
+	if ((rc = ob_stmt(s, OST_KV_GET, &st)) != 0)
+		return rc;
+	sqlite3_bind_int64(st, 1, pid);
+	bind_text(st, 2, key);
+	int src = sqlite3_step(st);
+	if (src == SQLITE_ROW && !(*value = dup_text(st, 0)))
+		rc = store__oom(s);
+	else if (src == SQLITE_DONE) {
+		store__seterr(s, "project %s has no %s", project, key);
+		rc = STORE_E_NOTFOUND;
+	} else if (src != SQLITE_ROW)
+		rc = store__db_fail(s, src, "cannot read a project setting");
+	stmt_done(st);
+	return rc;
+}
+
+typedef struct kv_args {
+	const char *project, *key, *value;
+} kv_args;
+
+static int kv_set_impl(store *s, void *ud)
+{
+	const kv_args *a = ud;
+	int64_t pid = 0;
+	sqlite3_stmt *st = NULL;
+	bool del = !a->value || !a->value[0];
+	int rc = project_id(s, a->project, !del, &pid);
+	if (rc == STORE_E_NOTFOUND && del)
+		return 0;
+	if (rc || (rc = ob_stmt(s, del ? OST_KV_DEL : OST_KV_SET, &st)) != 0)
+		return rc;
+	sqlite3_bind_int64(st, 1, pid);
+	bind_text(st, 2, a->key);
+	if (!del)
+		bind_text(st, 3, a->value);
+	return stmt_exec(s, st, "cannot write a project setting");
+}
+
+int store_project_set(store *s, const char *project, const char *key, const char *value)
+{
+	int rc = ob_init(s);
+	if (rc)
+		return rc;
+	if (!key_ok(project, true) || !key_ok(key, true))
+		return bad_args(s, "store_project_set");
+	kv_args a = { project, key, value };
+	return store__write(s, "store_project_set", kv_set_impl, &a);
+}
+
+/* ---- MRN index ---------------------------------------------------------- */
+
+static int mrn_hash(store *s, const char *mrn, uint8_t out[OB_HASH_LEN])
+{
+	mac_begin(s->ob, HASH_MRN);
+	mac_bytes(s->ob, mrn, strlen(mrn));
+	return mac_end(s, out);
+}
+
+typedef struct mrn_args {
+	int64_t server;
+	const char *patient, *mrn;
+} mrn_args;
+
+static int mrn_set_impl(store *s, void *ud)
+{
+	const mrn_args *a = ud;
+	int64_t pid = 0;
+	uint8_t h[OB_HASH_LEN];
+	sqlite3_stmt *st = NULL;
+	bool del = !a->mrn || !a->mrn[0];
+	int rc = store__patient_id(s, a->server, a->patient, !del, &pid);
+	if (rc == STORE_E_NOTFOUND && del)
+		return 0;
+	if (rc || (!del && (rc = mrn_hash(s, a->mrn, h)) != 0) ||
+	    (rc = ob_stmt(s, del ? OST_MRN_DEL : OST_MRN_SET, &st)) != 0)
+		return rc;
+	sqlite3_bind_int64(st, 1, pid);
+	if (!del)
+		sqlite3_bind_blob(st, 2, h, sizeof(h), SQLITE_STATIC);
+	return stmt_exec(s, st, "cannot record an MRN");
+}
+
+int store_mrn_set(store *s, int64_t server, const char *patient, const char *mrn)
+{
+	int rc = ob_init(s);
+	if (rc)
+		return rc;
+	if (server <= 0 || !key_ok(patient, true) || (mrn && !key_ok(mrn, false)))
+		return bad_args(s, "store_mrn_set");
+	mrn_args a = { server, patient, mrn };
+	return store__write(s, "store_mrn_set", mrn_set_impl, &a);
+}
+
+int store_mrn_count(store *s, int64_t server, const char *mrn, int64_t *n)
+{
+	uint8_t h[OB_HASH_LEN];
+	sqlite3_stmt *st = NULL;
+	bool found = false;
+	int rc = ob_init(s);
+	if (rc)
+		return rc;
+	*n = 0;
+	if (!key_ok(mrn, true))
+		return bad_args(s, "store_mrn_count");
+	if ((rc = mrn_hash(s, mrn, h)) != 0 || (rc = ob_stmt(s, OST_MRN_COUNT, &st)) != 0)
+		return rc;
+	sqlite3_bind_blob(st, 1, h, sizeof(h), SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, server);
+	return stmt_int(s, st, "cannot count an MRN's patients", &found, n);
+}
+
+json_t *store_mrn_patients(store *s, int64_t server, const char *mrn)
+{
+	uint8_t h[OB_HASH_LEN];
+	sqlite3_stmt *st = NULL;
+	if (ob_init(s) != 0)
+		return NULL;
+	if (!key_ok(mrn, true)) {
+		bad_args(s, "store_mrn_patients");
+		return NULL;
+	}
+	if (mrn_hash(s, mrn, h) != 0 || ob_stmt(s, OST_MRN_PATIENTS, &st) != 0)
+		return NULL;
+	json_t *arr = json_array();
+	if (!arr) {
+		store__oom(s);
+		return NULL;
+	}
+	sqlite3_bind_blob(st, 1, h, sizeof(h), SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, server);
+	int src, rc = 0;
+	while (rc == 0 && (src = sqlite3_step(st)) == SQLITE_ROW)
+		if (json_array_append_new(arr, col_json(st, 0)) != 0)
+			rc = store__oom(s);
+	if (rc == 0 && src != SQLITE_DONE)
+		rc = store__db_fail(s, src, "cannot list an MRN's patients");
+	stmt_done(st);
+	if (rc) {
+		json_decref(arr);
+		return NULL;
+	}
+	return arr;
+}
+
+/* ---- refusals ----------------------------------------------------------- */
+
+typedef struct refusal_args {
+	const char *project, *patient, *reason;
+} refusal_args;
+
+static int refusal_set_impl(store *s, void *ud)
+{
+	const refusal_args *a = ud;
+	int64_t pid = 0;
+	sqlite3_stmt *st = NULL;
+	int rc = project_id(s, a->project, true, &pid);
+	if (rc || (rc = ob_stmt(s, OST_REFUSAL_SET, &st)) != 0)
+		return rc;
+	sqlite3_bind_int64(st, 1, pid);
+	bind_text(st, 2, a->patient);
+	bind_text(st, 3, a->reason);
+	sqlite3_bind_int64(st, 4, store__now(s));
+	return stmt_exec(s, st, "cannot record a refused patient");
+}
+
+int store_refusal_set(store *s, const char *project, const char *patient, const char *reason)
+{
+	int rc = ob_init(s);
+	if (rc)
+		return rc;
+	if (!key_ok(project, true) || !key_ok(patient, true))
+		return bad_args(s, "store_refusal_set");
+	refusal_args a = { project, patient, reason ? reason : "" };
+	return store__write(s, "store_refusal_set", refusal_set_impl, &a);
+}
+
+static int refusal_clear_impl(store *s, void *ud)
+{
+	const refusal_args *a = ud;
+	int64_t pid = 0;
+	sqlite3_stmt *st = NULL;
+	int rc = project_id(s, a->project, false, &pid);
+	if (rc == STORE_E_NOTFOUND)
+		return 0;
+	if (rc || (rc = ob_stmt(s, OST_REFUSAL_CLEAR, &st)) != 0)
+		return rc;
+	sqlite3_bind_int64(st, 1, pid);
+	bind_text(st, 2, a->patient);
+	return stmt_exec(s, st, "cannot clear a refused patient");
+}
+
+int store_refusal_clear(store *s, const char *project, const char *patient)
+{
+	int rc = ob_init(s);
+	if (rc)
+		return rc;
+	if (!key_ok(project, true) || !key_ok(patient, true))
+		return bad_args(s, "store_refusal_clear");
+	refusal_args a = { project, patient, NULL };
+	return store__write(s, "store_refusal_clear", refusal_clear_impl, &a);
+}
+
+/* ---- instances ---------------------------------------------------------- */
+
+typedef struct instance_args {
+	const char *project, *record, *event, *instrument, *src_type, *src_id;
+	int64_t *instance;
+} instance_args;
+
+static void bind_instance_key(sqlite3_stmt *st, int64_t rid, const instance_args *a)
+{
+	sqlite3_bind_int64(st, 1, rid);
+	bind_text(st, 2, a->event);
+	bind_text(st, 3, a->instrument);
+}
+
+static int instance_impl(store *s, void *ud)
+{
+	const instance_args *a = ud;
+	int64_t pid = 0, rid = 0, max = 0;
+	bool found = false;
+	sqlite3_stmt *st = NULL;
+	int rc = ids_of(s, a->project, a->record, true, &pid, &rid);
+	if (rc || (rc = ob_stmt(s, OST_INST_GET, &st)) != 0)
+		return rc;
+	bind_instance_key(st, rid, a);
+	bind_text(st, 4, a->src_type);
+	bind_text(st, 5, a->src_id);
+	if ((rc = stmt_int(s, st, "cannot look up an instance", &found, a->instance)) != 0 || found)
+		return rc;
+	/* A new source: the next number. BEGIN IMMEDIATE keeps other writers out until commit. */
+	if ((rc = ob_stmt(s, OST_INST_MAX, &st)) != 0)
+		return rc;
+	bind_instance_key(st, rid, a);
+	if ((rc = stmt_int(s, st, "cannot look up an instance", &found, &max)) != 0)
+		return rc;
+	*a->instance = found ? max + 1 : 1;
+	if ((rc = ob_stmt(s, OST_INST_ADD, &st)) != 0)
+		return rc;
+	bind_instance_key(st, rid, a);
+	bind_text(st, 4, a->src_type);
+	bind_text(st, 5, a->src_id);
+	sqlite3_bind_int64(st, 6, *a->instance);
+	return stmt_exec(s, st, "cannot assign an instance");
+}
+
+int store_instance(store *s, const char *project, const char *record, const char *event, const char *instrument,
+		   const char *src_type, const char *src_id, int64_t *instance)
+{
+	int rc = ob_init(s);
+	if (rc)
+		return rc;
+	*instance = 0;
+	if (!event)
+		event = "";
+	if (!key_ok(project, true) || !key_ok(record, true) || !key_ok(event, false) || !key_ok(instrument, true) ||
+	    !key_ok(src_type, true) || !key_ok(src_id, true))
+		return bad_args(s, "store_instance");
+	instance_args a = { project, record, event, instrument, src_type, src_id, instance };
+	rc = store__write(s, "store_instance", instance_impl, &a);
+	if (rc)
+		*instance = 0;
+	return rc;
+}
+
+/* ---- outbox ------------------------------------------------------------- */
+
+void store_outbox_row_deinit(store_outbox_row *r)
+{
+	if (!r)
+		return;
+	free(r->project);
+	free_secret(r->record, r->record ? strlen(r->record) : 0);
+	free(r->event);
+	free(r->instrument);
+	free_secret(r->payload, r->payload_len);
+	free(r->last_error);
+	memset(r, 0, sizeof(*r));
+}
+
+void store_outbox_rows_free(store_outbox_row *rows, size_t n)
+{
+	if (!rows)
+		return;
+	for (size_t i = 0; i < n; i++)
+		store_outbox_row_deinit(&rows[i]);
+	free(rows);
+}
+
+/* Put a payload for the row (pid, rid, event, instrument, instance). */
+static int outbox_put_ids(store *s, int64_t pid, int64_t rid, const char *event, const char *instrument,
+			  int64_t instance, const char *payload, size_t len, int *changed)
+{
+	store_outbox *ob = s->ob;
+	uint8_t h[OB_HASH_LEN];
+	int64_t id = 0, gen = 0;
+	size_t aad_len = 0, blob_len = 0;
+	sqlite3_stmt *st = NULL;
+	*changed = 0;
+	int rc = payload_hash(s, HASH_OUTBOX, rid, event, instrument, instance, payload, len, h);
+	if (rc || (rc = ob_stmt(s, OST_OB_GET, &st)) != 0)
+		return rc;
+	sqlite3_bind_int64(st, 1, pid);
+	sqlite3_bind_int64(st, 2, rid);
+	bind_text(st, 3, event);
+	bind_text(st, 4, instrument);
+	sqlite3_bind_int64(st, 5, instance);
+	int src = sqlite3_step(st);
+	bool found = src == SQLITE_ROW, same = false;
+	if (found) {
+		id = sqlite3_column_int64(st, 0);
+		gen = sqlite3_column_int64(st, 1);
+		same = hash_equal(st, 2, h);
+	}
+	stmt_done(st);
+	if (!found && src != SQLITE_DONE)
+		return store__db_fail(s, src, "cannot look up an outbox row");
+	if (same)
+		return 0;
+	gen++;
+	if ((rc = aad_row(s, AAD_TAG_OUTBOX, rid, event, instrument, instance, gen, &aad_len)) != 0 ||
+	    (rc = seal(s, aad_len, payload, len, &blob_len)) != 0)
+		return rc;
+	if ((rc = ob_stmt(s, found ? OST_OB_UPDATE : OST_OB_ADD, &st)) != 0)
+		return rc;
+	if (found) {
+		sqlite3_bind_int64(st, 1, id);
+		sqlite3_bind_int64(st, 2, gen);
+		sqlite3_bind_blob(st, 3, h, sizeof(h), SQLITE_STATIC);
+		sqlite3_bind_blob(st, 4, ob->blob.p, (int)blob_len, SQLITE_STATIC);
+		sqlite3_bind_int64(st, 5, store__now(s));
+	} else {
+		sqlite3_bind_int64(st, 1, pid);
+		sqlite3_bind_int64(st, 2, rid);
+		bind_text(st, 3, event);
+		bind_text(st, 4, instrument);
+		sqlite3_bind_int64(st, 5, instance);
+		sqlite3_bind_blob(st, 6, h, sizeof(h), SQLITE_STATIC);
+		sqlite3_bind_blob(st, 7, ob->blob.p, (int)blob_len, SQLITE_STATIC);
+		sqlite3_bind_int64(st, 8, store__now(s));
+	}
+	if ((rc = stmt_exec(s, st, "cannot write an outbox row")) != 0)
+		return rc;
+	*changed = 1;
+	return 0;
+}
+
+typedef struct row_args {
+	const char *project, *record, *event, *instrument;
+	int64_t instance;
+	const char *payload;
+	size_t len;
+	const char *provenance; /* review only */
+	int *changed;
+} row_args;
+
+static int outbox_put_impl(store *s, void *ud)
+{
+	const row_args *a = ud;
+	int64_t pid = 0, rid = 0;
+	int rc = ids_of(s, a->project, a->record, true, &pid, &rid);
+	if (rc)
+		return rc;
+	return outbox_put_ids(s, pid, rid, a->event, a->instrument, a->instance, a->payload, a->len, a->changed);
+}
+
+/* Check the arguments shared by store_outbox_put() and store_review_put(). */
+static bool row_args_ok(row_args *a)
+{
+	if (!a->event)
+		a->event = "";
+	if (!a->instrument)
+		a->instrument = "";
+	return key_ok(a->project, true) && key_ok(a->record, true) && key_ok(a->event, false) &&
+	       key_ok(a->instrument, false) && a->instance >= 0 && a->payload && a->len <= INT_MAX;
+}
+
+int store_outbox_put(store *s, const char *project, const char *record, const char *event, const char *instrument,
+		     int64_t instance, const char *payload, size_t payload_len, int *changed)
+{
+	int dummy = 0;
+	if (!changed)
+		changed = &dummy;
+	*changed = 0;
+	int rc = ob_init(s);
+	if (rc)
+		return rc;
+	row_args a = { project, record, event, instrument, instance, payload, payload_len, NULL, changed };
+	if (!row_args_ok(&a))
+		return bad_args(s, "store_outbox_put");
+	rc = store__write(s, "store_outbox_put", outbox_put_impl, &a);
+	if (rc)
+		*changed = 0;
+	return rc;
+}
+
+/* Fill r from a row of OST_OB_DUE (project pid named project). */
+static int due_row(store *s, sqlite3_stmt *st, int64_t pid, const char *project, store_outbox_row *r)
+{
+	r->id = sqlite3_column_int64(st, 0);
+	r->gen = sqlite3_column_int64(st, 1);
+	int64_t rid = sqlite3_column_int64(st, 2);
+	r->instance = sqlite3_column_int64(st, 5);
+	r->state = STORE_OUTBOX_PENDING;
+	r->attempts = sqlite3_column_int(st, 7);
+	r->next_at_ms = sqlite3_column_int64(st, 8);
+	if (!(r->project = strdup(project)) || !(r->event = dup_text(st, 3)) || !(r->instrument = dup_text(st, 4)) ||
+	    !(r->last_error = dup_text(st, 9)))
+		return store__oom(s);
+	size_t aad_len = 0;
+	int rc = open_name(s, pid, st, 10, 11, &r->record);
+	if (!rc)
+		rc = aad_row(s, AAD_TAG_OUTBOX, rid, r->event, r->instrument, r->instance, r->gen, &aad_len);
+	if (!rc)
+		rc = unseal(s, aad_len, sqlite3_column_blob(st, 6), (size_t)sqlite3_column_bytes(st, 6), "outbox row",
+			    &r->payload, &r->payload_len);
+	return rc;
+}
+
+int store_outbox_due(store *s, const char *project, int64_t now_ms, size_t limit, store_outbox_row **rows,
+		     size_t *n)
+{
+	int64_t pid = 0;
+	sqlite3_stmt *st = NULL;
+	*rows = NULL;
+	*n = 0;
+	int rc = ob_init(s);
+	if (rc)
+		return rc;
+	if (!key_ok(project, true))
+		return bad_args(s, "store_outbox_due");
+	if (limit == 0)
+		return 0;
+	rc = project_id(s, project, false, &pid);
+	if (rc == STORE_E_NOTFOUND)
+		return 0;
+	if (rc || (rc = ob_stmt(s, OST_OB_DUE, &st)) != 0)
+		return rc;
+	sqlite3_bind_int64(st, 1, pid);
+	sqlite3_bind_int64(st, 2, now_ms);
+	sqlite3_bind_int64(st, 3, limit > INT64_MAX ? INT64_MAX : (int64_t)limit);
+	store_outbox_row *v = NULL;
+	size_t cnt = 0, cap = 0;
+	int src;
+	while ((src = sqlite3_step(st)) == SQLITE_ROW) {
+		if (cnt == cap) {
+			size_t ncap = cap ? cap * 2 : (limit < 64 ? limit : 64);
+			store_outbox_row *p = realloc(v, ncap * sizeof(*p));
+			if (!p) {
+				rc = store__oom(s);
+				break;
+			}
+			v = p;
+			cap = ncap;
+		}
+		memset(&v[cnt], 0, sizeof(v[cnt]));
+		rc = due_row(s, st, pid, project, &v[cnt++]);
+		if (rc)
+			break;
+	}
+	if (rc == 0 && src != SQLITE_DONE)
+		rc = store__db_fail(s, src, "cannot read the outbox");
+	stmt_done(st);
+	if (rc) {
+		store_outbox_rows_free(v, cnt);
+		return rc;
+	}
+	*rows = v;
+	*n = cnt;
+	return 0;
+}
+
+int store_outbox_next_due(store *s, const char *project, int64_t *next_at_ms)
+{
+	int64_t pid = 0;
+	bool found = false;
+	sqlite3_stmt *st = NULL;
+	int rc = ob_init(s);
+	if (rc)
+		return rc;
+	*next_at_ms = 0;
+	if (!key_ok(project, true))
+		return bad_args(s, "store_outbox_next_due");
+	if ((rc = project_id(s, project, false, &pid)) != 0 || (rc = ob_stmt(s, OST_OB_NEXT, &st)) != 0)
+		return rc;
+	sqlite3_bind_int64(st, 1, pid);
+	if ((rc = stmt_int(s, st, "cannot read the outbox", &found, next_at_ms)) != 0)
+		return rc;
+	if (!found) {
+		store__seterr(s, "nothing pending for project %s", project);
+		return STORE_E_NOTFOUND;
+	}
+	return 0;
+}
+
+typedef struct mark_args {
+	enum ob_stmt_id stmt;
+	int64_t id, gen, next_at;
+	const char *text;
+	size_t text_len;
+} mark_args;
+
+/* done, retry or hold: an update of one row that a stale gen leaves alone. */
+static int mark_impl(store *s, void *ud)
+{
+	const mark_args *a = ud;
+	sqlite3_stmt *st = NULL;
+	int rc = ob_stmt(s, a->stmt, &st);
+	if (rc)
+		return rc;
+	sqlite3_bind_int64(st, 1, a->id);
+	sqlite3_bind_int64(st, 2, a->gen);
+	if (a->stmt == OST_OB_DONE) {
+		sqlite3_bind_int64(st, 3, store__now(s));
+	} else if (a->stmt == OST_OB_RETRY) {
+		sqlite3_bind_int64(st, 3, a->next_at);
+		sqlite3_bind_text(st, 4, a->text, (int)a->text_len, SQLITE_STATIC);
+	} else {
+		sqlite3_bind_text(st, 3, a->text, (int)a->text_len, SQLITE_STATIC);
+		sqlite3_bind_int64(st, 4, store__now(s));
+	}
+	if ((rc = stmt_exec(s, st, "cannot update an outbox row")) != 0 || sqlite3_changes(s->db) > 0)
+		return rc;
+	/* Nothing changed: a stale gen or state (fine), or no such row. */
+	bool found = false;
+	int64_t one = 0;
+	if ((rc = ob_stmt(s, OST_OB_EXISTS, &st)) != 0)
+		return rc;
+	sqlite3_bind_int64(st, 1, a->id);
+	if ((rc = stmt_int(s, st, "cannot read the outbox", &found, &one)) != 0)
+		return rc;
+	if (!found) {
+		store__seterr(s, "no outbox row %lld", (long long)a->id);
+		return STORE_E_NOTFOUND;
+	}
+	return 0;
+}
+
+static int mark(store *s, const char *what, mark_args *a)
+{
+	int rc = ob_init(s);
+	if (rc)
+		return rc;
+	if (a->id <= 0)
+		return bad_args(s, what);
+	return store__write(s, what, mark_impl, a);
+}
+
+int store_outbox_done(store *s, int64_t id, int64_t gen)
+{
+	mark_args a = { .stmt = OST_OB_DONE, .id = id, .gen = gen };
+	return mark(s, "store_outbox_done", &a);
+}
+
+int store_outbox_retry(store *s, int64_t id, int64_t gen, int64_t next_at_ms, const char *error)
+{
+	if (!error)
+		error = "";
+	mark_args a = { .stmt = OST_OB_RETRY, .id = id, .gen = gen, .next_at = next_at_ms, .text = error,
+			.text_len = utf8_prefix(error, OB_MAX_ERROR_LEN) };
+	return mark(s, "store_outbox_retry", &a);
+}
+
+int store_outbox_hold(store *s, int64_t id, int64_t gen, const char *reasons_json)
+{
+	json_error_t e;
+	json_t *j = reasons_json ? json_loads(reasons_json, 0, &e) : NULL;
+	bool ok = json_is_array(j);
+	json_decref(j);
+	int rc = ob_init(s);
+	if (rc)
+		return rc;
+	if (!ok) {
+		store__seterr(s, "store_outbox_hold: the reasons are not a JSON array");
+		return -EINVAL;
+	}
+	mark_args a = { .stmt = OST_OB_HOLD, .id = id, .gen = gen, .text = reasons_json,
+			.text_len = strlen(reasons_json) };
+	return mark(s, "store_outbox_hold", &a);
+}
+
+typedef struct release_args {
+	const char *project, *record;
+	int64_t *n;
+} release_args;
+
+static int release_impl(store *s, void *ud)
+{
+	const release_args *a = ud;
+	int64_t pid = 0, rid = 0;
+	sqlite3_stmt *st = NULL;
+	int rc = project_id(s, a->project, false, &pid);
+	if (!rc && a->record)
+		rc = record_id(s, pid, a->record, false, &rid);
+	if (rc == STORE_E_NOTFOUND)
+		return 0;
+	if (rc || (rc = ob_stmt(s, a->record ? OST_OB_RELEASE_RECORD : OST_OB_RELEASE, &st)) != 0)
+		return rc;
+	sqlite3_bind_int64(st, 1, pid);
+	sqlite3_bind_int64(st, 2, store__now(s));
+	if (a->record)
+		sqlite3_bind_int64(st, 3, rid);
+	if ((rc = stmt_exec(s, st, "cannot release held rows")) != 0)
+		return rc;
+	*a->n = sqlite3_changes(s->db);
+	return 0;
+}
+
+int store_outbox_release(store *s, const char *project, const char *record, int64_t *n)
+{
+	int64_t dummy = 0;
+	if (!n)
+		n = &dummy;
+	*n = 0;
+	int rc = ob_init(s);
+	if (rc)
+		return rc;
+	if (!key_ok(project, true) || (record && !key_ok(record, true)))
+		return bad_args(s, "store_outbox_release");
+	release_args a = { project, record, n };
+	rc = store__write(s, "store_outbox_release", release_impl, &a);
+	if (rc)
+		*n = 0;
+	return rc;
+}
+
+/* ---- outbox status ------------------------------------------------------ */
+
+static json_t *null_if_empty(const char *str)
+{
+	return str && *str ? store__jstr(str) : json_null();
+}
+
+/* The held rows of project pid, newest first, into arr. */
+static int status_held(store *s, int64_t pid, size_t limit, json_t *arr)
+{
+	sqlite3_stmt *st = NULL;
+	int rc = ob_stmt(s, OST_ST_HELD, &st);
+	if (rc)
+		return rc;
+	sqlite3_bind_int64(st, 1, pid);
+	sqlite3_bind_int64(st, 2, limit > INT64_MAX ? INT64_MAX : (int64_t)limit);
+	int src;
+	while ((src = sqlite3_step(st)) == SQLITE_ROW) {
+		char *record = NULL;
+		if ((rc = open_name(s, pid, st, 6, 7, &record)) != 0)
+			break;
+		const char *reasons = col_text(st, 4);
+		json_error_t e;
+		json_t *rj = reasons ? json_loads(reasons, 0, &e) : NULL;
+		int64_t instance = sqlite3_column_int64(st, 3);
+		json_t *o = json_object();
+		int bad = !o || json_array_append_new(arr, o) != 0;
+		bad = bad || json_object_set_new(o, "record", store__jstr(record)) != 0;
+		bad = bad || json_object_set_new(o, "event", null_if_empty(col_text(st, 1))) != 0;
+		bad = bad || json_object_set_new(o, "instrument", null_if_empty(col_text(st, 2))) != 0;
+		bad = bad ||
+		      json_object_set_new(o, "instance", instance > 0 ? json_integer(instance) : json_null()) != 0;
+		bad = bad || json_object_set_new(o, "reasons", json_is_array(rj) ? json_incref(rj) : json_array()) != 0;
+		bad = bad || json_object_set_new(o, "since", instant_json(sqlite3_column_int64(st, 5))) != 0;
+		json_decref(rj);
+		free_secret(record, strlen(record));
+		if (bad) {
+			rc = store__oom(s);
+			break;
+		}
+	}
+	if (rc == 0 && src != SQLITE_DONE)
+		rc = store__db_fail(s, src, "cannot read the held rows");
+	stmt_done(st);
+	return rc;
+}
+
+static int status_refused(store *s, int64_t pid, json_t *arr)
+{
+	sqlite3_stmt *st = NULL;
+	int rc = ob_stmt(s, OST_ST_REFUSED, &st);
+	if (rc)
+		return rc;
+	sqlite3_bind_int64(st, 1, pid);
+	int src;
+	while ((src = sqlite3_step(st)) == SQLITE_ROW) {
+		json_t *o = json_pack("{s:o, s:o}", "patient", col_json(st, 0), "reason", col_json(st, 1));
+		if (!o || json_array_append_new(arr, o) != 0) {
+			rc = store__oom(s);
+			break;
+		}
+	}
+	if (rc == 0 && src != SQLITE_DONE)
+		rc = store__db_fail(s, src, "cannot read the refused patients");
+	stmt_done(st);
+	return rc;
+}
+
+static int count1(store *s, enum ob_stmt_id id, int64_t pid, int64_t *n)
+{
+	sqlite3_stmt *st = NULL;
+	bool found = false;
+	int rc = ob_stmt(s, id, &st);
+	if (rc)
+		return rc;
+	sqlite3_bind_int64(st, 1, pid);
+	*n = 0;
+	return stmt_int(s, st, "cannot read the outbox status", &found, n);
+}
+
+/* One project's figures. */
+static int status_project(store *s, int64_t pid, size_t held_limit, json_t *o)
+{
+	int64_t total = 0, pending = 0, held = 0, review = 0;
+	sqlite3_stmt *st = NULL;
+	int rc = count1(s, OST_ST_TOTAL, pid, &total);
+	if (rc || (rc = count1(s, OST_ST_REVIEW, pid, &review)) != 0 || (rc = ob_stmt(s, OST_ST_STATE, &st)) != 0)
+		return rc;
+	sqlite3_bind_int64(st, 1, pid);
+	int src = sqlite3_step(st);
+	if (src == SQLITE_ROW) {
+		pending = sqlite3_column_int64(st, 0);
+		held = sqlite3_column_int64(st, 1);
+	}
+	stmt_done(st);
+	if (src != SQLITE_ROW)
+		return store__db_fail(s, src, "cannot read the outbox status");
+	json_t *rows = json_array(), *refused = json_array();
+	int bad = json_object_set_new(o, "pending", json_integer(pending));
+	bad |= json_object_set_new(o, "done", json_integer(total - pending - held));
+	bad |= json_object_set_new(o, "held", json_integer(held));
+	bad |= json_object_set_new(o, "held_rows", rows ? json_incref(rows) : NULL);
+	bad |= json_object_set_new(o, "refused", refused ? json_incref(refused) : NULL);
+	bad |= json_object_set_new(o, "review_pending", json_integer(review));
+	if (bad)
+		rc = store__oom(s);
+	if (!rc && held_limit > 0 && held > 0)
+		rc = status_held(s, pid, held_limit, rows);
+	if (!rc)
+		rc = status_refused(s, pid, refused);
+	json_decref(rows);
+	json_decref(refused);
+	return rc;
+}
+
+json_t *store_outbox_status_json(store *s, size_t held_limit)
+{
+	if (ob_init(s) != 0)
+		return NULL;
+	json_t *root = json_object(), *projects = json_object();
+	bool own = !in_txn(s);
+	sqlite3_stmt *st = NULL;
+	int rc = 0, src;
+	if (!root || !projects || json_object_set(root, "projects", projects) != 0) {
+		rc = store__oom(s);
+		goto out;
+	}
+	/* One read transaction: all figures from the same snapshot. */
+	if (own && (src = sqlite3_exec(s->db, "BEGIN", NULL, NULL, NULL)) != SQLITE_OK) {
+		rc = store__db_fail(s, src, "cannot read the outbox status");
+		goto out;
+	}
+	if ((rc = ob_stmt(s, OST_ST_PROJECTS, &st)) != 0)
+		goto out;
+	while ((src = sqlite3_step(st)) == SQLITE_ROW) {
+		const char *name = col_text(st, 1);
+		json_t *o = json_object();
+		if (!name || !o || json_object_set_new(projects, name, o) != 0) {
+			rc = store__oom(s);
+			break;
+		}
+		if ((rc = status_project(s, sqlite3_column_int64(st, 0), held_limit, o)) != 0)
+			break;
+	}
+	if (rc == 0 && src != SQLITE_DONE)
+		rc = store__db_fail(s, src, "cannot read the outbox status");
+	stmt_done(st);
+out:
+	if (own && s->db && in_txn(s))
+		sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL);
+	json_decref(projects);
+	if (rc) {
+		json_decref(root);
+		return NULL;
+	}
+	return root;
+}
+
+/* ---- provenance --------------------------------------------------------- */
+
+typedef struct prov_entry {
+	const char *field, *rule, *res_type, *res_id, *res_version;
+} prov_entry;
+
+static int prov_put_ids(store *s, int64_t rid, const char *event, const char *instrument, int64_t instance,
+			const prov_entry *e)
+{
+	sqlite3_stmt *st = NULL;
+	int rc = ob_stmt(s, OST_PROV_PUT, &st);
+	if (rc)
+		return rc;
+	sqlite3_bind_int64(st, 1, rid);
+	bind_text(st, 2, e->field);
+	bind_text(st, 3, event);
+	bind_text(st, 4, instrument);
+	sqlite3_bind_int64(st, 5, instance);
+	bind_text(st, 6, e->rule);
+	bind_text(st, 7, e->res_type);
+	bind_text(st, 8, e->res_id);
+	bind_text(st, 9, e->res_version);
+	sqlite3_bind_int64(st, 10, store__now(s));
+	return stmt_exec(s, st, "cannot record provenance");
+}
+
+typedef struct prov_args {
+	row_args row;
+	prov_entry e;
+} prov_args;
+
+static int prov_put_impl(store *s, void *ud)
+{
+	const prov_args *a = ud;
+	int64_t pid = 0, rid = 0;
+	int rc = ids_of(s, a->row.project, a->row.record, true, &pid, &rid);
+	return rc ? rc : prov_put_ids(s, rid, a->row.event, a->row.instrument, a->row.instance, &a->e);
+}
+
+static bool prov_entry_ok(prov_entry *e)
+{
+	if (!e->res_version)
+		e->res_version = "";
+	return key_ok(e->field, true) && key_ok(e->rule, false) && key_ok(e->res_type, false) &&
+	       key_ok(e->res_id, false) && key_ok(e->res_version, false);
+}
+
+int store_provenance_put(store *s, const char *project, const char *record, const char *event,
+			 const char *instrument, int64_t instance, const char *field, const char *rule,
+			 const char *res_type, const char *res_id, const char *res_version)
+{
+	int rc = ob_init(s);
+	if (rc)
+		return rc;
+	prov_args a = { .row = { project, record, event, instrument, instance, "", 0, NULL, NULL },
+			.e = { field, rule, res_type, res_id, res_version } };
+	if (!row_args_ok(&a.row) || !prov_entry_ok(&a.e))
+		return bad_args(s, "store_provenance_put");
+	return store__write(s, "store_provenance_put", prov_put_impl, &a);
+}
+
+json_t *store_provenance_get(store *s, const char *project, const char *record, const char *field)
+{
+	int64_t pid = 0, rid = 0;
+	sqlite3_stmt *st = NULL;
+	if (ob_init(s) != 0)
+		return NULL;
+	if (!key_ok(project, true) || !key_ok(record, true) || !key_ok(field, true)) {
+		bad_args(s, "store_provenance_get");
+		return NULL;
+	}
+	json_t *arr = json_array();
+	if (!arr) {
+		store__oom(s);
+		return NULL;
+	}
+	int rc = ids_of(s, project, record, false, &pid, &rid);
+	if (rc == STORE_E_NOTFOUND)
+		return arr;
+	if (rc || (rc = ob_stmt(s, OST_PROV_GET, &st)) != 0) {
+		json_decref(arr);
+		return NULL;
+	}
+	sqlite3_bind_int64(st, 1, rid);
+	bind_text(st, 2, field);
+	int src;
+	while ((src = sqlite3_step(st)) == SQLITE_ROW) {
+		json_t *o = json_object();
+		int bad = !o || json_array_append_new(arr, o) != 0;
+		bad = bad || json_object_set_new(o, "event", col_json(st, 0)) != 0;
+		bad = bad || json_object_set_new(o, "instrument", col_json(st, 1)) != 0;
+		bad = bad || json_object_set_new(o, "instance", json_integer(sqlite3_column_int64(st, 2))) != 0;
+		bad = bad || json_object_set_new(o, "rule", col_json(st, 3)) != 0;
+		bad = bad || json_object_set_new(o, "resource_type", col_json(st, 4)) != 0;
+		bad = bad || json_object_set_new(o, "resource_id", col_json(st, 5)) != 0;
+		bad = bad || json_object_set_new(o, "resource_version", col_json(st, 6)) != 0;
+		bad = bad || json_object_set_new(o, "at", instant_json(sqlite3_column_int64(st, 7))) != 0;
+		if (bad) {
+			rc = store__oom(s);
+			break;
+		}
+	}
+	if (rc == 0 && src != SQLITE_DONE)
+		rc = store__db_fail(s, src, "cannot read provenance");
+	stmt_done(st);
+	if (rc) {
+		json_decref(arr);
+		return NULL;
+	}
+	return arr;
+}
+
+/* ---- review queue ------------------------------------------------------- */
+
+/* provenance_json must be an array of objects with string field and rule (see store_review_decide). */
+static bool provenance_ok(const char *txt)
+{
+	json_error_t e;
+	json_t *j = json_loads(txt, JSON_REJECT_DUPLICATES, &e), *v;
+	size_t i;
+	bool ok = json_is_array(j);
+	json_array_foreach(j, i, v)
+	{
+		if (!json_is_object(v) || !json_is_string(json_object_get(v, "field")))
+			ok = false;
+	}
+	json_decref(j);
+	return ok;
+}
+
+static int review_put_impl(store *s, void *ud)
+{
+	const row_args *a = ud;
+	store_outbox *ob = s->ob;
+	int64_t pid = 0, rid = 0, old = 0;
+	uint8_t h[OB_HASH_LEN];
+	size_t aad_len = 0, blob_len = 0;
+	sqlite3_stmt *st = NULL;
+	int rc = ids_of(s, a->project, a->record, true, &pid, &rid);
+	if (rc)
+		return rc;
+	rc = payload_hash(s, HASH_REVIEW, rid, a->event, a->instrument, a->instance, a->payload, a->len, h);
+	if (rc || (rc = ob_stmt(s, OST_REV_GET, &st)) != 0)
+		return rc;
+	sqlite3_bind_int64(st, 1, rid);
+	bind_text(st, 2, a->event);
+	bind_text(st, 3, a->instrument);
+	sqlite3_bind_int64(st, 4, a->instance);
+	int src = sqlite3_step(st);
+	bool found = src == SQLITE_ROW, same = false;
+	if (found) {
+		old = sqlite3_column_int64(st, 0);
+		same = hash_equal(st, 1, h);
+	}
+	stmt_done(st);
+	if (!found && src != SQLITE_DONE)
+		return store__db_fail(s, src, "cannot look up a review entry");
+	if (same) {
+		/* Pending, accepted or rejected: these values were seen. They may come from
+		 * other sources now (a new version, say): a pending entry's provenance follows. */
+		if ((rc = ob_stmt(s, OST_REV_PROV, &st)) != 0)
+			return rc;
+		sqlite3_bind_int64(st, 1, old);
+		bind_text(st, 2, a->provenance);
+		return stmt_exec(s, st, "cannot update a review entry");
+	}
+	/* A new payload: a new entry (new id) replaces the old one, whatever its state. */
+	if (found) {
+		if ((rc = ob_stmt(s, OST_REV_DEL, &st)) != 0)
+			return rc;
+		sqlite3_bind_int64(st, 1, old);
+		if ((rc = stmt_exec(s, st, "cannot replace a review entry")) != 0)
+			return rc;
+	}
+	if ((rc = aad_row(s, AAD_TAG_REVIEW, rid, a->event, a->instrument, a->instance, 0, &aad_len)) != 0 ||
+	    (rc = seal(s, aad_len, a->payload, a->len, &blob_len)) != 0 || (rc = ob_stmt(s, OST_REV_ADD, &st)) != 0)
+		return rc;
+	sqlite3_bind_int64(st, 1, pid);
+	sqlite3_bind_int64(st, 2, rid);
+	bind_text(st, 3, a->event);
+	bind_text(st, 4, a->instrument);
+	sqlite3_bind_int64(st, 5, a->instance);
+	sqlite3_bind_blob(st, 6, h, sizeof(h), SQLITE_STATIC);
+	sqlite3_bind_blob(st, 7, ob->blob.p, (int)blob_len, SQLITE_STATIC);
+	bind_text(st, 8, a->provenance);
+	sqlite3_bind_int64(st, 9, store__now(s));
+	if ((rc = stmt_exec(s, st, "cannot queue a review entry")) != 0)
+		return rc;
+	*a->changed = 1;
+	return 0;
+}
+
+int store_review_put(store *s, const char *project, const char *record, const char *event, const char *instrument,
+		     int64_t instance, const char *payload, size_t payload_len, const char *provenance_json,
+		     int *queued)
+{
+	int dummy = 0;
+	if (!queued)
+		queued = &dummy;
+	*queued = 0;
+	int rc = ob_init(s);
+	if (rc)
+		return rc;
+	if (!provenance_json)
+		provenance_json = "[]";
+	row_args a = { project, record, event, instrument, instance, payload, payload_len, provenance_json, queued };
+	if (!row_args_ok(&a))
+		return bad_args(s, "store_review_put");
+	json_error_t e;
+	json_t *j = json_loadb(payload, payload_len, JSON_REJECT_DUPLICATES, &e);
+	bool obj = json_is_object(j);
+	json_decref(j);
+	if (!obj || !provenance_ok(provenance_json)) {
+		store__seterr(s, "store_review_put: the payload must be a JSON object and the provenance an array of "
+				 "objects with a field");
+		return -EINVAL;
+	}
+	rc = store__write(s, "store_review_put", review_put_impl, &a);
+	if (rc)
+		*queued = 0;
+	return rc;
+}
+
+static const char *review_state_name(int state)
+{
+	switch (state) {
+	case STORE_REVIEW_PENDING:
+		return "pending";
+	case STORE_REVIEW_ACCEPTED:
+		return "accepted";
+	case STORE_REVIEW_REJECTED:
+		return "rejected";
+	default:
+		return "unknown";
+	}
+}
+
+/* One entry of store_review_list() from its row. */
+static int review_entry(store *s, sqlite3_stmt *st, json_t *arr)
+{
+	int64_t pid = sqlite3_column_int64(st, 2), rid = sqlite3_column_int64(st, 5);
+	const char *event = col_text(st, 6);
+	const char *instrument = col_text(st, 7);
+	int64_t instance = sqlite3_column_int64(st, 8);
+	char *record = NULL, *payload = NULL;
+	size_t aad_len = 0, len = 0;
+	if (!event)
+		event = "";
+	if (!instrument)
+		instrument = "";
+	int rc = open_name(s, pid, st, 3, 4, &record);
+	if (!rc)
+		rc = aad_row(s, AAD_TAG_REVIEW, rid, event, instrument, instance, 0, &aad_len);
+	if (!rc)
+		rc = unseal(s, aad_len, sqlite3_column_blob(st, 9), (size_t)sqlite3_column_bytes(st, 9), "review entry",
+			    &payload, &len);
+	if (rc) {
+		free_secret(record, record ? strlen(record) : 0);
+		return rc;
+	}
+	json_error_t e;
+	json_t *values = json_loadb(payload, len, 0, &e);
+	const char *prov = col_text(st, 10);
+	json_t *pj = prov ? json_loads(prov, 0, &e) : NULL;
+	free_secret(payload, len);
+	json_t *o = json_object();
+	int bad = !o || json_array_append_new(arr, o) != 0;
+	bad = bad || json_object_set_new(o, "id", json_integer(sqlite3_column_int64(st, 0))) != 0;
+	bad = bad || json_object_set_new(o, "project", col_json(st, 1)) != 0;
+	bad = bad || json_object_set_new(o, "record", store__jstr(record)) != 0;
+	bad = bad || json_object_set_new(o, "event", store__jstr(event)) != 0;
+	bad = bad || json_object_set_new(o, "instrument", store__jstr(instrument)) != 0;
+	bad = bad || json_object_set_new(o, "instance", json_integer(instance)) != 0;
+	bad = bad ||
+	      json_object_set_new(o, "values", json_is_object(values) ? json_incref(values) : json_object()) != 0;
+	bad = bad || json_object_set_new(o, "provenance", json_is_array(pj) ? json_incref(pj) : json_array()) != 0;
+	bad = bad || json_object_set_new(o, "state", json_string(review_state_name(sqlite3_column_int(st, 11)))) != 0;
+	bad = bad || json_object_set_new(o, "queued_at", instant_json(sqlite3_column_int64(st, 12))) != 0;
+	bool decided = sqlite3_column_type(st, 13) != SQLITE_NULL;
+	bad = bad || json_object_set_new(o, "decided_at",
+					 decided ? instant_json(sqlite3_column_int64(st, 13)) : json_null()) != 0;
+	bad = bad || json_object_set_new(o, "decided_by", decided ? col_json(st, 14) : json_null()) != 0;
+	json_decref(values);
+	json_decref(pj);
+	free_secret(record, strlen(record));
+	return bad ? store__oom(s) : 0;
+}
+
+json_t *store_review_list(store *s, const char *project, int state)
+{
+	sqlite3_stmt *st = NULL;
+	if (ob_init(s) != 0)
+		return NULL;
+	json_t *arr = json_array();
+	if (!arr) {
+		store__oom(s);
+		return NULL;
+	}
+	int rc = prepare(s,
+			 "SELECT v.id, p.name, v.project, r.record_hash, r.name, v.record, v.event, v.instrument,"
+			 " v.instance, v.payload, v.provenance, v.state, v.queued_at, v.decided_at, v.decided_by"
+			 " FROM review v JOIN projects p ON p.id = v.project JOIN records r ON r.id = v.record"
+			 " WHERE (?1 IS NULL OR p.name = ?1) AND (?2 < 0 OR v.state = ?2) ORDER BY v.id",
+			 &st, "cannot read the review queue");
+	if (rc) {
+		json_decref(arr);
+		return NULL;
+	}
+	if (project)
+		bind_text(st, 1, project);
+	sqlite3_bind_int(st, 2, state < 0 ? -1 : state);
+	int src;
+	while ((src = sqlite3_step(st)) == SQLITE_ROW)
+		if ((rc = review_entry(s, st, arr)) != 0)
+			break;
+	if (rc == 0 && src != SQLITE_DONE)
+		rc = store__db_fail(s, src, "cannot read the review queue");
+	sqlite3_finalize(st);
+	if (rc) {
+		json_decref(arr);
+		return NULL;
+	}
+	return arr;
+}
+
+typedef struct decide_args {
+	int64_t id;
+	bool accept;
+	const char *actor;
+} decide_args;
+
+/* Write the entries of provenance (array text) for row rid/event/instrument/instance. */
+static int decide_provenance(store *s, int64_t rid, const char *event, const char *instrument, int64_t instance,
+			     const char *provenance)
+{
+	json_error_t e;
+	json_t *j = json_loads(provenance ? provenance : "[]", 0, &e), *v;
+	size_t i;
+	int rc = 0;
+	if (!json_is_array(j)) {
+		json_decref(j);
+		store__seterr(s, "a review entry's provenance in the store %s is damaged", s->db_path);
+		return STORE_E_CORRUPT;
+	}
+	json_array_foreach(j, i, v)
+	{
+		prov_entry pe = {
+			json_string_value(json_object_get(v, "field")),
+			json_string_value(json_object_get(v, "rule")),
+			json_string_value(json_object_get(v, "resource_type")),
+			json_string_value(json_object_get(v, "resource_id")),
+			json_string_value(json_object_get(v, "resource_version")),
+		};
+		if (!pe.rule)
+			pe.rule = "";
+		if (!pe.res_type)
+			pe.res_type = "";
+		if (!pe.res_id)
+			pe.res_id = "";
+		if (!prov_entry_ok(&pe))
+			continue; /* checked at put; nothing useful to record */
+		if ((rc = prov_put_ids(s, rid, event, instrument, instance, &pe)) != 0)
+			break;
+	}
+	json_decref(j);
+	return rc;
+}
+
+static int decide_accept(store *s, sqlite3_stmt *st)
+{
+	int64_t pid = sqlite3_column_int64(st, 0), rid = sqlite3_column_int64(st, 1);
+	int64_t instance = sqlite3_column_int64(st, 4);
+	char *event = dup_text(st, 2), *instrument = dup_text(st, 3), *payload = NULL, *prov = dup_text(st, 6);
+	size_t aad_len = 0, len = 0;
+	int changed = 0, rc = 0;
+	if (!event || !instrument || !prov)
+		rc = store__oom(s);
+	if (!rc)
+		rc = aad_row(s, AAD_TAG_REVIEW, rid, event, instrument, instance, 0, &aad_len);
+	if (!rc)
+		rc = unseal(s, aad_len, sqlite3_column_blob(st, 5), (size_t)sqlite3_column_bytes(st, 5), "review entry",
+			    &payload, &len);
+	/* st is done with: the writes below use other statements. */
+	stmt_done(st);
+	if (!rc)
+		rc = outbox_put_ids(s, pid, rid, event, instrument, instance, payload, len, &changed);
+	if (!rc)
+		rc = decide_provenance(s, rid, event, instrument, instance, prov);
+	free_secret(payload, len);
+	free(event);
+	free(instrument);
+	free(prov);
+	return rc;
+}
+
+static int decide_impl(store *s, void *ud)
+{
+	const decide_args *a = ud;
+	sqlite3_stmt *st = NULL;
+	int rc = ob_stmt(s, OST_REV_LOAD, &st);
+	if (rc)
+		return rc;
+	sqlite3_bind_int64(st, 1, a->id);
+	int src = sqlite3_step(st);
+	if (src != SQLITE_ROW) {
+		stmt_done(st);
+		if (src != SQLITE_DONE)
+			return store__db_fail(s, src, "cannot read a review entry");
+		store__seterr(s, "no review entry %lld is waiting for a decision", (long long)a->id);
+		return STORE_E_NOTFOUND;
+	}
+	if (a->accept)
+		rc = decide_accept(s, st);
+	else
+		stmt_done(st);
+	if (rc || (rc = ob_stmt(s, OST_REV_DECIDE, &st)) != 0)
+		return rc;
+	sqlite3_bind_int64(st, 1, a->id);
+	sqlite3_bind_int(st, 2, a->accept ? STORE_REVIEW_ACCEPTED : STORE_REVIEW_REJECTED);
+	sqlite3_bind_int64(st, 3, store__now(s));
+	bind_text(st, 4, a->actor);
+	return stmt_exec(s, st, "cannot record a review decision");
+}
+
+int store_review_decide(store *s, int64_t id, bool accept, const char *actor)
+{
+	int rc = ob_init(s);
+	if (rc)
+		return rc;
+	if (!actor)
+		actor = "";
+	if (id <= 0 || !key_ok(actor, false))
+		return bad_args(s, "store_review_decide");
+	decide_args a = { id, accept, actor };
+	return store__write(s, "store_review_decide", decide_impl, &a);
+}

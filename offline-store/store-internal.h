@@ -1,0 +1,95 @@
+/*
+ * offline-store/store-internal.h — internal to offline-store/: the store
+ * handle and the helpers store.c lends to the other files of the store
+ * (outbox.c). Nothing outside offline-store/ includes this.
+ *
+ * Names are store__*: the library is linked into the program, so its
+ * internal symbols must not collide with anyone else's.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <jansson.h>
+#include <sqlite3.h>
+
+#include "offline-store/crypto.h"
+#include "offline-store/store.h"
+
+typedef struct type_entry {
+	char *name;
+	int64_t id;
+} type_entry;
+
+/* A growable byte buffer; grows by doubling, never shrinks until freed. */
+typedef struct store_buf {
+	uint8_t *p;
+	size_t cap;
+} store_buf;
+
+/* The curation side's state (outbox.c): its statements and caches. */
+typedef struct store_outbox store_outbox;
+
+/* store.c's cached statements (the enum lives there). */
+#define STORE_N_STMT 18
+
+struct store {
+	sqlite3 *db;
+	store_mode mode;
+	char *db_path;
+	store_crypto crypto;
+	sqlite3_stmt *stmt[STORE_N_STMT];
+
+	/* name -> id of rows in types; cleared on rollback (ids may vanish) */
+	type_entry *types;
+	size_t n_types, cap_types, last_type;
+
+	/* the last interned patient; cleared on rollback */
+	bool pat_valid;
+	int64_t pat_server, pat_id;
+	store_buf pat_name;
+
+	store_buf blob; /* ciphertext of the body being stored */
+	store_buf aad;  /* AAD of the row being sealed or opened */
+
+	store_outbox *ob; /* made on first use by outbox.c; NULL until then */
+
+	int64_t txn_time; /* unix seconds, set by store_begin() */
+	char errmsg[1024];
+};
+
+/* ---- lent by store.c ----------------------------------------------------- */
+
+__attribute__((format(printf, 2, 3))) void store__seterr(store *s, const char *fmt, ...);
+/* Record an SQLite failure of `what`; returns the store's code for rc. */
+int store__db_fail(store *s, int rc, const char *what);
+int store__oom(store *s);
+int store__buf_reserve(store_buf *b, size_t n);
+void store__buf_free(store_buf *b);
+/* A JSON string of possibly invalid UTF-8 (bad bytes become '?'); NULL only on OOM. */
+json_t *store__jstr(const char *str);
+/* Unix seconds of the open transaction (store_begin), else now. */
+int64_t store__now(const store *s);
+
+/*
+ * Run fn inside the caller's transaction, or in its own if none is open
+ * (what names the call in the read-only refusal). On failure the caches are
+ * forgotten when SQLite rolled the caller's transaction back.
+ */
+int store__write(store *s, const char *what, int (*fn)(store *s, void *ud), void *ud);
+
+/* The interned id of (server, patient); made if create, else STORE_E_NOTFOUND. */
+int store__patient_id(store *s, int64_t server, const char *patient, bool create, int64_t *id);
+
+/* Open the body blob of (server, type, id, version_id) into out (NUL-terminated); *len its length. */
+int store__open_body(store *s, int64_t server, const char *type, const char *id, const char *version_id,
+		     const uint8_t *blob, size_t blob_len, store_buf *out, size_t *len);
+
+/* ---- provided by outbox.c ------------------------------------------------ */
+
+/* Forget cached ids (after a rollback rows they name may be gone). */
+void store__outbox_forget(store *s);
+/* Free s->ob (store_close). */
+void store__outbox_free(store *s);
