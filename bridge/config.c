@@ -579,12 +579,43 @@ static int load_auth(cctx *x, json_t *fhir, config *c)
 	return 0;
 }
 
+/* A "retry" object {max_attempts, base_ms, max_ms} inside o, or its
+ * defaults when absent. rf lists the three fields in that order. */
+static int load_retry(cctx *x, json_t *o, const uint_field rf[3], config *c)
+{
+	static const char *const retry_keys[] = { "max_attempts", "base_ms", "max_ms", NULL };
+	json_t *retry;
+	int r;
+
+	if ((r = get_object(x, o, "retry", false, &retry)))
+		return r;
+	if (!retry) {
+		for (size_t i = 0; i < 3; i++)
+			*(unsigned *)(void *)((char *)c + rf[i].offset) = rf[i].def;
+		return 0;
+	}
+	cctx_push_key(x, "retry");
+	if ((r = check_keys(x, retry, retry_keys, NULL, NULL)))
+		return r;
+	for (size_t i = 0; i < 3; i++)
+		if ((r = get_uint(x, retry, &rf[i], c)))
+			return r;
+	unsigned base = *(unsigned *)(void *)((char *)c + rf[1].offset);
+	unsigned max = *(unsigned *)(void *)((char *)c + rf[2].offset);
+	if (max < base) {
+		if (json_object_get(retry, "max_ms"))
+			return fail_key(x, "max_ms", "must be at least base_ms (%u), got %u", base, max);
+		return fail_key(x, "base_ms", "must be at most max_ms (%u), got %u", max, base);
+	}
+	cctx_pop(x);
+	return 0;
+}
+
 static int load_fhir(cctx *x, json_t *root, config *c)
 {
 	static const char *const keys[] = { "base_url", "resources", "page_size", "max_concurrency",
 					    "poll_interval_s", "timeout_s", "watermark_skew_s", "retry",
 					    "ca_file", "auth", "mrn_system", NULL };
-	static const char *const retry_keys[] = { "max_attempts", "base_ms", "max_ms", NULL };
 	static const uint_field fields[] = {
 		{ "page_size", 1, 10000, 500, offsetof(config, fhir_page_size) },
 		{ "max_concurrency", 1, 64, 4, offsetof(config, fhir_max_concurrency) },
@@ -597,7 +628,7 @@ static int load_fhir(cctx *x, json_t *root, config *c)
 		{ "base_ms", 1, 600000, 500, offsetof(config, fhir_retry_base_ms) },
 		{ "max_ms", 1, 3600000, 30000, offsetof(config, fhir_retry_max_ms) },
 	};
-	json_t *o, *retry;
+	json_t *o;
 	int r;
 
 	if ((r = get_object(x, root, "fhir", true, &o)))
@@ -610,31 +641,8 @@ static int load_fhir(cctx *x, json_t *root, config *c)
 		if ((r = get_uint(x, o, &fields[i], c)))
 			return r;
 
-	if ((r = get_object(x, o, "retry", false, &retry)))
+	if ((r = load_retry(x, o, retry_fields, c)))
 		return r;
-	if (retry) {
-		cctx_push_key(x, "retry");
-		if ((r = check_keys(x, retry, retry_keys, NULL, NULL)))
-			return r;
-	}
-	for (size_t i = 0; i < sizeof(retry_fields) / sizeof(retry_fields[0]); i++) {
-		if (retry) {
-			if ((r = get_uint(x, retry, &retry_fields[i], c)))
-				return r;
-		} else {
-			*(unsigned *)(void *)((char *)c + retry_fields[i].offset) = retry_fields[i].def;
-		}
-	}
-	if (c->fhir_retry_max_ms < c->fhir_retry_base_ms) {
-		/* Only reachable with a retry object: the defaults are ordered. */
-		if (json_object_get(retry, "max_ms"))
-			return fail_key(x, "max_ms", "must be at least base_ms (%u), got %u", c->fhir_retry_base_ms,
-					c->fhir_retry_max_ms);
-		return fail_key(x, "base_ms", "must be at most max_ms (%u), got %u", c->fhir_retry_max_ms,
-				c->fhir_retry_base_ms);
-	}
-	if (retry)
-		cctx_pop(x);
 
 	if ((r = get_path(x, o, "ca_file", false, &c->fhir_ca_file)) || (r = load_auth(x, o, c)) ||
 	    (r = get_string(x, o, "mrn_system", false, "a system URI", &c->fhir_mrn_system)))
@@ -733,11 +741,16 @@ static int load_project(cctx *x, json_t *o, config_redcap_project *p, const conf
 static int load_redcap(cctx *x, json_t *root, config *c)
 {
 	static const char *const keys[] = { "projects", "batch_size", "max_requests_per_minute", "timeout_s",
-					    "ca_file", NULL };
+					    "retry", "ca_file", NULL };
 	static const uint_field fields[] = {
 		{ "batch_size", 1, 10000, 100, offsetof(config, redcap_batch_size) },
 		{ "max_requests_per_minute", 1, 600, 120, offsetof(config, redcap_max_requests_per_minute) },
 		{ "timeout_s", 1, 3600, 120, offsetof(config, redcap_timeout_s) },
+	};
+	static const uint_field retry_fields[] = {
+		{ "max_attempts", 1, 100, 6, offsetof(config, redcap_retry_max_attempts) },
+		{ "base_ms", 1, 600000, 1000, offsetof(config, redcap_retry_base_ms) },
+		{ "max_ms", 1, 3600000, 60000, offsetof(config, redcap_retry_max_ms) },
 	};
 	json_t *o, *a;
 	int r;
@@ -747,6 +760,8 @@ static int load_redcap(cctx *x, json_t *root, config *c)
 	if (!o) {
 		for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++)
 			*(unsigned *)(void *)((char *)c + fields[i].offset) = fields[i].def;
+		for (size_t i = 0; i < sizeof(retry_fields) / sizeof(retry_fields[0]); i++)
+			*(unsigned *)(void *)((char *)c + retry_fields[i].offset) = retry_fields[i].def;
 		return 0;
 	}
 	cctx_push_key(x, "redcap");
@@ -755,6 +770,8 @@ static int load_redcap(cctx *x, json_t *root, config *c)
 	for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++)
 		if ((r = get_uint(x, o, &fields[i], c)))
 			return r;
+	if ((r = load_retry(x, o, retry_fields, c)))
+		return r;
 	if ((r = get_path(x, o, "ca_file", false, &c->redcap_ca_file)))
 		return r;
 	a = json_object_get(o, "projects");

@@ -72,6 +72,9 @@ typedef struct config {
 	unsigned redcap_batch_size;              /* rows per import request, default 100, 1..10000 */
 	unsigned redcap_max_requests_per_minute; /* default 120, 1..600 (REDCap bans an IP above 600/min) */
 	unsigned redcap_timeout_s;               /* per request, default 120, 1..3600 */
+	unsigned redcap_retry_max_attempts;      /* per request and cycle, default 6, 1..100 */
+	unsigned redcap_retry_base_ms;           /* backoff start, default 1000, 1..600000 */
+	unsigned redcap_retry_max_ms;            /* backoff cap (and Retry-After cap), default 60000, >= base */
 	char *redcap_ca_file;                    /* optional CA bundle for REDCap (verification stays on) */
 
 	char *log_level;                 /* log.level: "error"|"warn"|"info"|"debug", or NULL when absent */

@@ -18,9 +18,13 @@
 
 #include "bridge/auth.h"
 #include "bridge/config.h"
+#include "bridge/curate.h"
 #include "bridge/http.h"
 #include "bridge/log.h"
+#include "bridge/mapping.h"
+#include "bridge/push.h"
 #include "bridge/sync.h"
+#include "offline-store/outbox.h"
 #include "offline-store/store.h"
 
 #ifndef BRIDGE_VERSION
@@ -43,6 +47,23 @@ typedef struct app {
 	uv_signal_t sig_int, sig_term;
 	uv_timer_t poll_timer;
 	sync_cycle *cy;
+	mapping **maps;          /* per redcap.projects[i], NULL when it has no mapping */
+	bool any_mapping;
+	const char *const **anchor_fields; /* per project: fields of anchors typed into REDCap, or NULL */
+	size_t *n_anchor_fields;
+	bool any_anchor;
+	json_t **anchors;        /* per project: this cycle's REDCap anchor values, or NULL */
+	push_run *anchor_run;
+	http_client *rc_http;    /* REDCap's client (redcap.ca_file) */
+	push_shared *push_shared;
+	push_run *push;
+	uv_work_t curate_work;
+	bool curating;
+	volatile int curate_stop;
+	int curate_rc;
+	curate_stats cstats;
+	json_t *cycle_res;       /* the cycle's result, filled as its phases end */
+	bool pull_ok;
 	bool daemon;
 	bool json;
 	bool stopping;
@@ -60,6 +81,13 @@ typedef struct common_opts {
 	bool once;
 	bool bodies;
 	const char *type;
+	const char *project;
+	const char *record;
+	const char *field;
+	const char *actor;
+	char **args;             /* positional arguments, when the command takes them */
+	int n_args;
+	bool takes_args;
 } common_opts;
 
 static void usage_main(FILE *f)
@@ -68,10 +96,17 @@ static void usage_main(FILE *f)
 		"usage: fhir-redcap-bridge <command> [options]\n"
 		"\n"
 		"commands:\n"
-		"  sync --once --config FILE   pull every configured FHIR type once, then exit\n"
+		"  sync --once --config FILE   one cycle: pull, curate into the REDCap outbox, push; then exit\n"
 		"  run --config FILE           the daemon: a sync cycle every fhir.poll_interval_s\n"
 		"  status --config FILE        what the local store holds (--json for a JSON object)\n"
 		"  dump --config FILE --type T list stored resources of a type (NDJSON; --bodies for the resources)\n"
+		"  check --config FILE         validate the config and every mapping against the live REDCap projects\n"
+		"  explain --config FILE --project P --record R --field F\n"
+		"                              where the value the bridge sent for a field came from\n"
+		"  review list|accept ID...|reject ID... --config FILE\n"
+		"                              the values that wait for a person before they go to REDCap\n"
+		"  push-resume --config FILE --project P\n"
+		"                              allow pushing again after REDCap banned this host\n"
 		"  version                     print the version\n"
 		"\n"
 		"Every command takes --help, --log-level error|warn|info|debug.\n"
@@ -83,10 +118,13 @@ static void usage_cmd(FILE *f, const char *cmd)
 {
 	if (strcmp(cmd, "sync") == 0)
 		fprintf(f, "usage: fhir-redcap-bridge sync --once --config FILE [--json] [--log-level L]\n"
-			   "  Runs one pull cycle over fhir.resources: an incremental search by _lastUpdated\n"
-			   "  from each type's watermark (or resumes an interrupted crawl), stores every page\n"
-			   "  with its cursor in one transaction, then exits: 0 if every type completed,\n"
-			   "  1 otherwise (the errors are logged and kept for `status`).\n"
+			   "  Runs one cycle. Pull: over fhir.resources, an incremental search by _lastUpdated\n"
+			   "  from each type's watermark (or resumes an interrupted crawl), every page stored\n"
+			   "  with its cursor in one transaction. Curate: the patients with new data, through\n"
+			   "  each redcap project's mapping, into the outbox. Push: the outbox to REDCap, rows\n"
+			   "  REDCap would refuse held back with its messages. Exits 0 if every pull and push\n"
+			   "  completed (also with rows held back: it says how many), 1 otherwise (the errors\n"
+			   "  are logged and kept for `status`).\n"
 			   "  --json   print the cycle's result as one JSON object on stdout\n");
 	else if (strcmp(cmd, "run") == 0)
 		fprintf(f, "usage: fhir-redcap-bridge run --config FILE [--log-level L]\n"
@@ -101,6 +139,30 @@ static void usage_cmd(FILE *f, const char *cmd)
 		fprintf(f, "usage: fhir-redcap-bridge dump --config FILE --type TYPE [--bodies]\n"
 			   "  One JSON line per stored resource of TYPE: type, id, versionId, lastUpdated,\n"
 			   "  patient; with --bodies the decrypted resource itself. Prints PHI: use with care.\n");
+	else if (strcmp(cmd, "check") == 0)
+		fprintf(f, "usage: fhir-redcap-bridge check --config FILE [--project P]\n"
+			   "  Loads the config and every mapping, reads each project's live dictionary from\n"
+			   "  REDCap (project, metadata, events, repeating setup) and checks the mapping\n"
+			   "  against it: fields exist and fit the transforms, choice maps give valid codes,\n"
+			   "  repeating rules target repeating instruments, events exist. One line per\n"
+			   "  problem; exit 0 when all fit, 1 otherwise, 2 for a config or mapping error.\n");
+	else if (strcmp(cmd, "explain") == 0)
+		fprintf(f, "usage: fhir-redcap-bridge explain --config FILE --project P --record R --field F [--json]\n"
+			   "  For each value of field F the bridge sent for record R (one per instance of a\n"
+			   "  repeating instrument): the FHIR resource type, id and version and the mapping\n"
+			   "  rule it came from. Exit 1 if the bridge sent no such value.\n");
+	else if (strcmp(cmd, "review") == 0)
+		fprintf(f, "usage: fhir-redcap-bridge review list [--project P] [--json] --config FILE\n"
+			   "       fhir-redcap-bridge review accept|reject ID... [--by NAME] --config FILE\n"
+			   "  Values of rules marked \"review\": true wait here. list shows them (PHI: the\n"
+			   "  values themselves); accept queues them for REDCap (sent with the next sync),\n"
+			   "  reject keeps them out (the same values are not queued again). The decision is\n"
+			   "  recorded with --by NAME, else the login name.\n");
+	else if (strcmp(cmd, "push-resume") == 0)
+		fprintf(f, "usage: fhir-redcap-bridge push-resume --config FILE --project P\n"
+			   "  After REDCap banned this host (HTTP 429) the bridge sends nothing to it. Once\n"
+			   "  REDCap's administrators have lifted the ban, this lets the next sync push again\n"
+			   "  to every project on the REDCap server of project P.\n");
 	else
 		usage_main(f);
 }
@@ -116,6 +178,10 @@ static int parse_opts(const char *cmd, int argc, char **argv, common_opts *o)
 		{ "once", no_argument, NULL, 'o' },
 		{ "type", required_argument, NULL, 't' },
 		{ "bodies", no_argument, NULL, 'b' },
+		{ "project", required_argument, NULL, 'p' },
+		{ "record", required_argument, NULL, 'r' },
+		{ "field", required_argument, NULL, 'f' },
+		{ "by", required_argument, NULL, 'y' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -142,6 +208,18 @@ static int parse_opts(const char *cmd, int argc, char **argv, common_opts *o)
 		case 'b':
 			o->bodies = true;
 			break;
+		case 'p':
+			o->project = optarg;
+			break;
+		case 'r':
+			o->record = optarg;
+			break;
+		case 'f':
+			o->field = optarg;
+			break;
+		case 'y':
+			o->actor = optarg;
+			break;
 		case 'h':
 			usage_cmd(stdout, cmd);
 			return -1;
@@ -152,7 +230,10 @@ static int parse_opts(const char *cmd, int argc, char **argv, common_opts *o)
 			return -2;
 		}
 	}
-	if (optind < argc) {
+	if (o->takes_args) {
+		o->args = argv + optind;
+		o->n_args = argc - optind;
+	} else if (optind < argc) {
 		fprintf(stderr, "fhir-redcap-bridge %s: unexpected argument '%s'\n", cmd, argv[optind]);
 		return -2;
 	}
@@ -203,6 +284,10 @@ static void app_shutdown(app *a)
 		http_client_close(a->http, NULL, NULL);
 		a->http = NULL;
 	}
+	if (a->rc_http) {
+		http_client_close(a->rc_http, NULL, NULL);
+		a->rc_http = NULL;
+	}
 	if (!uv_is_closing((uv_handle_t *)&a->sig_int)) {
 		uv_close((uv_handle_t *)&a->sig_int, NULL);
 		uv_close((uv_handle_t *)&a->sig_term, NULL);
@@ -211,6 +296,7 @@ static void app_shutdown(app *a)
 }
 
 static void start_cycle(app *a);
+static void start_curation(app *a);
 
 static void on_poll_timer(uv_timer_t *t)
 {
@@ -219,13 +305,14 @@ static void on_poll_timer(uv_timer_t *t)
 		start_cycle(a);
 }
 
-static void on_cycle_done(sync_cycle *cy, void *ud)
+static void finish_cycle(app *a);
+static void start_push(app *a);
+static void start_anchor_export(app *a);
+
+static void on_sync_done(sync_cycle *cy, void *ud)
 {
 	app *a = ud;
 	json_t *res = sync_cycle_result(cy);
-	struct rusage ru;
-	if (getrusage(RUSAGE_SELF, &ru) == 0)
-		json_object_set_new(res, "peak_rss_kb", json_integer(ru.ru_maxrss));
 	bool ok = sync_cycle_ok(cy);
 	json_int_t fetched = json_integer_value(json_object_get(res, "fetched"));
 	json_int_t n_new = 0;
@@ -248,6 +335,203 @@ static void on_cycle_done(sync_cycle *cy, void *ud)
 	else
 		log_error("bridge", "sync incomplete: %zu of %zu types failed; see the errors above or `status`",
 			  n - n_ok, n);
+	sync_cycle_free(cy);
+	a->cy = NULL;
+	a->cycle_res = res;
+	a->pull_ok = ok;
+	if (a->stopping || !a->any_mapping) {
+		finish_cycle(a);
+		return;
+	}
+	if (a->any_anchor) {
+		start_anchor_export(a);
+		return;
+	}
+	start_curation(a);
+}
+
+/* ---- anchors typed into REDCap (before curation) ---------------------------- */
+
+static void on_anchors(void *ud, size_t i, json_t *values)
+{
+	app *a = ud;
+	json_decref(a->anchors[i]);
+	a->anchors[i] = values;
+}
+
+static void drop_anchors(app *a)
+{
+	for (size_t i = 0; a->anchors && i < a->cfg.n_redcap_projects; i++) {
+		json_decref(a->anchors[i]);
+		a->anchors[i] = NULL;
+	}
+}
+
+static void on_anchor_export_done(push_run *pr, void *ud)
+{
+	app *a = ud;
+	bool ok = push_run_ok(pr);
+	json_t *res = push_run_result(pr);
+	push_run_free(pr);
+	a->anchor_run = NULL;
+	json_object_set_new(a->cycle_res, "anchors", res);
+	if (a->stopping) {
+		drop_anchors(a);
+		finish_cycle(a);
+		return;
+	}
+	if (!ok) {
+		/* Curating without them would send rows that lack the window
+		 * fields; the patients wait for the next cycle instead. */
+		log_error("curate", "the anchors typed into REDCap could not be read: curation waits for the next cycle");
+		drop_anchors(a);
+		a->curate_rc = -EAGAIN;
+		snprintf(a->cstats.error, sizeof(a->cstats.error), "anchors typed into REDCap could not be read");
+		json_object_set_new(a->cycle_res, "curate", curate_stats_json(&a->cstats));
+		start_push(a);
+		return;
+	}
+	start_curation(a);
+}
+
+static void start_anchor_export(app *a)
+{
+	push_env env = {
+		.loop = &a->loop,
+		.cfg = &a->cfg,
+		.st = a->st,
+		.http = a->rc_http,
+		.shared = a->push_shared,
+		.anchor_fields = a->anchor_fields,
+		.n_anchor_fields = a->n_anchor_fields,
+		.on_anchors = on_anchors,
+		.dict_ud = a,
+	};
+	int rc = push_run_start(&a->anchor_run, &env, on_anchor_export_done, a);
+	if (rc != 0) {
+		log_error("redcap", "cannot read the anchors typed into REDCap: %s", strerror(-rc));
+		a->curate_rc = rc;
+		start_push(a);
+	}
+}
+
+/* ---- curation (on a worker thread) ---------------------------------------- */
+
+static void curate_work_cb(uv_work_t *w)
+{
+	app *a = w->data;
+	a->curate_rc = curate_run(a->st, a->server_id, &a->cfg, a->maps, a->any_anchor ? a->anchors : NULL,
+				  &a->cstats, &a->curate_stop);
+}
+
+static void curate_after_cb(uv_work_t *w, int status)
+{
+	app *a = w->data;
+	a->curating = false;
+	drop_anchors(a);
+	if (status != 0 && a->curate_rc == 0) {
+		a->curate_rc = status;
+		snprintf(a->cstats.error, sizeof(a->cstats.error), "curation was cancelled");
+	}
+	json_object_set_new(a->cycle_res, "curate", curate_stats_json(&a->cstats));
+	if (a->curate_rc != 0) {
+		log_error("curate", "curation failed: %s", a->cstats.error);
+	} else {
+		log_info("curate", "%lld patients curated in %.2f s: %lld rows queued, %lld unchanged, %lld for review, "
+				   "%lld refused",
+			 a->cstats.patients, a->cstats.elapsed_s, a->cstats.rows_queued, a->cstats.rows_unchanged,
+			 a->cstats.review_queued, a->cstats.refused);
+	}
+	if (a->stopping) {
+		finish_cycle(a);
+		return;
+	}
+	start_push(a);
+}
+
+static void start_curation(app *a)
+{
+	a->curating = true;
+	a->curate_work.data = a;
+	int rc = uv_queue_work(&a->loop, &a->curate_work, curate_work_cb, curate_after_cb);
+	if (rc != 0) {
+		a->curating = false;
+		a->curate_rc = rc;
+		snprintf(a->cstats.error, sizeof(a->cstats.error), "cannot queue the curation: %s", uv_strerror(rc));
+		json_object_set_new(a->cycle_res, "curate", curate_stats_json(&a->cstats));
+		start_push(a);
+	}
+}
+
+/* ---- push --------------------------------------------------------------- */
+
+static void on_push_done(push_run *pr, void *ud)
+{
+	app *a = ud;
+	json_t *res = push_run_result(pr);
+	json_object_set_new(a->cycle_res, "push", res);
+	push_run_free(pr);
+	a->push = NULL;
+	finish_cycle(a);
+}
+
+static void start_push(app *a)
+{
+	push_env env = {
+		.loop = &a->loop,
+		.cfg = &a->cfg,
+		.st = a->st,
+		.http = a->rc_http,
+		.shared = a->push_shared,
+	};
+	int rc = push_run_start(&a->push, &env, on_push_done, a);
+	if (rc != 0) {
+		log_error("redcap", "cannot start the push: %s", strerror(-rc));
+		json_object_set_new(a->cycle_res, "push", json_pack("{s:b, s:s}", "ok", 0, "error", strerror(-rc)));
+		finish_cycle(a);
+	}
+}
+
+/* Held rows do not fail a cycle; say how many wait for a person. */
+static void report_held(app *a)
+{
+	json_t *st = store_outbox_status_json(a->st, 0);
+	const char *k;
+	json_t *v;
+	json_object_foreach(json_object_get(st, "projects"), k, v)
+	{
+		json_int_t held = json_integer_value(json_object_get(v, "held"));
+		json_int_t refused = (json_int_t)json_array_size(json_object_get(v, "refused"));
+		json_int_t review = json_integer_value(json_object_get(v, "review_pending"));
+		if (held || refused || review)
+			log_warn("bridge", "%s: %lld rows held back, %lld patients refused, %lld values waiting for review; "
+					   "see `fhir-redcap-bridge status --config %s`%s",
+				 k, (long long)held, (long long)refused, (long long)review, a->cfg.path,
+				 review ? " and `review list`" : "");
+	}
+	if (a->cycle_res && st)
+		json_object_set(a->cycle_res, "outbox", json_object_get(st, "projects"));
+	json_decref(st);
+}
+
+static void finish_cycle(app *a)
+{
+	json_t *res = a->cycle_res;
+	a->cycle_res = NULL;
+	bool ok = a->pull_ok;
+	if (a->any_mapping) {
+		a->cycle_res = res;
+		report_held(a);
+		a->cycle_res = NULL;
+		json_t *push = json_object_get(res, "push");
+		if (a->curate_rc != 0 || !json_is_true(json_object_get(push, "ok")))
+			ok = false;
+	}
+	struct rusage ru;
+	if (getrusage(RUSAGE_SELF, &ru) == 0)
+		json_object_set_new(res, "peak_rss_kb", json_integer(ru.ru_maxrss));
+	json_object_set_new(res, "pull_ok", json_boolean(a->pull_ok));
+	json_object_set_new(res, "ok", json_boolean(ok));
 	if (a->json) {
 		char *s = json_dumps(res, JSON_COMPACT | JSON_REAL_PRECISION(6));
 		if (s) {
@@ -259,8 +543,6 @@ static void on_cycle_done(sync_cycle *cy, void *ud)
 	json_decref(res);
 	if (!a->stopping)
 		a->exit_code = ok ? 0 : EXIT_SYNC_FAILED;
-	sync_cycle_free(cy);
-	a->cy = NULL;
 
 	if (a->daemon && !a->stopping) {
 		uint64_t interval = (uint64_t)a->cfg.fhir_poll_interval_s * 1000u;
@@ -284,7 +566,8 @@ static void start_cycle(app *a)
 		.auth = a->auth,
 	};
 	a->cycle_started_ms = now_ms();
-	int rc = sync_cycle_start(&a->cy, &env, on_cycle_done, a);
+	a->curate_rc = 0;
+	int rc = sync_cycle_start(&a->cy, &env, on_sync_done, a);
 	if (rc != 0) {
 		log_error("bridge", "cannot start a sync cycle: %s", strerror(-rc));
 		a->exit_code = EXIT_SYNC_FAILED;
@@ -307,6 +590,12 @@ static void on_signal(uv_signal_t *h, int signum)
 	uv_timer_stop(&a->poll_timer);
 	if (a->cy)
 		sync_cycle_stop(a->cy);
+	else if (a->curating)
+		a->curate_stop = 1; /* the batch in progress commits, then the cycle ends */
+	else if (a->anchor_run)
+		push_run_stop(a->anchor_run);
+	else if (a->push)
+		push_run_stop(a->push);
 	else
 		app_shutdown(a);
 }
@@ -320,6 +609,44 @@ static int open_store(const config *cfg, store_mode mode, store **st)
 		return EXIT_STORE;
 	}
 	return 0;
+}
+
+/* Load every project's mapping; 0 or EXIT_USAGE after printing why. */
+static int load_mappings(const config *cfg, mapping ***out, bool *any)
+{
+	mapping **maps = calloc(cfg->n_redcap_projects ? cfg->n_redcap_projects : 1, sizeof(*maps));
+	if (!maps)
+		return EXIT_USAGE;
+	*any = false;
+	mapping_env env = {
+		.mrn_system = cfg->fhir_mrn_system,
+		.local_to_utc = curate_local_to_utc,
+	};
+	for (size_t i = 0; i < cfg->n_redcap_projects; i++) {
+		const config_redcap_project *cp = &cfg->redcap_projects[i];
+		if (!cp->mapping)
+			continue;
+		char err[1024];
+		if (mapping_load(&maps[i], cp->mapping, &env, err, sizeof(err)) != 0) {
+			fprintf(stderr, "fhir-redcap-bridge: redcap.projects[%zu] (%s): %s\n", i, cp->name, err);
+			for (size_t j = 0; j < i; j++)
+				mapping_free(maps[j]);
+			free(maps);
+			return EXIT_USAGE;
+		}
+		*any = true;
+	}
+	*out = maps;
+	return 0;
+}
+
+static void free_mappings(const config *cfg, mapping **maps)
+{
+	if (!maps)
+		return;
+	for (size_t i = 0; i < cfg->n_redcap_projects; i++)
+		mapping_free(maps[i]);
+	free(maps);
 }
 
 static int cmd_sync(int argc, char **argv, bool daemon)
@@ -343,15 +670,37 @@ static int cmd_sync(int argc, char **argv, bool daemon)
 	a.json = o.json;
 	if ((rc = load_config(&a.cfg, &o)) != 0)
 		return rc;
-	if ((rc = open_store(&a.cfg, STORE_RW, &a.st)) != 0) {
+	curate_set_timezone(a.cfg.site_timezone);
+	if ((rc = load_mappings(&a.cfg, &a.maps, &a.any_mapping)) != 0) {
 		config_deinit(&a.cfg);
 		return rc;
 	}
+	size_t np = a.cfg.n_redcap_projects ? a.cfg.n_redcap_projects : 1;
+	a.anchor_fields = calloc(np, sizeof(*a.anchor_fields));
+	a.n_anchor_fields = calloc(np, sizeof(*a.n_anchor_fields));
+	a.anchors = calloc(np, sizeof(*a.anchors));
+	if (!a.anchor_fields || !a.n_anchor_fields || !a.anchors) {
+		fprintf(stderr, "fhir-redcap-bridge: out of memory\n");
+		rc = EXIT_SYNC_FAILED;
+		goto early_out;
+	}
+	for (size_t i = 0; i < a.cfg.n_redcap_projects; i++) {
+		if (!a.maps[i])
+			continue;
+		const char *const *f;
+		size_t n = mapping_redcap_anchor_fields(a.maps[i], &f);
+		if (n) {
+			a.anchor_fields[i] = f;
+			a.n_anchor_fields[i] = n;
+			a.any_anchor = true;
+		}
+	}
+	if ((rc = open_store(&a.cfg, STORE_RW, &a.st)) != 0)
+		goto early_out;
 	if (store_server_id(a.st, a.cfg.fhir_base_url, &a.server_id) != 0) {
 		fprintf(stderr, "fhir-redcap-bridge: %s\n", store_errmsg(a.st));
-		store_close(a.st);
-		config_deinit(&a.cfg);
-		return EXIT_STORE;
+		rc = EXIT_STORE;
+		goto early_out;
 	}
 	uv_loop_init(&a.loop);
 	http_client_opts ho = {
@@ -359,8 +708,20 @@ static int cmd_sync(int argc, char **argv, bool daemon)
 		.ca_file = a.cfg.fhir_ca_file,
 		.user_agent = "fhir-redcap-bridge/" BRIDGE_VERSION,
 	};
-	if (http_client_new(&a.http, &a.loop, &ho) != 0) {
-		fprintf(stderr, "fhir-redcap-bridge: cannot create the HTTP client\n");
+	http_client_opts rho = {
+		.max_connections = 2,
+		.ca_file = a.cfg.redcap_ca_file,
+		.user_agent = "fhir-redcap-bridge/" BRIDGE_VERSION,
+	};
+	if (http_client_new(&a.http, &a.loop, &ho) != 0 || http_client_new(&a.rc_http, &a.loop, &rho) != 0 ||
+	    push_shared_new(&a.push_shared, &a.cfg) != 0) {
+		fprintf(stderr, "fhir-redcap-bridge: cannot create the HTTP clients\n");
+		if (a.http)
+			http_client_close(a.http, NULL, NULL);
+		if (a.rc_http)
+			http_client_close(a.rc_http, NULL, NULL);
+		a.http = a.rc_http = NULL;
+		uv_run(&a.loop, UV_RUN_DEFAULT);
 		rc = EXIT_SYNC_FAILED;
 		goto out;
 	}
@@ -368,7 +729,8 @@ static int cmd_sync(int argc, char **argv, bool daemon)
 	if (auth_new(&a.auth, &a.cfg.fhir_auth, a.http, (long)a.cfg.fhir_timeout_s * 1000, err, sizeof(err)) != 0) {
 		fprintf(stderr, "fhir-redcap-bridge: fhir.auth: %s\n", err);
 		http_client_close(a.http, NULL, NULL);
-		a.http = NULL;
+		http_client_close(a.rc_http, NULL, NULL);
+		a.http = a.rc_http = NULL;
 		uv_run(&a.loop, UV_RUN_DEFAULT);
 		rc = EXIT_USAGE;
 		goto out;
@@ -389,9 +751,16 @@ static int cmd_sync(int argc, char **argv, bool daemon)
 		rc = 0; /* a clean stop on request */
 out:
 	auth_free(a.auth);
+	push_shared_free(a.push_shared);
 	if (uv_loop_close(&a.loop) != 0)
 		log_warn("bridge", "event loop closed with handles still open");
+early_out:
 	store_close(a.st);
+	drop_anchors(&a);
+	free(a.anchors);
+	free(a.anchor_fields);
+	free(a.n_anchor_fields);
+	free_mappings(&a.cfg, a.maps);
 	config_deinit(&a.cfg);
 	return rc;
 }
@@ -428,6 +797,39 @@ static void print_status_text(json_t *s, const char *store_path)
 			       "");
 		}
 	}
+	json_object_foreach(json_object_get(s, "outbox"), k, v)
+	{
+		printf("\nREDCap project %s: %lld rows pending, %lld sent, %lld held back, %lld values waiting for review\n",
+		       k, (long long)json_integer_value(json_object_get(v, "pending")),
+		       (long long)json_integer_value(json_object_get(v, "done")),
+		       (long long)json_integer_value(json_object_get(v, "held")),
+		       (long long)json_integer_value(json_object_get(v, "review_pending")));
+		json_t *halt = json_object_get(v, "halted");
+		if (json_is_string(halt))
+			printf("  HALTED: %s\n", json_string_value(halt));
+		size_t i;
+		json_t *h;
+		json_array_foreach(json_object_get(v, "held_rows"), i, h)
+		{
+			const char *ins = json_string_value(json_object_get(h, "instrument"));
+			printf("  held: record %s%s%s", json_string_value(json_object_get(h, "record")),
+			       ins && *ins ? ", " : "", ins && *ins ? ins : "");
+			if (json_is_integer(json_object_get(h, "instance")) && ins && *ins)
+				printf(" #%lld", (long long)json_integer_value(json_object_get(h, "instance")));
+			printf("\n");
+			size_t j;
+			json_t *r;
+			json_array_foreach(json_object_get(h, "reasons"), j, r)
+			{
+				const char *f = json_string_value(json_object_get(r, "field"));
+				printf("    %s%s%s\n", f && *f ? f : "", f && *f ? ": " : "",
+				       json_string_value(json_object_get(r, "message")));
+			}
+		}
+		json_array_foreach(json_object_get(v, "refused"), i, h)
+		printf("  refused: Patient/%s: %s\n", json_string_value(json_object_get(h, "patient")),
+		       json_string_value(json_object_get(h, "reason")));
+	}
 }
 
 static int cmd_status(int argc, char **argv)
@@ -451,6 +853,19 @@ static int cmd_status(int argc, char **argv)
 		return rc;
 	}
 	json_t *s = store_status_json(st);
+	json_t *ob = s ? store_outbox_status_json(st, 50) : NULL;
+	if (s && ob) {
+		json_t *projects = json_object_get(ob, "projects");
+		for (size_t i = 0; i < cfg.n_redcap_projects; i++) {
+			char *halt = NULL;
+			json_t *pj = json_object_get(projects, cfg.redcap_projects[i].name);
+			if (pj && store_project_get(st, cfg.redcap_projects[i].name, PUSH_HALT_KEY, &halt) == 0 && *halt)
+				json_object_set_new(pj, "halted", json_string(halt));
+			free(halt);
+		}
+		json_object_set(s, "outbox", projects);
+	}
+	json_decref(ob);
 	if (!s) {
 		fprintf(stderr, "fhir-redcap-bridge: cannot read the store: %s\n", store_errmsg(st));
 		rc = EXIT_STORE;
@@ -523,6 +938,371 @@ static int cmd_dump(int argc, char **argv)
 	return rc;
 }
 
+/* ---- explain / review / push-resume --------------------------------------- */
+
+static int open_rw_for(const common_opts *o, config *cfg, store **st)
+{
+	int rc = load_config(cfg, o);
+	if (rc != 0)
+		return rc;
+	if ((rc = open_store(cfg, STORE_RW, st)) != 0) {
+		config_deinit(cfg);
+		return rc;
+	}
+	return 0;
+}
+
+static bool project_known(const config *cfg, const char *name)
+{
+	for (size_t i = 0; i < cfg->n_redcap_projects; i++)
+		if (strcmp(cfg->redcap_projects[i].name, name) == 0)
+			return true;
+	return false;
+}
+
+static void print_json(json_t *j)
+{
+	char *txt = j ? json_dumps(j, JSON_INDENT(2) | JSON_PRESERVE_ORDER) : NULL;
+	if (txt)
+		printf("%s\n", txt);
+	free(txt);
+}
+
+static int cmd_explain(int argc, char **argv)
+{
+	common_opts o = { 0 };
+	int rc = parse_opts("explain", argc, argv, &o);
+	if (rc < 0)
+		return rc == -1 ? 0 : EXIT_USAGE;
+	if (!o.project || !o.record || !o.field) {
+		fprintf(stderr, "fhir-redcap-bridge explain: --project P --record R --field F are required\n");
+		return EXIT_USAGE;
+	}
+	config cfg = CONFIG_NULL;
+	store *st = NULL;
+	if ((rc = load_config(&cfg, &o)) != 0)
+		return rc;
+	if (!project_known(&cfg, o.project)) {
+		fprintf(stderr, "fhir-redcap-bridge explain: no project %s in %s\n", o.project, cfg.path);
+		config_deinit(&cfg);
+		return EXIT_USAGE;
+	}
+	if ((rc = open_store(&cfg, STORE_RO, &st)) != 0) {
+		config_deinit(&cfg);
+		return rc;
+	}
+	json_t *p = store_provenance_get(st, o.project, o.record, o.field);
+	if (!p) {
+		fprintf(stderr, "fhir-redcap-bridge: %s\n", store_errmsg(st));
+		rc = EXIT_STORE;
+	} else if (json_array_size(p) == 0) {
+		fprintf(stderr, "fhir-redcap-bridge explain: the bridge has sent no value of %s for record %s in %s\n",
+			o.field, o.record, o.project);
+		rc = 1;
+	} else if (o.json) {
+		print_json(p);
+	} else {
+		size_t i;
+		json_t *e;
+		json_array_foreach(p, i, e)
+		{
+			const char *ev = json_string_value(json_object_get(e, "event"));
+			const char *ins = json_string_value(json_object_get(e, "instrument"));
+			printf("%s record %s field %s", o.project, o.record, o.field);
+			if (ev && *ev)
+				printf(" event %s", ev);
+			if (ins && *ins)
+				printf(" %s #%lld", ins, (long long)json_integer_value(json_object_get(e, "instance")));
+			printf(": from %s/%s", json_string_value(json_object_get(e, "resource_type")),
+			       json_string_value(json_object_get(e, "resource_id")));
+			const char *ver = json_string_value(json_object_get(e, "resource_version"));
+			if (ver && *ver)
+				printf("/_history/%s", ver);
+			printf(" by rule \"%s\" at %s\n", json_string_value(json_object_get(e, "rule")),
+			       json_string_value(json_object_get(e, "at")));
+		}
+	}
+	json_decref(p);
+	store_close(st);
+	config_deinit(&cfg);
+	return rc;
+}
+
+static const char *review_actor(const common_opts *o)
+{
+	if (o->actor)
+		return o->actor;
+	const char *u = getenv("SUDO_USER");
+	if (!u || !*u)
+		u = getenv("USER");
+	if (!u || !*u)
+		u = getlogin();
+	return u && *u ? u : "unknown";
+}
+
+static int cmd_review(int argc, char **argv)
+{
+	common_opts o = { .takes_args = true };
+	int rc = parse_opts("review", argc, argv, &o);
+	if (rc < 0)
+		return rc == -1 ? 0 : EXIT_USAGE;
+	const char *verb = o.n_args > 0 ? o.args[0] : "list";
+	bool list = strcmp(verb, "list") == 0;
+	bool accept = strcmp(verb, "accept") == 0;
+	if (!list && !accept && strcmp(verb, "reject") != 0) {
+		fprintf(stderr, "fhir-redcap-bridge review: list, accept ID... or reject ID...\n");
+		return EXIT_USAGE;
+	}
+	if (list && o.n_args > 1) {
+		fprintf(stderr, "fhir-redcap-bridge review list: unexpected argument '%s'\n", o.args[1]);
+		return EXIT_USAGE;
+	}
+	if (!list && o.n_args < 2) {
+		fprintf(stderr, "fhir-redcap-bridge review %s: give the ids of the entries (see `review list`)\n", verb);
+		return EXIT_USAGE;
+	}
+	config cfg = CONFIG_NULL;
+	store *st = NULL;
+	if (list) {
+		if ((rc = load_config(&cfg, &o)) != 0)
+			return rc;
+		if ((rc = open_store(&cfg, STORE_RO, &st)) != 0) {
+			config_deinit(&cfg);
+			return rc;
+		}
+		json_t *l = store_review_list(st, o.project, STORE_REVIEW_PENDING);
+		if (!l) {
+			fprintf(stderr, "fhir-redcap-bridge: %s\n", store_errmsg(st));
+			rc = EXIT_STORE;
+		} else if (o.json) {
+			print_json(l);
+		} else {
+			size_t i;
+			json_t *e;
+			if (json_array_size(l) == 0)
+				printf("nothing waits for review\n");
+			json_array_foreach(l, i, e)
+			{
+				const char *ins = json_string_value(json_object_get(e, "instrument"));
+				printf("#%lld  %s  record %s%s%s", (long long)json_integer_value(json_object_get(e, "id")),
+				       json_string_value(json_object_get(e, "project")),
+				       json_string_value(json_object_get(e, "record")), ins && *ins ? "  " : "",
+				       ins && *ins ? ins : "");
+				if (ins && *ins)
+					printf(" #%lld", (long long)json_integer_value(json_object_get(e, "instance")));
+				printf("  (queued %s)\n", json_string_value(json_object_get(e, "queued_at")));
+				const char *k;
+				json_t *v;
+				json_object_foreach(json_object_get(e, "values"), k, v)
+				{
+					if (k[0] == '#' || strncmp(k, "redcap_", 7) == 0)
+						continue;
+					printf("    %-24s %s\n", k, json_string_value(v));
+				}
+				size_t j;
+				json_t *pv;
+				json_array_foreach(json_object_get(e, "provenance"), j, pv)
+				printf("    %-24s from %s/%s (rule \"%s\")\n", json_string_value(json_object_get(pv, "field")),
+				       json_string_value(json_object_get(pv, "resource_type")),
+				       json_string_value(json_object_get(pv, "resource_id")),
+				       json_string_value(json_object_get(pv, "rule")));
+			}
+		}
+		json_decref(l);
+		store_close(st);
+		config_deinit(&cfg);
+		return rc;
+	}
+	if ((rc = open_rw_for(&o, &cfg, &st)) != 0)
+		return rc;
+	const char *actor = review_actor(&o);
+	int failed = 0;
+	for (int i = 1; i < o.n_args; i++) {
+		char *end = NULL;
+		errno = 0;
+		long long id = strtoll(o.args[i], &end, 10);
+		if (errno || !end || *end || id <= 0) {
+			fprintf(stderr, "fhir-redcap-bridge review: '%s' is not an entry id\n", o.args[i]);
+			failed++;
+			continue;
+		}
+		int r = store_begin(st);
+		if (r == 0)
+			r = store_review_decide(st, id, accept, actor);
+		if (r == 0)
+			r = store_commit(st);
+		if (r != 0) {
+			store_rollback(st);
+			fprintf(stderr, "fhir-redcap-bridge review: #%lld: %s\n", id,
+				r == STORE_E_NOTFOUND ? "no such entry waiting for review" : store_errmsg(st));
+			failed++;
+			continue;
+		}
+		printf("#%lld %s by %s%s\n", id, accept ? "accepted" : "rejected", actor,
+		       accept ? "; it is sent with the next sync" : "");
+	}
+	store_close(st);
+	config_deinit(&cfg);
+	return failed ? 1 : 0;
+}
+
+static int cmd_push_resume(int argc, char **argv)
+{
+	common_opts o = { 0 };
+	int rc = parse_opts("push-resume", argc, argv, &o);
+	if (rc < 0)
+		return rc == -1 ? 0 : EXIT_USAGE;
+	if (!o.project) {
+		fprintf(stderr, "fhir-redcap-bridge push-resume: --project P is required\n");
+		return EXIT_USAGE;
+	}
+	config cfg = CONFIG_NULL;
+	store *st = NULL;
+	if ((rc = open_rw_for(&o, &cfg, &st)) != 0)
+		return rc;
+	const char *url = NULL;
+	for (size_t i = 0; i < cfg.n_redcap_projects; i++)
+		if (strcmp(cfg.redcap_projects[i].name, o.project) == 0)
+			url = cfg.redcap_projects[i].url;
+	if (!url) {
+		fprintf(stderr, "fhir-redcap-bridge push-resume: no project %s in %s\n", o.project, cfg.path);
+		rc = EXIT_USAGE;
+	}
+	/* A ban is per REDCap server: lift it for every project there. */
+	for (size_t i = 0; url && rc == 0 && i < cfg.n_redcap_projects; i++) {
+		if (strcmp(cfg.redcap_projects[i].url, url) != 0)
+			continue;
+		if (store_project_set(st, cfg.redcap_projects[i].name, PUSH_HALT_KEY, "") != 0) {
+			fprintf(stderr, "fhir-redcap-bridge: %s\n", store_errmsg(st));
+			rc = EXIT_STORE;
+		} else {
+			printf("%s: pushing resumes with the next sync\n", cfg.redcap_projects[i].name);
+		}
+	}
+	store_close(st);
+	config_deinit(&cfg);
+	return rc;
+}
+
+/* ---- check ------------------------------------------------------------------ */
+
+typedef struct check_ctx {
+	const config *cfg;
+	mapping **maps;
+	int problems;
+	size_t checked;
+} check_ctx;
+
+static void check_on_dict(void *ud, const config_redcap_project *cp, const redcap_dict *d)
+{
+	check_ctx *c = ud;
+	size_t i = (size_t)(cp - c->cfg->redcap_projects);
+	char **msgs = NULL;
+	size_t n = 0;
+	c->checked++;
+	int rc = mapping_check(c->maps[i], d, &msgs, &n);
+	if (rc < 0) {
+		fprintf(stderr, "%s: out of memory\n", cp->name);
+		c->problems++;
+		return;
+	}
+	for (size_t k = 0; k < n; k++)
+		printf("%s: %s\n", cp->name, msgs[k]);
+	if (n == 0)
+		printf("%s: mapping %s fits the live project (%zu fields)\n", cp->name, cp->mapping, d->n_fields);
+	c->problems += (int)n;
+	mapping_msgs_free(msgs, n);
+}
+
+static void check_done(push_run *pr, void *ud)
+{
+	(void)ud;
+	json_t *r = push_run_result(pr);
+	const char *k;
+	json_t *v;
+	json_object_foreach(json_object_get(r, "projects"), k, v)
+	{
+		const char *e = json_string_value(json_object_get(v, "error"));
+		if (e)
+			printf("%s: cannot read the live project: %s\n", k, e);
+	}
+	json_decref(r);
+}
+
+static int cmd_check(int argc, char **argv)
+{
+	common_opts o = { 0 };
+	int rc = parse_opts("check", argc, argv, &o);
+	if (rc < 0)
+		return rc == -1 ? 0 : EXIT_USAGE;
+	config cfg = CONFIG_NULL;
+	if ((rc = load_config(&cfg, &o)) != 0)
+		return rc;
+	printf("config %s: ok\n", cfg.path);
+	mapping **maps = NULL;
+	bool any = false;
+	if ((rc = load_mappings(&cfg, &maps, &any)) != 0) {
+		config_deinit(&cfg);
+		return rc;
+	}
+	if (!any) {
+		printf("no project has a mapping: nothing more to check\n");
+		free_mappings(&cfg, maps);
+		config_deinit(&cfg);
+		return 0;
+	}
+	for (size_t i = 0; i < cfg.n_redcap_projects; i++)
+		if (maps[i])
+			printf("%s: mapping %s: loaded\n", cfg.redcap_projects[i].name, cfg.redcap_projects[i].mapping);
+	store *st = NULL;
+	struct stat sb;
+	if (stat(cfg.store_path, &sb) == 0) {
+		char err[512];
+		if (store_open(&st, cfg.store_path, cfg.store_key_file, STORE_RO, err, sizeof(err)) != 0)
+			st = NULL; /* only used to see a recorded ban */
+	}
+	uv_loop_t loop;
+	uv_loop_init(&loop);
+	http_client *http = NULL;
+	push_shared *ps = NULL;
+	check_ctx cc = { .cfg = &cfg, .maps = maps };
+	http_client_opts ho = { .max_connections = 1, .ca_file = cfg.redcap_ca_file,
+				.user_agent = "fhir-redcap-bridge/" BRIDGE_VERSION };
+	push_run *pr = NULL;
+	if (http_client_new(&http, &loop, &ho) != 0 || push_shared_new(&ps, &cfg) != 0) {
+		fprintf(stderr, "fhir-redcap-bridge: out of memory\n");
+		rc = EXIT_SYNC_FAILED;
+	} else {
+		push_env env = { .loop = &loop, .cfg = &cfg, .st = st, .http = http, .shared = ps,
+				 .only_project = o.project, .on_dict = check_on_dict, .dict_ud = &cc, .dict_only = true };
+		if (push_run_start(&pr, &env, check_done, &cc) != 0) {
+			rc = EXIT_SYNC_FAILED;
+		} else {
+			uv_run(&loop, UV_RUN_DEFAULT);
+			bool ok = push_run_ok(pr);
+			push_run_free(pr);
+			if (!ok)
+				rc = 1;
+		}
+	}
+	if (http)
+		http_client_close(http, NULL, NULL);
+	uv_run(&loop, UV_RUN_DEFAULT);
+	uv_loop_close(&loop);
+	push_shared_free(ps);
+	if (st)
+		store_close(st);
+	if (rc == 0 && cc.problems) {
+		printf("%d problem%s found\n", cc.problems, cc.problems == 1 ? "" : "s");
+		rc = 1;
+	} else if (rc == 0) {
+		printf("all mappings fit their projects\n");
+	}
+	free_mappings(&cfg, maps);
+	config_deinit(&cfg);
+	return rc;
+}
+
 int main(int argc, char **argv)
 {
 	if (argc < 2) {
@@ -554,6 +1334,14 @@ int main(int argc, char **argv)
 		rc = cmd_status(argc - 1, argv + 1);
 	else if (strcmp(cmd, "dump") == 0)
 		rc = cmd_dump(argc - 1, argv + 1);
+	else if (strcmp(cmd, "explain") == 0)
+		rc = cmd_explain(argc - 1, argv + 1);
+	else if (strcmp(cmd, "review") == 0)
+		rc = cmd_review(argc - 1, argv + 1);
+	else if (strcmp(cmd, "check") == 0)
+		rc = cmd_check(argc - 1, argv + 1);
+	else if (strcmp(cmd, "push-resume") == 0)
+		rc = cmd_push_resume(argc - 1, argv + 1);
 	else {
 		fprintf(stderr, "fhir-redcap-bridge: unknown command '%s'\n\n", cmd);
 		usage_main(stderr);

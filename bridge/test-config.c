@@ -203,6 +203,10 @@ static const struct err_case {
 	  ":4:27: redcap.projects[0].name: \"a b\" is not a project name (letters, digits, '_', '-', '.'; at most 64)" },
 	{ L1 L2 "  \"page_size\": 5},\n \"redcap\": {\"max_requests_per_minute\": 601}}",
 	  ":4:13: redcap.max_requests_per_minute: expected an integer from 1 to 600, got 601" },
+	{ L1 L2 "  \"page_size\": 5},\n \"redcap\": {\"retry\": {\"base_ms\": 5000, \"max_ms\": 100}}}",
+	  ":4:40: redcap.retry.max_ms: must be at least base_ms (5000), got 100" },
+	{ L1 L2 "  \"page_size\": 5},\n \"redcap\": {\"retry\": {\"tries\": 5}}}",
+	  ":4:23: redcap.retry.tries: unknown key (allowed: max_attempts, base_ms, max_ms)" },
 	{ L1 L2 "  \"page_size\": 5},\n \"redcap\": {\"projects\": [{\"name\": \"a\", \"url\": \"https://r/api/\", \"token_file\": \"t\", \"tokn\": 1}]}}",
 	  ":4:84: redcap.projects[0].tokn: unknown key (allowed: name, url, token_file, token_env, mapping)" },
 
@@ -459,6 +463,11 @@ static void test_example_file(void)
 	char want[PATH_MAX + 32];
 	snprintf(want, sizeof(want), "%s/conf/bridge.db", harness_source_root());
 	CHECK_STR(c.store_path, want);
+	REQUIRE(c.n_redcap_projects == 1);
+	snprintf(want, sizeof(want), "%s/conf/example-project/mapping.json", harness_source_root());
+	CHECK_STR(c.redcap_projects[0].mapping, want);
+	CHECK_STR(c.site_timezone, "Europe/Zurich");
+	CHECK_INT(c.redcap_retry_base_ms, 1000);
 	config_deinit(&c);
 }
 
@@ -673,6 +682,7 @@ static void test_redcap_section(void)
 	CHECK_INT(c.redcap_batch_size, 250);
 	CHECK_INT(c.redcap_max_requests_per_minute, 120);
 	CHECK_INT(c.redcap_timeout_s, 120);
+	CHECK_INT(c.redcap_retry_max_attempts, 6);
 	REQUIRE(c.n_redcap_projects == 2);
 	CHECK_STR(c.redcap_projects[0].name, "study-a");
 	CHECK_STR(c.redcap_projects[0].url, "https://redcap.example.org/api/");
@@ -691,6 +701,9 @@ static void test_redcap_section(void)
 	CHECK_STR(c.site_timezone, "UTC");
 	CHECK_INT(c.n_redcap_projects, 0);
 	CHECK_INT(c.redcap_batch_size, 100);
+	CHECK_INT(c.redcap_retry_max_attempts, 6);
+	CHECK_INT(c.redcap_retry_base_ms, 1000);
+	CHECK_INT(c.redcap_retry_max_ms, 60000);
 	CHECK(c.fhir_mrn_system == NULL);
 	config_deinit(&c);
 	free(path);

@@ -55,6 +55,7 @@
 #define HASH_MRN 'm'
 #define HASH_OUTBOX 'o'
 #define HASH_REVIEW 'v'
+#define HASH_CALLER 'c'
 
 static const char name_hash_label[] = "fhir-redcap-bridge store name-hash v1";
 
@@ -2098,4 +2099,22 @@ int store_review_decide(store *s, int64_t id, bool accept, const char *actor)
 		return bad_args(s, "store_review_decide");
 	decide_args a = { id, accept, actor };
 	return store__write(s, "store_review_decide", decide_impl, &a);
+}
+
+int store_keyed_digest(store *s, const char *label, const void *data, size_t len, char out[65])
+{
+	uint8_t h[OB_HASH_LEN];
+	int rc;
+	if (!s || !label || (!data && len) || !out)
+		return -EINVAL;
+	if ((rc = ob_init(s)) != 0)
+		return rc;
+	mac_begin(s->ob, HASH_CALLER);
+	mac_str(s->ob, label);
+	mac_bytes(s->ob, data, len);
+	if ((rc = mac_end(s, h)) != 0)
+		return rc;
+	for (size_t i = 0; i < OB_HASH_LEN; i++)
+		snprintf(out + 2 * i, 3, "%02x", h[i]);
+	return 0;
 }

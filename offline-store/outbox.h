@@ -72,6 +72,13 @@ int store_foreach_patient_resource(store *s, int64_t server, const char *patient
 int store_project_get(store *s, const char *project, const char *key, char **value);
 int store_project_set(store *s, const char *project, const char *key, const char *value);
 
+/*
+ * A keyed digest (hex, 64 digits) of data under the store's hash key, in
+ * the domain label: for remembering whether PHI changed (e.g. anchors typed
+ * into REDCap) without storing it or a plain hash of it.
+ */
+int store_keyed_digest(store *s, const char *label, const void *data, size_t len, char out[65]);
+
 /* ------------------------------------------------------------------------
  * MRN index: which Patient resources carry which MRN (keyed hash only).
  */

@@ -2,7 +2,7 @@
 // bridge config, run the bridge binary, read the server's and the store's
 // contents.
 import { spawn } from 'node:child_process';
-import { mkdtempSync, writeFileSync, rmSync, chmodSync } from 'node:fs';
+import { mkdtempSync, writeFileSync, rmSync, chmodSync, copyFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -11,6 +11,8 @@ const here = dirname(fileURLToPath(import.meta.url));
 export const sourceRoot = process.env.SOURCE_ROOT || resolve(here, '../..');
 export const bridgeBin = process.env.BRIDGE_BIN || resolve(sourceRoot, 'build/bridge/fhir-redcap-bridge');
 export const serverScript = join(sourceRoot, 'tests/servers/fhir-server.mjs');
+export const emulatorScript = join(sourceRoot, 'tests/servers/redcap-emulator.mjs');
+export const exampleDir = join(sourceRoot, 'conf/example-project');
 
 export function tempDir(prefix = 'frb-it-') {
   return mkdtempSync(join(tmpdir(), prefix));
@@ -18,20 +20,38 @@ export function tempDir(prefix = 'frb-it-') {
 
 // Start the FHIR server; resolves to {base, origin, proc, stop(), control(path, body, method)}.
 export async function startFhirServer(args = []) {
-  const proc = spawn(process.execPath, [serverScript, '--port', '0', ...args], {
+  return startPeer(serverScript, args);
+}
+
+// Start the REDCap emulator with the example study as project "example" and
+// the token EXAMPLE_TOKEN; resolves like startFhirServer, plus records(project).
+export const EXAMPLE_TOKEN = 'A1B2C3D4E5F60718293A4B5C6D7E8F90';
+export async function startRedcapEmulator(args = null) {
+  const a = args || [
+    '--project', `example=${join(exampleDir, 'dictionary.csv')},repeating=vitals;labs;conditions;medications;allergies`,
+    '--token', `${EXAMPLE_TOKEN}=example`,
+  ];
+  const srv = await startPeer(emulatorScript, a);
+  srv.url = srv.base;
+  srv.records = (project = 'example') => srv.control('records?project=' + encodeURIComponent(project));
+  return srv;
+}
+
+async function startPeer(script, args) {
+  const proc = spawn(process.execPath, [script, '--port', '0', ...args], {
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let stderr = '';
   proc.stderr.on('data', (d) => { stderr += d; });
   const base = await new Promise((res, rej) => {
     let out = '';
-    const timer = setTimeout(() => rej(new Error(`FHIR server did not start: ${stderr}`)), 60000);
+    const timer = setTimeout(() => rej(new Error(`${script} did not start: ${stderr}`)), 60000);
     proc.stdout.on('data', (d) => {
       out += d;
       const m = out.match(/LISTENING (\S+)/);
       if (m) { clearTimeout(timer); res(m[1]); }
     });
-    proc.on('exit', (code) => { clearTimeout(timer); rej(new Error(`FHIR server exited ${code}: ${stderr}`)); });
+    proc.on('exit', (code) => { clearTimeout(timer); rej(new Error(`${script} exited ${code}: ${stderr}`)); });
   });
   proc.removeAllListeners('exit');
   const origin = new URL(base).origin;
@@ -83,6 +103,8 @@ export function writeConfig(dir, base, over = {}) {
     ...(over.fhir || {}),
   };
   const cfg = { store: { path: 'bridge.db', key_file: 'store.key', ...(over.store || {}) }, fhir };
+  if (over.site) cfg.site = over.site;
+  if (over.redcap) cfg.redcap = over.redcap;
   if (over.log) cfg.log = over.log;
   const path = join(dir, 'bridge.json');
   writeFileSync(path, JSON.stringify(cfg, null, 2));
@@ -135,3 +157,25 @@ export function cleanup(dir) {
 }
 
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+// A config for FHIR server -> bridge -> REDCap emulator with the example
+// study: writes the token file and copies the chosen mapping next to the
+// config. opts: {mapping: 'mapping.json', batch_size, max_requests_per_minute, fhir, redcap}.
+export function writeExampleConfig(dir, fhirBase, redcapUrl, opts = {}) {
+  const mapping = opts.mapping || 'mapping.json';
+  writeFileSync(join(dir, 'redcap.token'), EXAMPLE_TOKEN + '\n', { mode: 0o600 });
+  copyFileSync(join(exampleDir, mapping), join(dir, mapping));
+  return writeConfig(dir, fhirBase, {
+    fhir: { mrn_system: 'urn:oid:1.2.36.146.595.217.0.1', ...(opts.fhir || {}) },
+    site: { timezone: opts.timezone || 'UTC' },
+    redcap: {
+      batch_size: opts.batch_size || 100,
+      max_requests_per_minute: opts.max_requests_per_minute || 600,
+      timeout_s: 10,
+      retry: { max_attempts: 4, base_ms: 50, max_ms: 500 },
+      projects: [{ name: 'example', url: redcapUrl, token_file: 'redcap.token', mapping }],
+      ...(opts.redcap || {}),
+    },
+    log: opts.log,
+  });
+}

@@ -1,0 +1,634 @@
+/*
+ * curate — see curate.h.
+ *
+ * A run is three passes over the waiting patients, in transactions of
+ * CURATE_BATCH patients:
+ *
+ *  1. the MRN index: every waiting patient's Patient resource gives its
+ *     MRN (keyed hash in the store). Done for all waiting patients before
+ *     any record is made, so that two Patients carrying one MRN are both
+ *     seen before either is curated; a patient curated in an earlier run
+ *     that now shares its MRN is made to wait again, and is refused.
+ *  2. curation of each waiting patient into every project's rows.
+ *  3. (inside 2) the waiting mark is cleared in the transaction that wrote
+ *     the rows.
+ */
+#include "bridge/curate.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <openssl/crypto.h>
+
+#include "bridge/log.h"
+#include "offline-store/outbox.h"
+
+#define CURATE_BATCH 100
+
+/* ---- time zone ------------------------------------------------------------ */
+
+void curate_set_timezone(const char *zone)
+{
+	char buf[300];
+	snprintf(buf, sizeof(buf), ":%s", zone && *zone ? zone : "UTC");
+	setenv("TZ", buf, 1);
+	tzset();
+}
+
+int curate_local_to_utc(void *ud, int year, int month, int day, int hour, int min, int sec, int64_t *us)
+{
+	(void)ud;
+	struct tm tm = {
+		.tm_year = year - 1900,
+		.tm_mon = month - 1,
+		.tm_mday = day,
+		.tm_hour = hour,
+		.tm_min = min,
+		.tm_sec = sec,
+		.tm_isdst = -1,
+	};
+	errno = 0;
+	time_t t = mktime(&tm);
+	if (t == (time_t)-1 && errno != 0)
+		return -1;
+	/* mktime moves a wall time that does not exist (the hour skipped when
+	 * the clocks go forward) instead of failing: refuse it, like a date
+	 * that does not exist. An ambiguous time (the hour repeated in
+	 * autumn) gets the first of its two instants (tm_isdst = -1). */
+	if (tm.tm_year != year - 1900 || tm.tm_mon != month - 1 || tm.tm_mday != day || tm.tm_hour != hour ||
+	    tm.tm_min != min)
+		return -1;
+	*us = (int64_t)t * 1000000;
+	return 0;
+}
+
+/* ---- collecting ---------------------------------------------------------- */
+
+typedef struct idlist {
+	char **v;
+	size_t n, cap;
+} idlist;
+
+static void idlist_deinit(idlist *l)
+{
+	for (size_t i = 0; i < l->n; i++)
+		free(l->v[i]);
+	free(l->v);
+	*l = (idlist){ 0 };
+}
+
+static int idlist_add(void *ud, const char *patient)
+{
+	idlist *l = ud;
+	if (l->n == l->cap) {
+		size_t cap = l->cap ? l->cap * 2 : 64;
+		char **nv = realloc(l->v, cap * sizeof(*nv));
+		if (!nv)
+			return -ENOMEM;
+		l->v = nv;
+		l->cap = cap;
+	}
+	if (!(l->v[l->n] = strdup(patient)))
+		return -ENOMEM;
+	l->n++;
+	return 0;
+}
+
+typedef struct res_list {
+	mapping_resource *v;
+	json_t **json;
+	char **strs;       /* type, id, version per resource (3 each) */
+	size_t n, cap;
+	long long bad;     /* bodies that are not JSON objects (never expected: they were checked when pulled) */
+} res_list;
+
+static void res_list_clear(res_list *l)
+{
+	for (size_t i = 0; i < l->n; i++) {
+		json_decref(l->json[i]);
+		free(l->strs[3 * i]);
+		free(l->strs[3 * i + 1]);
+		free(l->strs[3 * i + 2]);
+	}
+	l->n = 0;
+}
+
+static void res_list_deinit(res_list *l)
+{
+	res_list_clear(l);
+	free(l->v);
+	free(l->json);
+	free(l->strs);
+	*l = (res_list){ 0 };
+}
+
+static int res_add(void *ud, const char *type, const char *id, const char *version_id, const char *last_updated,
+		   const char *patient, const char *body, size_t body_len)
+{
+	(void)last_updated;
+	(void)patient;
+	res_list *l = ud;
+	if (l->n == l->cap) {
+		size_t cap = l->cap ? l->cap * 2 : 64;
+		mapping_resource *nv = realloc(l->v, cap * sizeof(*nv));
+		if (!nv)
+			return -ENOMEM;
+		l->v = nv;
+		json_t **nj = realloc(l->json, cap * sizeof(*nj));
+		if (!nj)
+			return -ENOMEM;
+		l->json = nj;
+		char **ns = realloc(l->strs, 3 * cap * sizeof(*ns));
+		if (!ns)
+			return -ENOMEM;
+		l->strs = ns;
+		l->cap = cap;
+	}
+	json_error_t je;
+	json_t *j = json_loadb(body, body_len, 0, &je);
+	if (!json_is_object(j)) {
+		json_decref(j);
+		l->bad++;
+		return 0;
+	}
+	size_t i = l->n;
+	l->json[i] = j;
+	l->strs[3 * i] = strdup(type);
+	l->strs[3 * i + 1] = strdup(id);
+	l->strs[3 * i + 2] = strdup(version_id);
+	if (!l->strs[3 * i] || !l->strs[3 * i + 1] || !l->strs[3 * i + 2]) {
+		free(l->strs[3 * i]);
+		free(l->strs[3 * i + 1]);
+		free(l->strs[3 * i + 2]);
+		json_decref(j);
+		return -ENOMEM;
+	}
+	l->v[i] = (mapping_resource){ .type = l->strs[3 * i], .id = l->strs[3 * i + 1],
+				      .version_id = l->strs[3 * i + 2], .json = j };
+	l->n++;
+	return 0;
+}
+
+/* ---- pass 1: MRN index ---------------------------------------------------- */
+
+static int index_mrn(store *st, int64_t server, const config *cfg, const char *patient, idlist *rewait)
+{
+	char *body = NULL;
+	size_t len = 0;
+	int rc = store_get_resource(st, server, "Patient", patient, &body, &len, NULL, 0);
+	if (rc == STORE_E_NOTFOUND)
+		return 0;
+	if (rc != 0)
+		return rc;
+	json_error_t je;
+	json_t *j = json_loadb(body, len, 0, &je);
+	free(body);
+	char *mrn = NULL;
+	if (json_is_object(j) && mapping_patient_mrn(j, cfg->fhir_mrn_system, &mrn) == -ENOMEM) {
+		json_decref(j);
+		return -ENOMEM;
+	}
+	json_decref(j);
+	rc = store_mrn_set(st, server, patient, mrn);
+	if (rc == 0 && mrn) {
+		int64_t n = 0;
+		rc = store_mrn_count(st, server, mrn, &n);
+		if (rc == 0 && n > 1) {
+			/* Every other carrier must be curated (refused) again. */
+			json_t *ids = store_mrn_patients(st, server, mrn);
+			size_t i;
+			json_t *v;
+			json_array_foreach(ids, i, v)
+			{
+				const char *p = json_string_value(v);
+				if (p && strcmp(p, patient) != 0 && idlist_add(rewait, p) != 0)
+					rc = -ENOMEM;
+			}
+			json_decref(ids);
+		}
+	}
+	free(mrn);
+	return rc;
+}
+
+/* ---- pass 2: curation ------------------------------------------------------ */
+
+static json_t *row_payload(const mapping_result *r, const mapping_row *row, int64_t instance)
+{
+	json_t *o = json_object();
+	json_t *errors = NULL;
+	if (!o)
+		return NULL;
+	json_object_set_new(o, "#record", json_string(r->record));
+	if (row->event)
+		json_object_set_new(o, "redcap_event_name", json_string(row->event));
+	if (row->instrument) {
+		char buf[32];
+		snprintf(buf, sizeof(buf), "%lld", (long long)instance);
+		json_object_set_new(o, "redcap_repeat_instrument", json_string(row->instrument));
+		json_object_set_new(o, "redcap_repeat_instance", json_string(buf));
+	}
+	for (size_t i = 0; i < row->n; i++) {
+		const mapping_value *v = &row->v[i];
+		if (v->error) {
+			if (!errors)
+				errors = json_array();
+			json_array_append_new(errors, json_pack("{s:s, s:s}", "field", v->field, "message", v->error));
+			continue;
+		}
+		json_object_set_new(o, v->field, json_string(v->value ? v->value : ""));
+	}
+	if (errors)
+		json_object_set_new(o, "#errors", errors);
+	return o;
+}
+
+static json_t *row_provenance(const mapping_row *row)
+{
+	json_t *a = json_array();
+	for (size_t i = 0; a && i < row->n; i++) {
+		const mapping_value *v = &row->v[i];
+		json_array_append_new(a, json_pack("{s:s, s:s, s:s, s:s, s:s}", "field", v->field, "rule", v->rule,
+						   "resource_type", v->res_type, "resource_id", v->res_id,
+						   "resource_version", v->res_version ? v->res_version : ""));
+	}
+	return a;
+}
+
+static int write_rows(store *st, const char *project, const mapping_result *r, curate_stats *stats)
+{
+	for (size_t k = 0; k < r->n_rows; k++) {
+		const mapping_row *row = &r->rows[k];
+		int64_t instance = 0;
+		int rc;
+		const char *event = row->event ? row->event : "";
+		if (row->instrument &&
+		    (rc = store_instance(st, project, r->record, event, row->instrument, row->src_type, row->src_id,
+					 &instance)) != 0)
+			return rc;
+		json_t *payload = row_payload(r, row, instance);
+		char *txt = payload ? json_dumps(payload, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+		json_decref(payload);
+		if (!txt)
+			return -ENOMEM;
+		for (size_t i = 0; i < row->n; i++)
+			stats->value_errors += row->v[i].error != NULL;
+		if (row->review) {
+			json_t *prov = row_provenance(row);
+			char *ptxt = prov ? json_dumps(prov, JSON_COMPACT) : NULL;
+			json_decref(prov);
+			int queued = 0;
+			rc = ptxt ? store_review_put(st, project, r->record, event, row->instrument ? row->instrument : "",
+						     instance, txt, strlen(txt), ptxt, &queued)
+				  : -ENOMEM;
+			free(ptxt);
+			stats->review_queued += queued;
+		} else {
+			int changed = 0;
+			rc = store_outbox_put(st, project, r->record, event, row->instrument ? row->instrument : "",
+					      instance, txt, strlen(txt), &changed);
+			if (changed)
+				stats->rows_queued++;
+			else
+				stats->rows_unchanged++;
+			for (size_t i = 0; rc == 0 && changed && i < row->n; i++) {
+				const mapping_value *v = &row->v[i];
+				if (v->error)
+					continue;
+				rc = store_provenance_put(st, project, r->record, event,
+							  row->instrument ? row->instrument : "", instance, v->field,
+							  v->rule, v->res_type, v->res_id,
+							  v->res_version ? v->res_version : "");
+			}
+		}
+		free(txt);
+		if (rc != 0)
+			return rc;
+	}
+	return 0;
+}
+
+/* ---- anchors typed into REDCap --------------------------------------------- */
+
+#define ANCHOR_MAX 64
+
+/* The REDCap values of the anchor fields for a patient's record: v[] points
+ * into anchors (valid while it lives). Returns the count (0: none known). */
+static size_t anchor_values(mapping *m, const json_t *anchors, const json_t *patient_json, const char *mrn_system,
+			    const char *v[ANCHOR_MAX])
+{
+	const char *const *fields;
+	size_t n = mapping_redcap_anchor_fields(m, &fields);
+	char *mrn = NULL;
+	if (n == 0 || n > ANCHOR_MAX || !anchors || !patient_json)
+		return 0;
+	if (mapping_patient_mrn(patient_json, mrn_system, &mrn) != MAPPING_OK || !mrn) {
+		free(mrn);
+		return 0;
+	}
+	char *rec = mapping_record_name(m, mrn);
+	free(mrn);
+	const json_t *vals = rec ? json_object_get(anchors, rec) : NULL;
+	free(rec);
+	for (size_t k = 0; k < n; k++) {
+		const char *x = json_string_value(json_array_get(vals, k));
+		v[k] = x ? x : "";
+	}
+	return n;
+}
+
+static int anchor_digest(store *st, const char *project, const char *const *v, size_t n, char out[65])
+{
+	size_t len = 0;
+	for (size_t k = 0; k < n; k++)
+		len += strlen(v[k]) + 1;
+	char *buf = malloc(len + 1);
+	if (!buf)
+		return -ENOMEM;
+	size_t o = 0;
+	for (size_t k = 0; k < n; k++) {
+		size_t l = strlen(v[k]);
+		memcpy(buf + o, v[k], l);
+		o += l;
+		buf[o++] = '\x1f';
+	}
+	char label[160];
+	snprintf(label, sizeof(label), "redcap anchors of %s", project);
+	int rc = store_keyed_digest(st, label, buf, o, out);
+	OPENSSL_cleanse(buf, len + 1);
+	free(buf);
+	return rc;
+}
+
+static int anchor_key(char *key, size_t size, const char *patient)
+{
+	return snprintf(key, size, "anchors/%s", patient) >= (int)size ? -ENAMETOOLONG : 0;
+}
+
+typedef struct anchor_scan {
+	store *st;
+	mapping *m;
+	const json_t *anchors;
+	const char *project;
+	const char *mrn_system;
+	idlist *rewait;
+	int err;
+} anchor_scan;
+
+/* A Patient whose anchor values differ from those it was curated with. */
+static int anchor_scan_one(void *ud, const char *type, const char *id, const char *version_id,
+			   const char *last_updated, const char *patient, const char *body, size_t body_len)
+{
+	(void)type;
+	(void)version_id;
+	(void)last_updated;
+	(void)patient;
+	anchor_scan *a = ud;
+	json_error_t je;
+	json_t *j = json_loadb(body, body_len, 0, &je);
+	const char *v[ANCHOR_MAX];
+	size_t n = anchor_values(a->m, a->anchors, j, a->mrn_system, v);
+	char digest[65] = "", key[128];
+	int rc = 0;
+	if (n && (rc = anchor_digest(a->st, a->project, v, n, digest)) == 0 &&
+	    (rc = anchor_key(key, sizeof(key), id)) == 0) {
+		char *old = NULL;
+		rc = store_project_get(a->st, a->project, key, &old);
+		if (rc == STORE_E_NOTFOUND || (rc == 0 && strcmp(old, digest) != 0))
+			rc = idlist_add(a->rewait, id);
+		free(old);
+	}
+	json_decref(j);
+	return rc;
+}
+
+static int anchors_rewait(store *st, int64_t server, const config *cfg, mapping *const *maps, json_t *const *anchors)
+{
+	idlist rewait = { 0 };
+	int rc = 0;
+	for (size_t i = 0; rc == 0 && anchors && i < cfg->n_redcap_projects; i++) {
+		if (!maps[i] || !anchors[i])
+			continue;
+		anchor_scan a = { .st = st, .m = maps[i], .anchors = anchors[i], .project = cfg->redcap_projects[i].name,
+				  .mrn_system = cfg->fhir_mrn_system, .rewait = &rewait };
+		rc = store_foreach_resource(st, server, "Patient", 1, anchor_scan_one, &a);
+	}
+	if (rc == 0 && rewait.n) {
+		rc = store_begin(st);
+		for (size_t k = 0; rc == 0 && k < rewait.n; k++)
+			rc = store_waiting_mark(st, server, rewait.v[k]);
+		if (rc == 0)
+			rc = store_commit(st);
+		if (rc == 0)
+			log_info("curate", "%zu patients have new anchor values in REDCap", rewait.n);
+	}
+	idlist_deinit(&rewait);
+	return rc;
+}
+
+static const json_t *find_patient(const res_list *res)
+{
+	for (size_t i = 0; i < res->n; i++)
+		if (strcmp(res->v[i].type, "Patient") == 0)
+			return res->v[i].json;
+	return NULL;
+}
+
+static int curate_patient(store *st, int64_t server, const config *cfg, mapping *const *maps,
+			  json_t *const *anchors, const char *patient, res_list *res, curate_stats *stats)
+{
+	res_list_clear(res);
+	int rc = store_foreach_patient_resource(st, server, patient, res_add, res);
+	if (rc != 0)
+		return rc;
+	mapping_input in = { .res = res->v, .n = res->n };
+	bool made = false;
+	for (size_t i = 0; i < cfg->n_redcap_projects; i++) {
+		if (!maps[i])
+			continue;
+		const char *project = cfg->redcap_projects[i].name;
+		mapping_result r = { 0 };
+		const char *av[ANCHOR_MAX];
+		size_t n_av = anchors && anchors[i] ? anchor_values(maps[i], anchors[i], find_patient(res),
+								   cfg->fhir_mrn_system, av)
+						    : 0;
+		in.redcap_anchor_values = n_av ? av : NULL;
+		if (n_av) {
+			char digest[65], key[128];
+			if ((rc = anchor_digest(st, project, av, n_av, digest)) != 0 ||
+			    (rc = anchor_key(key, sizeof(key), patient)) != 0 ||
+			    (rc = store_project_set(st, project, key, digest)) != 0)
+				return rc;
+		}
+		if ((rc = mapping_curate(maps[i], &in, &r)) != 0)
+			return rc;
+		if (r.status == MAPPING_NO_PATIENT) {
+			/* Its resources came before the Patient: the Patient's
+			 * arrival makes it wait again. */
+			mapping_result_deinit(&r);
+			continue;
+		}
+		if (r.status == MAPPING_OK && r.mrn && cfg->fhir_mrn_system) {
+			int64_t n = 0;
+			if ((rc = store_mrn_count(st, server, r.mrn, &n)) != 0) {
+				mapping_result_deinit(&r);
+				return rc;
+			}
+			if (n > 1) {
+				char reason[160];
+				snprintf(reason, sizeof(reason),
+					 "ambiguous MRN: %lld Patient resources carry it; refused until one remains",
+					 (long long)n);
+				rc = store_refusal_set(st, project, patient, reason);
+				stats->refused++;
+				log_warn("curate", "%s: Patient/%s refused: %s", project, patient, reason);
+				mapping_result_deinit(&r);
+				if (rc != 0)
+					return rc;
+				continue;
+			}
+		}
+		if (r.status != MAPPING_OK) {
+			rc = store_refusal_set(st, project, patient, r.reason ? r.reason : "no record");
+			stats->refused++;
+			log_warn("curate", "%s: Patient/%s refused: %s", project, patient, r.reason ? r.reason : "no record");
+			mapping_result_deinit(&r);
+			if (rc != 0)
+				return rc;
+			continue;
+		}
+		rc = store_refusal_clear(st, project, patient);
+		if (rc == 0)
+			rc = write_rows(st, project, &r, stats);
+		mapping_result_deinit(&r);
+		if (rc != 0)
+			return rc;
+		made = true;
+	}
+	stats->patients++;
+	stats->records += made;
+	return 0;
+}
+
+static double mono_s(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static int fail(store *st, curate_stats *stats, int rc, const char *what)
+{
+	store_rollback(st);
+	snprintf(stats->error, sizeof(stats->error), "%s: %s", what,
+		 rc == -ENOMEM ? "out of memory" : store_errmsg(st));
+	return rc;
+}
+
+int curate_run(store *st, int64_t server, const config *cfg, mapping *const *maps, json_t *const *anchors,
+	       curate_stats *stats, volatile int *stop)
+{
+	double t0 = mono_s();
+	int rc;
+	*stats = (curate_stats){ 0 };
+	bool any = false;
+	for (size_t i = 0; i < cfg->n_redcap_projects; i++)
+		any = any || maps[i];
+	if (!any)
+		return 0;
+
+	/* A changed mapping: everything is curated again. */
+	for (size_t i = 0; i < cfg->n_redcap_projects; i++) {
+		if (!maps[i])
+			continue;
+		const char *project = cfg->redcap_projects[i].name;
+		char *old = NULL;
+		rc = store_project_get(st, project, "mapping_digest", &old);
+		if (rc != 0 && rc != STORE_E_NOTFOUND)
+			return fail(st, stats, rc, "reading the mapping digest");
+		bool same = old && strcmp(old, mapping_digest(maps[i])) == 0;
+		free(old);
+		if (same)
+			continue;
+		if ((rc = store_begin(st)) != 0 || (rc = store_waiting_all(st, server)) != 0 ||
+		    (rc = store_project_set(st, project, "mapping_digest", mapping_digest(maps[i]))) != 0 ||
+		    (rc = store_commit(st)) != 0)
+			return fail(st, stats, rc, "recording a new mapping");
+		log_info("curate", "%s: mapping %s is new or changed: every patient is curated again", project,
+			 cfg->redcap_projects[i].mapping);
+	}
+
+	/* Patients whose anchors typed into REDCap changed wait again. */
+	if (anchors && (rc = anchors_rewait(st, server, cfg, maps, anchors)) != 0)
+		return fail(st, stats, rc, "comparing the anchors typed into REDCap");
+
+	/* Pass 1: the MRN index of every waiting patient. */
+	if (cfg->fhir_mrn_system) {
+		idlist all = { 0 }, rewait = { 0 };
+		rc = store_waiting_foreach(st, server, 0, idlist_add, &all);
+		for (size_t i = 0; rc == 0 && i < all.n; i += CURATE_BATCH) {
+			if ((rc = store_begin(st)) != 0)
+				break;
+			for (size_t j = i; rc == 0 && j < all.n && j < i + CURATE_BATCH; j++)
+				rc = index_mrn(st, server, cfg, all.v[j], &rewait);
+			for (size_t j = 0; rc == 0 && j < rewait.n; j++)
+				rc = store_waiting_mark(st, server, rewait.v[j]);
+			idlist_deinit(&rewait);
+			if (rc == 0)
+				rc = store_commit(st);
+		}
+		idlist_deinit(&all);
+		idlist_deinit(&rewait);
+		if (rc != 0)
+			return fail(st, stats, rc, "indexing MRNs");
+	}
+
+	/* Pass 2: curation, CURATE_BATCH patients a transaction. */
+	res_list res = { 0 };
+	for (;;) {
+		if (stop && *stop)
+			break;
+		idlist batch = { 0 };
+		rc = store_waiting_foreach(st, server, CURATE_BATCH, idlist_add, &batch);
+		if (rc != 0) {
+			idlist_deinit(&batch);
+			res_list_deinit(&res);
+			return fail(st, stats, rc, "reading the waiting patients");
+		}
+		if (batch.n == 0) {
+			idlist_deinit(&batch);
+			break;
+		}
+		rc = store_begin(st);
+		for (size_t i = 0; rc == 0 && i < batch.n; i++) {
+			rc = curate_patient(st, server, cfg, maps, anchors, batch.v[i], &res, stats);
+			if (rc == 0)
+				rc = store_waiting_clear(st, server, batch.v[i]);
+		}
+		if (rc == 0)
+			rc = store_commit(st);
+		idlist_deinit(&batch);
+		if (rc != 0) {
+			res_list_deinit(&res);
+			return fail(st, stats, rc, "curating");
+		}
+	}
+	if (res.bad)
+		log_warn("curate", "%lld stored bodies were not JSON objects and were skipped", res.bad);
+	res_list_deinit(&res);
+	stats->elapsed_s = mono_s() - t0;
+	return 0;
+}
+
+json_t *curate_stats_json(const curate_stats *s)
+{
+	return json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:f, s:s?}", "patients", (json_int_t)s->patients,
+			 "records", (json_int_t)s->records, "refused", (json_int_t)s->refused, "rows_queued",
+			 (json_int_t)s->rows_queued, "rows_unchanged", (json_int_t)s->rows_unchanged,
+			 "review_queued", (json_int_t)s->review_queued, "value_errors",
+			 (json_int_t)s->value_errors, "elapsed_s", s->elapsed_s, "error",
+			 s->error[0] ? s->error : NULL);
+}

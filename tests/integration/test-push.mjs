@@ -1,0 +1,507 @@
+// FHIR server -> bridge -> REDCap emulator, with the example study
+// (conf/example-project). The records REDCap ends up with are compared,
+// field by field and instance by instance, with an independent computation
+// from the same generated FHIR data (expected.mjs).
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { readFileSync, writeFileSync, copyFileSync } from 'node:fs';
+import { join } from 'node:path';
+
+import {
+  startFhirServer, startRedcapEmulator, writeExampleConfig, runBridge, syncOnce, status, tempDir, cleanup,
+  sourceRoot, bridgeBin, exampleDir, sleep, EXAMPLE_TOKEN,
+} from './lib.mjs';
+import { expectedProject, compareProject } from './expected.mjs';
+
+const MRN_SYSTEM = 'urn:oid:1.2.36.146.595.217.0.1';
+const generator = join(sourceRoot, 'tests/servers/generate.mjs');
+
+// Write generated NDJSON to dir/name and return the parsed resources.
+async function generate(dir, name, args) {
+  const out = join(dir, name);
+  await new Promise((res, rej) => {
+    const p = spawn(process.execPath, [generator, ...args, '--out', out], { stdio: ['ignore', 'ignore', 'pipe'] });
+    let err = '';
+    p.stderr.on('data', (d) => { err += d; });
+    p.on('close', (code) => (code === 0 ? res() : rej(new Error(`generate.mjs failed: ${err}`))));
+  });
+  const resources = readFileSync(out, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l));
+  return { file: out, resources };
+}
+
+// One world: FHIR server loaded with a data set, an emulator, a config.
+async function world(t, { genArgs, mapping = 'mapping.json', emulatorArgs, cfg = {} }) {
+  const dir = tempDir('frb-push-');
+  const data = await generate(dir, 'data.ndjson', genArgs);
+  const fhir = await startFhirServer(['--load', data.file]);
+  const redcap = await startRedcapEmulator(emulatorArgs);
+  if (mapping === 'mapping-hmac.json')
+    writeFileSync(join(dir, 'study-id.key'), 'an example study key of at least 32 bytes, for tests only\n', { mode: 0o600 });
+  const cfgPath = writeExampleConfig(dir, fhir.base, redcap.url, { mapping, ...cfg });
+  t.after(async () => {
+    await fhir.stop();
+    await redcap.stop();
+    cleanup(dir);
+  });
+  return { dir, data, fhir, redcap, cfgPath };
+}
+
+function expectedFor(w, extra = {}) {
+  return expectedProject(w.data.resources, { recordId: 'mrn', mrnSystem: MRN_SYSTEM, siteTimeZone: 'UTC', ...extra });
+}
+
+async function assertMatches(w, expected) {
+  const dump = await w.redcap.records();
+  const diffs = compareProject(expected, dump);
+  assert.deepEqual(diffs.slice(0, 20), [], `REDCap differs from the expected records (${diffs.length} differences)`);
+  return dump;
+}
+
+function pushOf(r, project = 'example') {
+  assert.ok(r.result, `no JSON result; exit ${r.code}; stderr:\n${r.stderr}`);
+  return r.result.push.projects[project];
+}
+
+test('the example study lands in REDCap exactly as computed independently; a rerun sends nothing', async (t) => {
+  const w = await world(t, { genArgs: ['--patients', '30', '--seed', '11'] });
+  const r = await syncOnce(w.cfgPath);
+  assert.equal(r.code, 0, r.stderr);
+  const p = pushOf(r);
+  assert.equal(p.ok, true);
+  assert.ok(p.sent > 30, `rows sent: ${p.sent}`);
+  const expected = expectedFor(w);
+  const before = await assertMatches(w, expected);
+
+  const stats0 = await w.redcap.control('stats');
+  const r2 = await syncOnce(w.cfgPath);
+  assert.equal(r2.code, 0, r2.stderr);
+  assert.equal(pushOf(r2).sent, 0);
+  assert.equal(pushOf(r2).requests, 0, 'a cycle with nothing to send makes no REDCap request');
+  const stats1 = await w.redcap.control('stats');
+  assert.deepEqual(stats1.records, stats0.records);
+  assert.deepEqual(await w.redcap.records(), before);
+
+  const st = await status(w.cfgPath);
+  assert.equal(st.outbox.example.pending, 0);
+  assert.equal(st.outbox.example.held, 0);
+  assert.ok(st.outbox.example.done >= p.sent);
+});
+
+test('an updated Observation updates its instance, no new instance', async (t) => {
+  const w = await world(t, { genArgs: ['--patients', '8', '--seed', '12'] });
+  assert.equal((await syncOnce(w.cfgPath)).code, 0);
+  // A lab that no window field reads (creatinine feeds creat_max_48h: its
+  // change would update the demographics row too).
+  const obs = w.data.resources.find((x) => x.resourceType === 'Observation' && x.valueQuantity &&
+    x.category?.[0]?.coding?.[0]?.code === 'laboratory' && x.code.coding[0].code !== '2160-0');
+  const res = await w.fhir.fhir(`Observation/${obs.id}`);
+  const changed = { ...res.body, valueQuantity: { ...res.body.valueQuantity, value: 777.5 } };
+  const put = await w.fhir.fhir(`Observation/${obs.id}`, {
+    method: 'PUT', headers: { 'content-type': 'application/fhir+json' }, body: JSON.stringify(changed),
+  });
+  assert.equal(put.status, 200);
+  await sleep(1100); // past the one-second watermark overlap
+  const r = await syncOnce(w.cfgPath);
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal(pushOf(r).sent, 1, 'exactly the one changed row is sent');
+  const idx = w.data.resources.findIndex((x) => x.id === obs.id);
+  w.data.resources[idx] = changed;
+  await assertMatches(w, expectedFor(w));
+});
+
+// Run a sync and kill -9 it when trigger(proc, stderrSoFar) says so;
+// resolves to the run's result.
+function syncKilledWhen(cfgPath, trigger) {
+  return runBridge(['sync', '--once', '--log-level', 'debug', '--config', cfgPath], {
+    onSpawn: (proc) => {
+      let err = '';
+      let done = false;
+      const fire = () => { if (!done) { done = true; proc.kill('SIGKILL'); } };
+      proc.stderr.on('data', (d) => { err += d; trigger(err, fire); });
+      const poll = setInterval(() => { if (done || proc.exitCode !== null) clearInterval(poll); else trigger(err, fire); }, 5);
+    },
+  });
+}
+
+test('kill -9 during curation and during the push, then rerun: nothing lost, no duplicate instance', async (t) => {
+  const w = await world(t, { genArgs: ['--patients', '150', '--seed', '13'], cfg: { batch_size: 10 } });
+  // 1: while the patients are being curated (after the first committed batch).
+  const k1 = await syncKilledWhen(w.cfgPath, (err, fire) => { if (/is new or changed/.test(err)) setTimeout(fire, 80); });
+  assert.equal(k1.signal, 'SIGKILL', 'the first run was killed before it ended');
+  // 2 and 3: in the middle of the push, after n imports reached REDCap.
+  for (const n of [5, 40]) {
+    const start = (await w.redcap.control('stats')).imports.requests;
+    let polling = false;
+    const k = await syncKilledWhen(w.cfgPath, (err, fire) => {
+      if (polling) return;
+      polling = true;
+      w.redcap.control('stats').then((s) => { if (s.imports.requests - start >= n) fire(); polling = false; }, () => { polling = false; });
+    });
+    assert.equal(k.signal, 'SIGKILL', `run killed after ${n} imports`);
+  }
+  const r = await syncOnce(w.cfgPath);
+  assert.equal(r.code, 0, r.stderr);
+  await assertMatches(w, expectedFor(w));
+  // The rerun after the kills re-sent at most the rows whose import was in flight.
+  const st = await status(w.cfgPath);
+  assert.equal(st.outbox.example.pending, 0);
+});
+
+test('values REDCap would refuse are held back with its messages; the rest lands', async (t) => {
+  const w = await world(t, { genArgs: ['--patients', '15', '--seed', '14', '--bad-values', '3'] });
+  const r = await syncOnce(w.cfgPath);
+  assert.equal(r.code, 0, `held rows do not fail the sync\n${r.stderr}`);
+  assert.match(r.stderr, /held back/);
+  const expected = expectedFor(w);
+  assert.ok(expected.heldBack.length >= 3, 'the data set has bad values');
+  await assertMatches(w, expected);
+  const st = await status(w.cfgPath);
+  assert.equal(st.outbox.example.held, expected.heldBack.length);
+  const msgs = st.outbox.example.held_rows.flatMap((h) => h.reasons.map((x) => x.message));
+  assert.ok(msgs.every((m) => /Invalid date(time)? format/.test(m)), JSON.stringify(msgs));
+});
+
+test('REDCap offline and 5xx answers are retried; the data lands', async (t) => {
+  const w = await world(t, { genArgs: ['--patients', '6', '--seed', '15'] });
+  await w.redcap.control('faults', { kind: 'status', status: 503, times: 2, content: 'record' });
+  await w.redcap.control('offline', { project: 'example', offline: true });
+  setTimeout(() => w.redcap.control('offline', { project: 'example', offline: false }).catch(() => {}), 300);
+  const r = await syncOnce(w.cfgPath);
+  assert.equal(r.code, 0, r.stderr);
+  assert.ok(pushOf(r).retries >= 1, JSON.stringify(pushOf(r)));
+  await assertMatches(w, expectedFor(w));
+});
+
+test('a ban stops all traffic to that REDCap until push-resume', async (t) => {
+  const w = await world(t, { genArgs: ['--patients', '10', '--seed', '16'], cfg: { batch_size: 5 } });
+  await w.redcap.control('config', { rateLimit: 4 });
+  const r = await syncOnce(w.cfgPath);
+  assert.equal(r.code, 1);
+  assert.match(r.stderr, /banned/i);
+  const s0 = await w.redcap.control('stats');
+  const r2 = await syncOnce(w.cfgPath);
+  assert.equal(r2.code, 1);
+  assert.match(r2.stderr, /halted/);
+  const s1 = await w.redcap.control('stats');
+  assert.equal(s1.requests.total, s0.requests.total, 'no request after the ban');
+  const st = await status(w.cfgPath);
+  assert.match(st.outbox.example.halted, /banned/);
+  await w.redcap.control('reset-ban', {});
+  await w.redcap.control('config', { rateLimit: 600 });
+  const rr = await runBridge(['push-resume', '--config', w.cfgPath, '--project', 'example']);
+  assert.equal(rr.code, 0, rr.stderr);
+  const r3 = await syncOnce(w.cfgPath);
+  assert.equal(r3.code, 0, r3.stderr);
+  await assertMatches(w, expectedFor(w));
+});
+
+test('a patient whose MRN two Patient resources carry is refused, never guessed', async (t) => {
+  const w = await world(t, { genArgs: ['--patients', '10', '--seed', '17', '--duplicate-mrn', '1'] });
+  const r = await syncOnce(w.cfgPath);
+  assert.equal(r.code, 0, r.stderr);
+  const expected = expectedFor(w);
+  assert.ok(expected.refused.length >= 2);
+  await assertMatches(w, expected);
+  const st = await status(w.cfgPath);
+  const refused = st.outbox.example.refused.map((x) => x.patient).sort();
+  assert.deepEqual(refused, [...expected.refused].sort());
+  assert.ok(st.outbox.example.refused.every((x) => /ambiguous MRN/.test(x.reason)));
+});
+
+test('HMAC study ids: records are named by the study id and no MRN reaches REDCap', async (t) => {
+  const w = await world(t, { genArgs: ['--patients', '6', '--seed', '18'], mapping: 'mapping-hmac.json' });
+  const r = await syncOnce(w.cfgPath);
+  assert.equal(r.code, 0, r.stderr);
+  const key = readFileSync(join(w.dir, 'study-id.key'));
+  const m = JSON.parse(readFileSync(join(exampleDir, 'mapping-hmac.json'), 'utf8'));
+  const expected = expectedFor(w, {
+    recordId: { hmacKey: key.subarray(0, key.length - 1), prefix: m.record_id.prefix ?? '', hexDigits: m.record_id.hex_digits ?? 16 },
+  });
+  const dump = await assertMatches(w, expected);
+  const text = JSON.stringify(dump);
+  assert.doesNotMatch(text, /MRN\d{8}/, 'an MRN reached REDCap');
+});
+
+test('explain names the resource, version and rule behind a value', async (t) => {
+  const w = await world(t, { genArgs: ['--patients', '3', '--seed', '19'] });
+  assert.equal((await syncOnce(w.cfgPath)).code, 0);
+  const pat = w.data.resources.find((x) => x.resourceType === 'Patient');
+  const mrn = pat.identifier.find((i) => i.system === MRN_SYSTEM).value;
+  const r = await runBridge(['explain', '--config', w.cfgPath, '--project', 'example', '--record', mrn, '--field', 'dob', '--json']);
+  assert.equal(r.code, 0, r.stderr);
+  const e = JSON.parse(r.stdout);
+  assert.equal(e.length, 1);
+  assert.equal(e[0].resource_type, 'Patient');
+  assert.equal(e[0].resource_id, pat.id);
+  assert.equal(e[0].resource_version, '1');
+  const r2 = await runBridge(['explain', '--config', w.cfgPath, '--project', 'example', '--record', mrn, '--field', 'vs_value', '--json']);
+  assert.equal(r2.code, 0, r2.stderr);
+  const e2 = JSON.parse(r2.stdout);
+  assert.ok(e2.length > 1 && e2.every((x) => x.resource_type === 'Observation' && x.instrument === 'vitals'));
+});
+
+test('check: the shipped mapping fits; a missing field, a bad choice map and a non-repeating target are caught', async (t) => {
+  const w = await world(t, { genArgs: ['--patients', '1', '--seed', '20'] });
+  const ok = await runBridge(['check', '--config', w.cfgPath]);
+  assert.equal(ok.code, 0, ok.stdout + ok.stderr);
+  assert.match(ok.stdout, /fits/);
+
+  const m = JSON.parse(readFileSync(join(exampleDir, 'mapping.json'), 'utf8'));
+  const bad = structuredClone(m);
+  const sexRule = bad.rules.find((r) => r.fields && r.fields.sex);
+  sexRule.fields.sex.map.female = '9';
+  const hr = bad.rules.find((r) => r.fields && r.fields.hr_baseline);
+  hr.fields.hr_beseline = hr.fields.hr_baseline;
+  delete hr.fields.hr_baseline;
+  const vit = bad.rules.find((r) => r.instrument === 'vitals');
+  delete vit.instrument;
+  vit.select = 'LAST';
+  writeFileSync(join(w.dir, 'mapping.json'), JSON.stringify(bad, null, 2));
+  const r = await runBridge(['check', '--config', w.cfgPath]);
+  assert.equal(r.code, 1, r.stdout + r.stderr);
+  assert.match(r.stdout, /hr_beseline/);
+  assert.match(r.stdout, /sex/);
+  assert.match(r.stdout, /vs_datetime|vitals/);
+});
+
+test('a 403 (wrong token) stops the push with a clear error', async (t) => {
+  const w = await world(t, { genArgs: ['--patients', '2', '--seed', '21'] });
+  writeFileSync(join(w.dir, 'redcap.token'), 'FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF\n', { mode: 0o600 });
+  const r = await syncOnce(w.cfgPath);
+  assert.equal(r.code, 1);
+  assert.match(r.stderr, /permissions to use the API|403/);
+  const st = await status(w.cfgPath);
+  assert.ok(st.outbox.example.pending > 0, 'rows wait for the next cycle');
+});
+
+test('an import REDCap refuses for one value: that row is held with the message, the rest is resent', async (t) => {
+  const w = await world(t, { genArgs: ['--patients', '4', '--seed', '22'], cfg: { batch_size: 500 } });
+  // A value the local validation passes but this REDCap refuses (as a
+  // project-specific rule would): REDCap names record, field and value.
+  const rec = 'MRN00000002';
+  const vital = w.data.resources.find((x) => x.resourceType === 'Observation' && x.subject.reference === 'Patient/pat-000002' &&
+    x.valueQuantity && x.category[0].coding[0].code === 'vital-signs');
+  const value = String(vital.valueQuantity.value);
+  const msg = 'The value you provided could not be validated because it does not follow the expected format. Please try again.';
+  await w.redcap.control('faults', {
+    kind: 'status', status: 400, content: 'record', action: 'import', times: 1,
+    body: { error: `"${rec}","vs_value","${value}","${msg}"` },
+  });
+  const r = await syncOnce(w.cfgPath);
+  assert.equal(r.code, 0, r.stderr);
+  const p = pushOf(r);
+  assert.ok(p.held >= 1, JSON.stringify(p));
+  const st = await status(w.cfgPath);
+  const held = st.outbox.example.held_rows;
+  assert.ok(held.length >= 1 && held.every((h) => h.record === rec && h.instrument === 'vitals'), JSON.stringify(held));
+  assert.ok(held.every((h) => h.reasons.some((x) => x.field === 'vs_value' && x.message === msg)));
+  // Everything else is in REDCap: the held instances are exactly those whose vs_value is that value.
+  const dump = await w.redcap.records();
+  const expected = expectedFor(w);
+  const heldIds = new Set(w.data.resources.filter((x) => x.resourceType === 'Observation' &&
+    x.subject.reference === 'Patient/pat-000002' && x.category[0].coding[0].code === 'vital-signs' &&
+    x.valueQuantity && String(x.valueQuantity.value) === value).map((x) => x.id));
+  assert.equal(held.length, heldIds.size);
+  // A held instance keeps its number: REDCap shows a gap there until the
+  // row is fixed and sent.
+  const diffs = compareProject(expected, dump).filter((d) => !/instance numbers have gaps/.test(d));
+  assert.equal(diffs.length, heldIds.size, diffs.join('\n'));
+  assert.ok(diffs.every((d) => /missing instance/.test(d) && [...heldIds].some((id) => d.includes(id))), diffs.join('\n'));
+});
+
+test('REDCap running out of memory: the import is split until it fits; everything lands', async (t) => {
+  const w = await world(t, { genArgs: ['--patients', '12', '--seed', '23'], cfg: { batch_size: 400 } });
+  await w.redcap.control('config', { maxImportRecords: 3 });
+  const r = await syncOnce(w.cfgPath);
+  assert.equal(r.code, 0, r.stderr);
+  assert.ok(pushOf(r).splits >= 2, JSON.stringify(pushOf(r)));
+  await assertMatches(w, expectedFor(w));
+});
+
+test('an anchor typed into REDCap (site time zone) drives the window fields; changing it re-curates that patient', async (t) => {
+  const w = await world(t, { genArgs: ['--patients', '5', '--seed', '24'], cfg: { timezone: 'Asia/Kolkata' } });
+  // The example mapping with its anchor taken from REDCap's enroll_date instead of FHIR.
+  const m = JSON.parse(readFileSync(join(exampleDir, 'mapping.json'), 'utf8'));
+  m.anchors = { enroll: { field: 'enroll_date' } };
+  m.rules = m.rules.filter((r) => !r.anchor);
+  writeFileSync(join(w.dir, 'mapping.json'), JSON.stringify(m, null, 2));
+  const r1 = await syncOnce(w.cfgPath);
+  assert.equal(r1.code, 0, r1.stderr);
+  const row = async () => (await w.redcap.records()).rows.find((x) => x.record_id === 'MRN00000003' && !x.redcap_repeat_instrument);
+  assert.equal((await row()).hr_baseline, '', 'nothing is pulled until the anchor has a value');
+
+  // A person types the enrollment date: the local date (UTC+05:30) of one heart rate of patient 3.
+  const hr = w.data.resources.filter((x) => x.resourceType === 'Observation' && x.subject.reference === 'Patient/pat-000003' &&
+    x.code.coding[0].code === '8867-4');
+  assert.ok(hr.length > 0);
+  const local = new Date(Date.parse(hr[0].effectiveDateTime) + 330 * 60000).toISOString().slice(0, 10);
+  const form = new URLSearchParams({ token: EXAMPLE_TOKEN, content: 'record', format: 'json', type: 'flat',
+    data: JSON.stringify([{ record_id: 'MRN00000003', enroll_date: local }]) });
+  const imp = await fetch(w.redcap.url, { method: 'POST', body: form });
+  assert.equal(imp.status, 200, await imp.text());
+
+  const anchorMs = Date.parse(`${local}T00:00:00+05:30`);
+  const day = 86400000;
+  const near = hr.map((x) => ({ x, d: Math.abs(Date.parse(x.effectiveDateTime) - anchorMs), t: Date.parse(x.effectiveDateTime) }))
+    .filter((c) => c.d <= day).sort((a, b) => a.d - b.d || a.t - b.t)[0];
+  assert.ok(near, 'a heart rate lies within a day of the typed date');
+  const r2 = await syncOnce(w.cfgPath);
+  assert.equal(r2.code, 0, r2.stderr);
+  assert.equal(r2.result.curate.patients, 1, 'only the patient whose anchor changed is curated again');
+  const got = await row();
+  assert.equal(got.enroll_date, local);
+  assert.equal(got.hr_baseline, String(Math.floor(near.x.valueQuantity.value + 0.5)));
+  const creat = w.data.resources.filter((x) => x.resourceType === 'Observation' && x.subject.reference === 'Patient/pat-000003' &&
+    x.code.coding[0].code === '2160-0').filter((x) => { const ts = Date.parse(x.effectiveDateTime); return ts >= anchorMs && ts <= anchorMs + 2 * day; });
+  assert.equal(got.creat_max_48h, creat.length ? String(Math.max(...creat.map((x) => x.valueQuantity.value))) : '');
+
+  const r3 = await syncOnce(w.cfgPath);
+  assert.equal(r3.code, 0, r3.stderr);
+  assert.equal(r3.result.curate.patients, 0);
+  assert.equal(pushOf(r3).sent, 0);
+});
+
+test('review: a rule marked for review queues its values; accept sends them, reject keeps them out', async (t) => {
+  const w = await world(t, { genArgs: ['--patients', '6', '--seed', '25'] });
+  const m = JSON.parse(readFileSync(join(exampleDir, 'mapping.json'), 'utf8'));
+  const cond = m.rules.find((r) => r.instrument === 'conditions');
+  cond.review = true;
+  writeFileSync(join(w.dir, 'mapping.json'), JSON.stringify(m, null, 2));
+  const r1 = await syncOnce(w.cfgPath);
+  assert.equal(r1.code, 0, r1.stderr);
+  const conditions = w.data.resources.filter((x) => x.resourceType === 'Condition');
+  assert.ok(conditions.length >= 2);
+  const inRedcap = async () => (await w.redcap.records()).rows.filter((x) => x.redcap_repeat_instrument === 'conditions');
+  assert.equal((await inRedcap()).length, 0, 'nothing of a review rule goes to REDCap by itself');
+
+  const list = await runBridge(['review', 'list', '--json', '--config', w.cfgPath]);
+  assert.equal(list.code, 0, list.stderr);
+  const entries = JSON.parse(list.stdout);
+  assert.equal(entries.length, conditions.length);
+  assert.ok(entries.every((e) => e.state === 'pending' && e.instrument === 'conditions' && e.values.cond_code));
+  assert.ok(entries.every((e) => e.provenance.some((p) => p.resource_type === 'Condition')));
+
+  const [a, b] = entries;
+  const acc = await runBridge(['review', 'accept', String(a.id), '--by', 'dr.test', '--config', w.cfgPath]);
+  assert.equal(acc.code, 0, acc.stderr);
+  const rej = await runBridge(['review', 'reject', String(b.id), '--config', w.cfgPath]);
+  assert.equal(rej.code, 0, rej.stderr);
+  const again = await runBridge(['review', 'accept', String(b.id), '--config', w.cfgPath]);
+  assert.equal(again.code, 1, 'a decided entry cannot be decided again');
+
+  const r2 = await syncOnce(w.cfgPath);
+  assert.equal(r2.code, 0, r2.stderr);
+  const rows = await inRedcap();
+  assert.equal(rows.length, 1);
+  assert.equal(rows[0].record_id, a.record);
+  assert.equal(rows[0].cond_code, a.values.cond_code);
+  const ex = await runBridge(['explain', '--json', '--config', w.cfgPath, '--project', 'example', '--record', a.record, '--field', 'cond_code']);
+  assert.equal(ex.code, 0, ex.stderr);
+  assert.ok(JSON.parse(ex.stdout).some((p) => p.resource_type === 'Condition'));
+
+  // Nothing is queued again for the same values.
+  const left = JSON.parse((await runBridge(['review', 'list', '--json', '--config', w.cfgPath])).stdout);
+  assert.equal(left.length, entries.length - 2);
+});
+
+test('a longitudinal project: rows go to their events; check wants an event on every rule', async (t) => {
+  const dir = tempDir('frb-long-');
+  const dict = [
+    '"Variable / Field Name","Form Name","Section Header","Field Type","Field Label","Choices, Calculations, OR Slider Labels","Field Note","Text Validation Type OR Show Slider Number"',
+    'record_id,demographics,,text,"Record ID",,,',
+    'dob,demographics,,text,"Date of birth",,,date_ymd',
+    'sex,demographics,,radio,"Sex","1, Female | 2, Male | 3, Unknown",,',
+    'vs_datetime,vitals,,text,"When",,,datetime_seconds_ymd',
+    'vs_loinc,vitals,,text,"LOINC",,,',
+    'vs_value,vitals,,text,"Value",,,number',
+  ].join('\n') + '\n';
+  writeFileSync(join(dir, 'dict.csv'), dict);
+  writeFileSync(join(dir, 'events.json'), JSON.stringify({
+    arms: [{ arm_num: 1, name: 'Arm 1' }],
+    events: [{ event_name: 'Baseline', arm_num: 1 }, { event_name: 'Follow up', arm_num: 1 }],
+    formEventMapping: [
+      { arm_num: 1, unique_event_name: 'baseline_arm_1', form: 'demographics' },
+      { arm_num: 1, unique_event_name: 'follow_up_arm_1', form: 'vitals' },
+    ],
+    repeating: [{ event_name: 'follow_up_arm_1', form_name: 'vitals' }],
+  }));
+  const mapping = {
+    format: 'fhir-redcap-bridge/mapping/1',
+    record_id: { from: 'mrn' },
+    rules: [
+      { name: 'demographics', resource: 'Patient', event: 'baseline_arm_1',
+        fields: { dob: { value: 'birthDate', transform: 'date' }, sex: { value: 'gender', map: { female: '1', male: '2' }, default: '3' } } },
+      { name: 'vitals', resource: 'Observation', filter: { category: ['vital-signs'] }, event: 'follow_up_arm_1', instrument: 'vitals',
+        fields: { vs_datetime: { value: 'effective', transform: 'datetime_seconds' },
+          vs_loinc: { value: "code.coding.where(system = 'http://loinc.org').code.first()" },
+          vs_value: { value: 'valueQuantity.value', transform: 'number' } } },
+    ],
+  };
+  writeFileSync(join(dir, 'long.json'), JSON.stringify(mapping, null, 2));
+  const data = await generate(dir, 'data.ndjson', ['--patients', '4', '--seed', '26']);
+  const fhir = await startFhirServer(['--load', data.file]);
+  const redcap = await startRedcapEmulator([
+    '--project', `long=${join(dir, 'dict.csv')},longitudinal=${join(dir, 'events.json')}`,
+    '--token', `${EXAMPLE_TOKEN}=long`,
+  ]);
+  t.after(async () => { await fhir.stop(); await redcap.stop(); cleanup(dir); });
+  writeFileSync(join(dir, 'redcap.token'), EXAMPLE_TOKEN + '\n', { mode: 0o600 });
+  const cfgPath = writeExampleConfig(dir, fhir.base, redcap.url, {
+    redcap: { projects: [{ name: 'long', url: redcap.url, token_file: 'redcap.token', mapping: 'long.json' }] },
+  });
+  const chk = await runBridge(['check', '--config', cfgPath]);
+  assert.equal(chk.code, 0, chk.stdout + chk.stderr);
+  const r = await syncOnce(cfgPath);
+  assert.equal(r.code, 0, r.stderr);
+  const rows = (await redcap.records('long')).rows;
+  const patients = data.resources.filter((x) => x.resourceType === 'Patient');
+  const vitals = data.resources.filter((x) => x.resourceType === 'Observation' && x.category[0].coding[0].code === 'vital-signs');
+  const base = rows.filter((x) => x.redcap_event_name === 'baseline_arm_1');
+  assert.equal(base.length, patients.length);
+  for (const p of patients) {
+    const row = base.find((x) => x.record_id === p.identifier[0].value);
+    assert.ok(row, p.id);
+    assert.equal(row.dob, p.birthDate);
+    assert.equal(row.sex, { female: '1', male: '2' }[p.gender] ?? '3');
+  }
+  const fu = rows.filter((x) => x.redcap_event_name === 'follow_up_arm_1' && x.redcap_repeat_instrument === 'vitals');
+  assert.equal(fu.length, vitals.length);
+
+  // Without an event on a rule, check refuses the mapping for this project.
+  delete mapping.rules[0].event;
+  writeFileSync(join(dir, 'long.json'), JSON.stringify(mapping, null, 2));
+  const bad = await runBridge(['check', '--config', cfgPath]);
+  assert.equal(bad.code, 1, bad.stdout);
+  assert.match(bad.stdout, /event/);
+});
+
+test('the daemon carries new data to REDCap cycle after cycle and stops cleanly on SIGTERM', async (t) => {
+  const w = await world(t, { genArgs: ['--patients', '5', '--seed', '27'], cfg: { fhir: { poll_interval_s: 1 } } });
+  let proc;
+  const done = runBridge(['run', '--config', w.cfgPath], { onSpawn: (p) => { proc = p; } });
+  const waitFor = async (pred, what) => {
+    for (let i = 0; i < 300; i++) {
+      if (await pred()) return;
+      await sleep(100);
+    }
+    throw new Error(`timed out waiting for ${what}`);
+  };
+  await waitFor(async () => compareProject(expectedFor(w), await w.redcap.records()).length === 0, 'the first cycle');
+  // A new lab result for patient 2 arrives in the EHR.
+  const obs = {
+    resourceType: 'Observation', status: 'final',
+    category: [{ coding: [{ system: 'http://terminology.hl7.org/CodeSystem/observation-category', code: 'laboratory' }] }],
+    code: { coding: [{ system: 'http://loinc.org', code: '2345-7', display: 'Glucose' }], text: 'Glucose' },
+    subject: { reference: 'Patient/pat-000002' }, effectiveDateTime: '2024-05-06T07:08:09+02:00',
+    valueQuantity: { value: 5.4, unit: 'mmol/L', system: 'http://unitsofmeasure.org', code: 'mmol/L' },
+  };
+  const created = await w.fhir.fhir('Observation', { method: 'POST', headers: { 'content-type': 'application/fhir+json' }, body: JSON.stringify(obs) });
+  assert.equal(created.status, 201);
+  w.data.resources.push(created.body);
+  await waitFor(async () => (await w.redcap.records()).rows.some((r) => r.lab_datetime === '2024-05-06 07:08:09'), 'the new lab in REDCap');
+  assert.deepEqual(compareProject(expectedFor(w), await w.redcap.records()), []);
+  proc.kill('SIGTERM');
+  const r = await done;
+  assert.equal(r.code, 0, r.stderr);
+});
