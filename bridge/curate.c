@@ -258,7 +258,46 @@ static json_t *row_provenance(const mapping_row *row)
 	return a;
 }
 
-static int write_rows(store *st, const char *project, const mapping_result *r, curate_stats *stats)
+static bool row_has_field(const mapping_row *row, const char *field)
+{
+	for (size_t i = 0; i < row->n; i++)
+		if (strcmp(row->v[i].field, field) == 0)
+			return true;
+	return false;
+}
+
+/*
+ * Fields the mapping owns in this row that have no value now: a value the
+ * bridge sent there before must not stay behind (the source changed, or no
+ * longer matches). A repeating instance belongs to its resource: all its
+ * owned fields are sent, blank ones included. On the non-repeating forms
+ * only what the bridge itself sent is cleared (provenance says so): a value
+ * a person typed into a mapped field that the mapping never filled stays.
+ * Imports run with overwriteBehavior=overwrite, so "" erases.
+ */
+static int add_cleared(store *st, const char *project, const mapping *m, const mapping_result *r,
+		       const mapping_row *row, int64_t instance, json_t *payload)
+{
+	const char **owned = NULL;
+	size_t n = mapping_owned_fields(m, row, &owned);
+	if (n == (size_t)-1)
+		return -ENOMEM;
+	int rc = 0;
+	for (size_t i = 0; rc == 0 && i < n; i++) {
+		if (row_has_field(row, owned[i]))
+			continue;
+		int existed = 0;
+		rc = store_provenance_clear(st, project, r->record, row->event ? row->event : "",
+					    row->instrument ? row->instrument : "", instance, owned[i], &existed);
+		if (rc == 0 && (row->instrument || existed))
+			rc = json_object_set_new(payload, owned[i], json_string("")) ? -ENOMEM : 0;
+	}
+	free(owned);
+	return rc;
+}
+
+static int write_rows(store *st, const char *project, const mapping *m, const mapping_result *r,
+		      curate_stats *stats)
 {
 	for (size_t k = 0; k < r->n_rows; k++) {
 		const mapping_row *row = &r->rows[k];
@@ -270,7 +309,13 @@ static int write_rows(store *st, const char *project, const mapping_result *r, c
 					 &instance)) != 0)
 			return rc;
 		json_t *payload = row_payload(r, row, instance);
-		char *txt = payload ? json_dumps(payload, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+		if (!payload)
+			return -ENOMEM;
+		if (!row->review && (rc = add_cleared(st, project, m, r, row, instance, payload)) != 0) {
+			json_decref(payload);
+			return rc;
+		}
+		char *txt = json_dumps(payload, JSON_COMPACT | JSON_PRESERVE_ORDER);
 		json_decref(payload);
 		if (!txt)
 			return -ENOMEM;
@@ -502,7 +547,7 @@ static int curate_patient(store *st, int64_t server, const config *cfg, mapping 
 		}
 		rc = store_refusal_clear(st, project, patient);
 		if (rc == 0)
-			rc = write_rows(st, project, &r, stats);
+			rc = write_rows(st, project, maps[i], &r, stats);
 		mapping_result_deinit(&r);
 		if (rc != 0)
 			return rc;

@@ -734,3 +734,40 @@ void mapping_result_deinit(mapping_result *r)
 	free(r->reason);
 	*r = (mapping_result){ 0 };
 }
+
+static bool same_opt(const char *a, const char *b)
+{
+	return (!a && !b) || (a && b && strcmp(a, b) == 0);
+}
+
+size_t mapping_owned_fields(const mapping *m, const mapping_row *row, const char ***fields)
+{
+	size_t n = 0, cap = 0;
+	const char **v = NULL;
+	*fields = NULL;
+	for (size_t i = 0; i < m->n_rules; i++) {
+		const mrule *r = &m->rules[i];
+		if (r->review || !same_opt(r->event, row->event) || !same_opt(r->instrument, row->instrument))
+			continue;
+		for (size_t k = 0; k < r->n_fields; k++) {
+			size_t j;
+			for (j = 0; j < n && strcmp(v[j], r->fields[k].name) != 0; j++)
+				;
+			if (j < n)
+				continue;
+			if (n == cap) {
+				size_t nc = cap ? cap * 2 : 16;
+				const char **nv = realloc(v, nc * sizeof(*nv));
+				if (!nv) {
+					free(v);
+					return (size_t)-1;
+				}
+				v = nv;
+				cap = nc;
+			}
+			v[n++] = r->fields[k].name;
+		}
+	}
+	*fields = v;
+	return n;
+}

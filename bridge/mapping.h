@@ -236,6 +236,16 @@ int mapping_curate(const mapping *m, const mapping_input *in, mapping_result *ou
 void mapping_result_deinit(mapping_result *r);
 
 /*
+ * The fields the mapping owns in rows like `row` (same event; same
+ * repeating instrument, or the non-repeating forms): every field of its
+ * non-review rules that target them, each once, in rule order. A field so
+ * owned that a row lacks has no value now; the caller may clear what it
+ * sent there before. *fields is malloc'd (the strings belong to the
+ * mapping); returns the count, or (size_t)-1 on ENOMEM.
+ */
+size_t mapping_owned_fields(const mapping *m, const mapping_row *row, const char ***fields);
+
+/*
  * The MRN of a Patient resource: the value of the identifier whose system
  * is mrn_system. Returns MAPPING_OK with *mrn malloc'd, MAPPING_NO_MRN, or
  * MAPPING_MRN_CONFLICT (two identifiers of the system with different

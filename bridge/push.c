@@ -19,6 +19,7 @@
  */
 #include "bridge/push.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -585,15 +586,52 @@ static void info_answer(proj *p, const char *body, size_t len)
 
 /* ---- the push step --------------------------------------------------------- */
 
-static json_t *reasons_from_errors(const redcap_errors *errs, size_t row)
+/* A reason as stored (in clear, for `status`): REDCap's message with the
+ * record name, which may be an MRN, replaced by "[record]" (messages such as
+ * "The record name (x) cannot contain ..." quote it). */
+static json_t *reason(const char *field, const char *message, const char *record)
+{
+	size_t rl = record ? strlen(record) : 0;
+	const char *hit = rl ? strstr(message, record) : NULL;
+	if (!hit)
+		return json_pack("{s:s, s:s}", "field", field, "message", message);
+	size_t cap = strlen(message) + 16, n = 0;
+	char *out = malloc(cap);
+	if (!out)
+		return NULL;
+	for (const char *p = message; *p;) {
+		/* Whole words only: a record "1" must not eat the 1 of "32767". */
+		bool word = strncmp(p, record, rl) == 0 && (p == message || !isalnum((unsigned char)p[-1])) &&
+			    !isalnum((unsigned char)p[rl]);
+		if (word) {
+			size_t need = n + sizeof("[record]") + strlen(p);
+			if (need > cap) {
+				char *nv = realloc(out, need);
+				if (!nv) {
+					free(out);
+					return NULL;
+				}
+				out = nv;
+				cap = need;
+			}
+			memcpy(out + n, "[record]", 8);
+			n += 8;
+			p += rl;
+		} else {
+			out[n++] = *p++;
+		}
+	}
+	out[n] = '\0';
+	json_t *r = json_pack("{s:s, s:s}", "field", field, "message", out);
+	free(out);
+	return r;
+}
+
+static json_t *reasons_from_errors(const redcap_errors *errs, const char *record)
 {
 	json_t *a = json_array();
-	for (size_t i = 0; a && i < errs->n; i++) {
-		if (row != SIZE_MAX && errs->v[i].row != row)
-			continue;
-		json_array_append_new(a, json_pack("{s:s, s:s}", "field", errs->v[i].field, "message",
-						   errs->v[i].message));
-	}
+	for (size_t i = 0; a && i < errs->n; i++)
+		json_array_append_new(a, reason(errs->v[i].field, errs->v[i].message, record));
 	return a;
 }
 
@@ -718,7 +756,7 @@ static void next_batch(proj *p)
 		redcap_errors_deinit(&errs);
 		rc = redcap_validate_row(&p->dict, row, i, NULL, &errs);
 		if (rc == REDCAP_E_INVALID) {
-			json_t *r = reasons_from_errors(&errs, SIZE_MAX);
+			json_t *r = reasons_from_errors(&errs, p->rows[i].record);
 			hold_row(p, i, r);
 			json_decref(r);
 			continue;
@@ -753,7 +791,9 @@ static void push_next_chunk(proj *p)
 		json_array_append(rows, p->send[p->cur.idx[i]]);
 	redcap_body b;
 	redcap_body_init(&b, 0);
-	redcap_import_opts io = { 0 };
+	/* overwrite: a blank in a row clears the field. Rows carry blanks only
+	 * where the bridge clears a value it sent before (see curate.c). */
+	redcap_import_opts io = { .overwrite = true };
 	int rc = redcap_request_import_rows(&b, p->token, &io, rows);
 	json_decref(rows);
 	if (rc != 0) {
@@ -862,8 +902,7 @@ static void import_refused(proj *p, const redcap_answer *a)
 					continue;
 				if (!reasons[i])
 					reasons[i] = json_array();
-				json_array_append_new(reasons[i], json_pack("{s:s, s:s}", "field", ve->field,
-									     "message", ve->message));
+				json_array_append_new(reasons[i], reason(ve->field, ve->message, ve->record));
 				pinned = true;
 			}
 		}
@@ -881,7 +920,8 @@ static void import_refused(proj *p, const redcap_answer *a)
 		/* One row REDCap refuses as a whole: hold it with the message. */
 		char desc[256];
 		redcap_answer_describe(a, desc, sizeof(desc));
-		json_t *r = json_pack("[{s:s, s:s}]", "field", "", "message", a->message ? a->message : desc);
+		json_t *r = json_array();
+		json_array_append_new(r, reason("", a->message ? a->message : desc, p->rows[p->cur.idx[0]].record));
 		store *st = p->pr->env.st;
 		store_begin(st);
 		hold_row(p, p->cur.idx[0], r);

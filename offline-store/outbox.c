@@ -93,6 +93,7 @@ enum ob_stmt_id {
 	OST_OB_RELEASE_RECORD,
 	OST_PROV_PUT,
 	OST_PROV_GET,
+	OST_PROV_DEL,
 	OST_REV_GET,
 	OST_REV_DEL,
 	OST_REV_PROV,
@@ -173,6 +174,8 @@ static const char *const ob_sql[OST__N] = {
 			 " res_version = excluded.res_version, at = excluded.at"
 			 " WHERE rule IS NOT excluded.rule OR res_type IS NOT excluded.res_type"
 			 " OR res_id IS NOT excluded.res_id OR res_version IS NOT excluded.res_version",
+	[OST_PROV_DEL] = "DELETE FROM provenance WHERE record = ?1 AND field = ?2 AND event = ?3 AND instrument = ?4"
+			 " AND instance = ?5",
 	[OST_PROV_GET] = "SELECT event, instrument, instance, rule, res_type, res_id, res_version, at FROM provenance"
 			 " WHERE record = ?1 AND field = ?2 ORDER BY event, instance, instrument",
 	[OST_REV_GET] = "SELECT id, payload_hash FROM review WHERE record = ?1 AND event = ?2 AND instrument = ?3"
@@ -2117,4 +2120,47 @@ int store_keyed_digest(store *s, const char *label, const void *data, size_t len
 	for (size_t i = 0; i < OB_HASH_LEN; i++)
 		snprintf(out + 2 * i, 3, "%02x", h[i]);
 	return 0;
+}
+
+typedef struct prov_clear_args {
+	row_args row;
+	const char *field;
+	int *existed;
+} prov_clear_args;
+
+static int prov_clear_impl(store *s, void *ud)
+{
+	const prov_clear_args *a = ud;
+	int64_t pid = 0, rid = 0;
+	sqlite3_stmt *st = NULL;
+	int rc = ids_of(s, a->row.project, a->row.record, false, &pid, &rid);
+	if (rc == STORE_E_NOTFOUND)
+		return 0;
+	if (rc || (rc = ob_stmt(s, OST_PROV_DEL, &st)) != 0)
+		return rc;
+	sqlite3_bind_int64(st, 1, rid);
+	bind_text(st, 2, a->field);
+	bind_text(st, 3, a->row.event);
+	bind_text(st, 4, a->row.instrument);
+	sqlite3_bind_int64(st, 5, a->row.instance);
+	if ((rc = stmt_exec(s, st, "cannot clear provenance")) == 0)
+		*a->existed = sqlite3_changes(s->db) > 0;
+	return rc;
+}
+
+int store_provenance_clear(store *s, const char *project, const char *record, const char *event,
+			   const char *instrument, int64_t instance, const char *field, int *existed)
+{
+	int dummy = 0;
+	if (!existed)
+		existed = &dummy;
+	*existed = 0;
+	int rc = ob_init(s);
+	if (rc)
+		return rc;
+	prov_clear_args a = { .row = { project, record, event, instrument, instance, "", 0, NULL, NULL },
+			      .field = field, .existed = existed };
+	if (!row_args_ok(&a.row) || !key_ok(field, true))
+		return bad_args(s, "store_provenance_clear");
+	return store__write(s, "store_provenance_clear", prov_clear_impl, &a);
 }

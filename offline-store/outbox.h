@@ -203,6 +203,11 @@ int store_provenance_put(store *s, const char *project, const char *record, cons
 			 const char *instrument, int64_t instance, const char *field, const char *rule,
 			 const char *res_type, const char *res_id, const char *res_version);
 
+/* Forget the entry of one value (the bridge cleared it in REDCap).
+ * *existed (may be NULL) says whether there was one. */
+int store_provenance_clear(store *s, const char *project, const char *record, const char *event,
+			   const char *instrument, int64_t instance, const char *field, int *existed);
+
 /* The entries of (project, record, field) as a new JSON array of
  * {"event", "instrument", "instance", "rule", "resource_type", "resource_id",
  *  "resource_version", "at"} ordered by event, instance. event and

@@ -505,3 +505,67 @@ test('the daemon carries new data to REDCap cycle after cycle and stops cleanly 
   const r = await done;
   assert.equal(r.code, 0, r.stderr);
 });
+
+test('values the source no longer gives are cleared in REDCap: a removed value, a baseline that no longer qualifies', async (t) => {
+  const w = await world(t, { genArgs: ['--patients', '6', '--seed', '28'] });
+  assert.equal((await syncOnce(w.cfgPath)).code, 0);
+  const expected0 = expectedFor(w);
+  // The record whose hr_baseline was filled; its source Observation becomes entered-in-error.
+  const prov = async (rec, field) => JSON.parse((await runBridge(['explain', '--json', '--config', w.cfgPath,
+    '--project', 'example', '--record', rec, '--field', field])).stdout || '[]');
+  const rec = Object.keys(expected0.records).find((r) => expected0.records[r].demographics?.hr_baseline) ??
+    (await w.redcap.records()).rows.find((x) => !x.redcap_repeat_instrument && x.hr_baseline).record_id;
+  const [p] = await prov(rec, 'hr_baseline');
+  assert.ok(p, 'hr_baseline has provenance');
+  const put = async (res) => {
+    const r = await w.fhir.fhir(`${res.resourceType}/${res.id}`, {
+      method: 'PUT', headers: { 'content-type': 'application/fhir+json' }, body: JSON.stringify(res),
+    });
+    assert.equal(r.status, 200);
+    const i = w.data.resources.findIndex((x) => x.resourceType === res.resourceType && x.id === res.id);
+    w.data.resources[i] = r.body;
+  };
+  const hr = (await w.fhir.fhir(`Observation/${p.resource_id}`)).body;
+  await put({ ...hr, status: 'entered-in-error' });
+  // Another patient's vital sign loses its value (the device reading was void).
+  const vital = w.data.resources.find((x) => x.resourceType === 'Observation' && x.valueQuantity &&
+    x.category[0].coding[0].code === 'vital-signs' && x.subject.reference !== hr.subject.reference);
+  const v2 = (await w.fhir.fhir(`Observation/${vital.id}`)).body;
+  delete v2.valueQuantity;
+  v2.dataAbsentReason = { coding: [{ system: 'http://terminology.hl7.org/CodeSystem/data-absent-reason', code: 'error' }] };
+  await put(v2);
+  await sleep(1100);
+  const r = await syncOnce(w.cfgPath);
+  assert.equal(r.code, 0, r.stderr);
+  await assertMatches(w, expectedFor(w));
+  const rows = (await w.redcap.records()).rows;
+  const inst = rows.find((x) => x.redcap_repeat_instrument === 'vitals' && x.vs_datetime === vital.effectiveDateTime.slice(0, 19).replace('T', ' '));
+  assert.ok(inst);
+  assert.equal(inst.vs_value, '');
+  assert.equal(inst.vs_unit, '');
+  const after = await prov(rec, 'hr_baseline');
+  assert.ok(after.every((x) => x.resource_id !== p.resource_id), 'the entered-in-error Observation no longer explains the value');
+});
+
+test('a record name REDCap refuses (an MRN with "+") is held with the message, the name kept out of it', async (t) => {
+  const w = await world(t, { genArgs: ['--patients', '2', '--seed', '29'] });
+  const pat = {
+    resourceType: 'Patient', gender: 'other', birthDate: '1990-02-03',
+    identifier: [{ system: MRN_SYSTEM, value: 'AB+1234' }],
+  };
+  const c = await w.fhir.fhir('Patient', { method: 'POST', headers: { 'content-type': 'application/fhir+json' }, body: JSON.stringify(pat) });
+  assert.equal(c.status, 201);
+  const r = await syncOnce(w.cfgPath);
+  assert.equal(r.code, 0, r.stderr);
+  assert.doesNotMatch(r.stderr, /AB\+1234/, 'no MRN in the log');
+  const st = await status(w.cfgPath);
+  const held = st.outbox.example.held_rows;
+  assert.equal(held.length, 1);
+  assert.equal(held[0].record, 'AB+1234');
+  const msg = held[0].reasons.map((x) => x.message).join('\n');
+  assert.match(msg, /The record name \(\[record\]\) cannot contain a plus sign/);
+  assert.doesNotMatch(msg, /AB\+1234/);
+  const rows = (await w.redcap.records()).rows;
+  assert.ok(!rows.some((x) => x.record_id === 'AB+1234'));
+  assert.equal(new Set(rows.map((x) => x.record_id)).size, 2, 'the other records landed');
+});
