@@ -24,6 +24,7 @@
 #include "bridge/mapping.h"
 #include "bridge/push.h"
 #include "bridge/sync.h"
+#include "bridge/util.h"
 #include "offline-store/outbox.h"
 #include "offline-store/store.h"
 
@@ -271,13 +272,6 @@ static int load_config(config *cfg, const common_opts *o)
 
 /* ---- sync / run ---------------------------------------------------------- */
 
-static uint64_t now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
 static void app_shutdown(app *a)
 {
 	if (a->http) {
@@ -394,19 +388,24 @@ static void on_anchor_export_done(push_run *pr, void *ud)
 	start_curation(a);
 }
 
-static void start_anchor_export(app *a)
+static push_env app_push_env(app *a)
 {
-	push_env env = {
+	return (push_env){
 		.loop = &a->loop,
 		.cfg = &a->cfg,
 		.st = a->st,
 		.http = a->rc_http,
 		.shared = a->push_shared,
-		.anchor_fields = a->anchor_fields,
-		.n_anchor_fields = a->n_anchor_fields,
-		.on_anchors = on_anchors,
-		.dict_ud = a,
 	};
+}
+
+static void start_anchor_export(app *a)
+{
+	push_env env = app_push_env(a);
+	env.anchor_fields = a->anchor_fields;
+	env.n_anchor_fields = a->n_anchor_fields;
+	env.on_anchors = on_anchors;
+	env.dict_ud = a;
 	int rc = push_run_start(&a->anchor_run, &env, on_anchor_export_done, a);
 	if (rc != 0) {
 		log_error("redcap", "cannot read the anchors typed into REDCap: %s", strerror(-rc));
@@ -477,13 +476,7 @@ static void on_push_done(push_run *pr, void *ud)
 
 static void start_push(app *a)
 {
-	push_env env = {
-		.loop = &a->loop,
-		.cfg = &a->cfg,
-		.st = a->st,
-		.http = a->rc_http,
-		.shared = a->push_shared,
-	};
+	push_env env = app_push_env(a);
 	int rc = push_run_start(&a->push, &env, on_push_done, a);
 	if (rc != 0) {
 		log_error("redcap", "cannot start the push: %s", strerror(-rc));
@@ -546,7 +539,7 @@ static void finish_cycle(app *a)
 
 	if (a->daemon && !a->stopping) {
 		uint64_t interval = (uint64_t)a->cfg.fhir_poll_interval_s * 1000u;
-		uint64_t since = now_ms() - a->cycle_started_ms;
+		uint64_t since = (uint64_t)util_wall_ms() - a->cycle_started_ms;
 		uint64_t delay = since >= interval ? 0 : interval - since;
 		log_info("bridge", "next sync in %.0f s", (double)delay / 1000.0);
 		uv_timer_start(&a->poll_timer, on_poll_timer, delay, 0);
@@ -565,7 +558,7 @@ static void start_cycle(app *a)
 		.http = a->http,
 		.auth = a->auth,
 	};
-	a->cycle_started_ms = now_ms();
+	a->cycle_started_ms = (uint64_t)util_wall_ms();
 	a->curate_rc = 0;
 	int rc = sync_cycle_start(&a->cy, &env, on_sync_done, a);
 	if (rc != 0) {
@@ -832,6 +825,25 @@ static void print_status_text(json_t *s, const char *store_path)
 	}
 }
 
+/* The config and the store for a command; on failure nothing stays open. */
+static int open_for(const common_opts *o, config *cfg, store **st, store_mode mode)
+{
+	int rc = load_config(cfg, o);
+	if (rc != 0)
+		return rc;
+	if ((rc = open_store(cfg, mode, st)) != 0) {
+		config_deinit(cfg);
+		return rc;
+	}
+	return 0;
+}
+
+static void close_for(config *cfg, store *st)
+{
+	store_close(st);
+	config_deinit(cfg);
+}
+
 static int cmd_status(int argc, char **argv)
 {
 	common_opts o = { 0 };
@@ -880,8 +892,7 @@ static int cmd_status(int argc, char **argv)
 		print_status_text(s, cfg.store_path);
 	}
 	json_decref(s);
-	store_close(st);
-	config_deinit(&cfg);
+	close_for(&cfg, st);
 	return rc;
 }
 
@@ -921,36 +932,21 @@ static int cmd_dump(int argc, char **argv)
 		return EXIT_USAGE;
 	}
 	config cfg = CONFIG_NULL;
-	if ((rc = load_config(&cfg, &o)) != 0)
-		return rc;
 	store *st = NULL;
-	if ((rc = open_store(&cfg, STORE_RO, &st)) != 0) {
-		config_deinit(&cfg);
+	if ((rc = open_for(&o, &cfg, &st, STORE_RO)) != 0)
 		return rc;
-	}
 	dump_ctx d = { .bodies = o.bodies };
 	if (store_foreach_resource(st, 0, o.type, o.bodies, dump_one, &d) != 0) {
 		fprintf(stderr, "fhir-redcap-bridge: %s\n", store_errmsg(st));
 		rc = EXIT_STORE;
 	}
-	store_close(st);
-	config_deinit(&cfg);
+	close_for(&cfg, st);
 	return rc;
 }
 
 /* ---- explain / review / push-resume --------------------------------------- */
 
-static int open_rw_for(const common_opts *o, config *cfg, store **st)
-{
-	int rc = load_config(cfg, o);
-	if (rc != 0)
-		return rc;
-	if ((rc = open_store(cfg, STORE_RW, st)) != 0) {
-		config_deinit(cfg);
-		return rc;
-	}
-	return 0;
-}
+
 
 static bool project_known(const config *cfg, const char *name)
 {
@@ -1023,8 +1019,7 @@ static int cmd_explain(int argc, char **argv)
 		}
 	}
 	json_decref(p);
-	store_close(st);
-	config_deinit(&cfg);
+	close_for(&cfg, st);
 	return rc;
 }
 
@@ -1064,12 +1059,8 @@ static int cmd_review(int argc, char **argv)
 	config cfg = CONFIG_NULL;
 	store *st = NULL;
 	if (list) {
-		if ((rc = load_config(&cfg, &o)) != 0)
+		if ((rc = open_for(&o, &cfg, &st, STORE_RO)) != 0)
 			return rc;
-		if ((rc = open_store(&cfg, STORE_RO, &st)) != 0) {
-			config_deinit(&cfg);
-			return rc;
-		}
 		json_t *l = store_review_list(st, o.project, STORE_REVIEW_PENDING);
 		if (!l) {
 			fprintf(stderr, "fhir-redcap-bridge: %s\n", store_errmsg(st));
@@ -1109,11 +1100,10 @@ static int cmd_review(int argc, char **argv)
 			}
 		}
 		json_decref(l);
-		store_close(st);
-		config_deinit(&cfg);
+		close_for(&cfg, st);
 		return rc;
 	}
-	if ((rc = open_rw_for(&o, &cfg, &st)) != 0)
+	if ((rc = open_for(&o, &cfg, &st, STORE_RW)) != 0)
 		return rc;
 	const char *actor = review_actor(&o);
 	int failed = 0;
@@ -1141,8 +1131,7 @@ static int cmd_review(int argc, char **argv)
 		printf("#%lld %s by %s%s\n", id, accept ? "accepted" : "rejected", actor,
 		       accept ? "; it is sent with the next sync" : "");
 	}
-	store_close(st);
-	config_deinit(&cfg);
+	close_for(&cfg, st);
 	return failed ? 1 : 0;
 }
 
@@ -1158,7 +1147,7 @@ static int cmd_push_resume(int argc, char **argv)
 	}
 	config cfg = CONFIG_NULL;
 	store *st = NULL;
-	if ((rc = open_rw_for(&o, &cfg, &st)) != 0)
+	if ((rc = open_for(&o, &cfg, &st, STORE_RW)) != 0)
 		return rc;
 	const char *url = NULL;
 	for (size_t i = 0; i < cfg.n_redcap_projects; i++)
@@ -1179,8 +1168,7 @@ static int cmd_push_resume(int argc, char **argv)
 			printf("%s: pushing resumes with the next sync\n", cfg.redcap_projects[i].name);
 		}
 	}
-	store_close(st);
-	config_deinit(&cfg);
+	close_for(&cfg, st);
 	return rc;
 }
 

@@ -28,8 +28,10 @@
 #include <strings.h>
 #include <time.h>
 
+#include "bridge/backoff.h"
 #include "bridge/log.h"
 #include "bridge/ratelimit.h"
+#include "bridge/util.h"
 #include "offline-store/outbox.h"
 #include "redcap/dictionary.h"
 #include "redcap/redcap.h"
@@ -171,36 +173,7 @@ static void split_chunk(proj *p);
 static void send_anchor_export(proj *p);
 static void anchors_answer(proj *p, const char *body, size_t len);
 
-static int64_t wall_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static uint64_t rng_next(push_run *pr)
-{
-	/* xorshift64*: jitter only, nothing secret */
-	uint64_t x = pr->rng;
-	x ^= x >> 12;
-	x ^= x << 25;
-	x ^= x >> 27;
-	pr->rng = x;
-	return x * 0x2545F4914F6CDD1DULL;
-}
-
-static void proj_set_error(proj *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void proj_set_error(proj *p, const char *fmt, ...)
-{
-	va_list ap;
-	char *msg = NULL;
-	va_start(ap, fmt);
-	if (vasprintf(&msg, fmt, ap) < 0)
-		msg = NULL;
-	va_end(ap);
-	free(p->error);
-	p->error = msg;
-}
+#define proj_set_error(p, ...) util_setf(&(p)->error, __VA_ARGS__)
 
 static void body_drop(push_run *pr)
 {
@@ -254,7 +227,7 @@ static void proj_finish(proj *p, bool ok)
  * a later cycle. */
 static void proj_defer(proj *p, const char *why)
 {
-	int64_t next = wall_ms() + 60000;
+	int64_t next = util_wall_ms() + 60000;
 	store *st = p->pr->env.st;
 	if (store_begin(st) == 0) {
 		for (size_t i = 0; i < p->n_rows; i++)
@@ -353,17 +326,8 @@ static void retry_later(proj *p, const char *why, long retry_after_s)
 		proj_finish(p, false);
 		return;
 	}
-	uint64_t delay;
-	if (retry_after_s >= 0) {
-		delay = (uint64_t)retry_after_s * 1000u;
-	} else {
-		uint64_t d = cfg->redcap_retry_base_ms;
-		for (unsigned i = 1; i < pr->attempt && d < cfg->redcap_retry_max_ms; i++)
-			d *= 2;
-		delay = d / 2 + (d > 1 ? rng_next(pr) % (d / 2 + 1) : 0);
-	}
-	if (delay > cfg->redcap_retry_max_ms)
-		delay = cfg->redcap_retry_max_ms;
+	uint64_t delay = backoff_delay_ms(pr->attempt, cfg->redcap_retry_base_ms, cfg->redcap_retry_max_ms,
+					  retry_after_s >= 0 ? (int64_t)retry_after_s * 1000 : -1, &pr->rng);
 	log_warn("redcap", "%s: %s; retry %u of %u in %.1f s", p->cp->name, why, pr->attempt,
 		 cfg->redcap_retry_max_attempts - 1, (double)delay / 1000.0);
 	pr->timer_armed = true;
@@ -470,7 +434,7 @@ static void proj_begin(proj *p)
 	/* Nothing due: no request at all (a quiet cycle costs REDCap nothing). */
 	int64_t next = 0;
 	int rc = pr->env.dict_only || pr->env.anchor_fields ? 0 : store_outbox_next_due(pr->env.st, p->cp->name, &next);
-	if (rc == STORE_E_NOTFOUND || (rc == 0 && next > wall_ms())) {
+	if (rc == STORE_E_NOTFOUND || (rc == 0 && next > util_wall_ms())) {
 		proj_finish(p, true);
 		return;
 	}
@@ -710,7 +674,7 @@ static void next_batch(proj *p)
 	push_run *pr = p->pr;
 	store *st = pr->env.st;
 	batch_drop(p);
-	int rc = store_outbox_due(st, p->cp->name, wall_ms(), pr->env.cfg->redcap_batch_size, &p->rows, &p->n_rows);
+	int rc = store_outbox_due(st, p->cp->name, util_wall_ms(), pr->env.cfg->redcap_batch_size, &p->rows, &p->n_rows);
 	if (rc != 0) {
 		proj_set_error(p, "store: %s", store_errmsg(st));
 		proj_finish(p, false);
@@ -1163,7 +1127,7 @@ int push_run_start(push_run **out, const push_env *env, push_done_fn done, void 
 	pr->env = *env;
 	pr->done = done;
 	pr->ud = ud;
-	pr->rng = (uint64_t)wall_ms() * 0x9E3779B97F4A7C15ULL | 1;
+	pr->rng = (uint64_t)util_wall_ms() * 0x9E3779B97F4A7C15ULL | 1;
 	const config *cfg = env->cfg;
 	pr->p = calloc(cfg->n_redcap_projects ? cfg->n_redcap_projects : 1, sizeof(*pr->p));
 	if (!pr->p) {

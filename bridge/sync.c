@@ -8,7 +8,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bridge/backoff.h"
 #include "bridge/log.h"
+#include "bridge/util.h"
 #include "fhir/fhir.h"
 
 /* Pages fetched ahead of the store for one type (bounds memory). */
@@ -90,36 +92,7 @@ static void tc_fetch(type_crawl *tc);
 static void tc_continue(type_crawl *tc);
 static void cycle_check(sync_cycle *cy);
 
-static uint64_t now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
-static uint64_t rng_next(sync_cycle *cy)
-{
-	/* xorshift64*: jitter only, nothing secret */
-	uint64_t x = cy->rng;
-	x ^= x >> 12;
-	x ^= x << 25;
-	x ^= x >> 27;
-	cy->rng = x;
-	return x * 0x2545F4914F6CDD1DULL;
-}
-
-static void tc_set_error(type_crawl *tc, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void tc_set_error(type_crawl *tc, const char *fmt, ...)
-{
-	va_list ap;
-	char *msg = NULL;
-	va_start(ap, fmt);
-	if (vasprintf(&msg, fmt, ap) < 0)
-		msg = NULL;
-	va_end(ap);
-	free(tc->error);
-	tc->error = msg;
-}
+#define tc_set_error(tc, ...) util_setf(&(tc)->error, __VA_ARGS__)
 
 /* The type has finished, for good or ill; make room for the next one. */
 static void tc_finish(type_crawl *tc, tc_state st)
@@ -357,18 +330,8 @@ static void tc_retry(type_crawl *tc, const char *why, long retry_after_s)
 		tc_fail(tc);
 		return;
 	}
-	uint64_t delay;
-	if (retry_after_s >= 0) {
-		delay = (uint64_t)retry_after_s * 1000u;
-	} else {
-		/* Exponential backoff with jitter in [d/2, d]. */
-		uint64_t d = cfg->fhir_retry_base_ms;
-		for (unsigned i = 1; i < tc->attempt && d < cfg->fhir_retry_max_ms; i++)
-			d *= 2;
-		delay = d / 2 + (d > 1 ? rng_next(cy) % (d / 2 + 1) : 0);
-	}
-	if (delay > cfg->fhir_retry_max_ms)
-		delay = cfg->fhir_retry_max_ms;
+	uint64_t delay = backoff_delay_ms(tc->attempt, cfg->fhir_retry_base_ms, cfg->fhir_retry_max_ms,
+					  retry_after_s >= 0 ? (int64_t)retry_after_s * 1000 : -1, &cy->rng);
 	log_warn("fhir", "%s: %s; retry %u of %u in %.1f s", tc->type, why, tc->attempt,
 		 cfg->fhir_retry_max_attempts - 1, (double)delay / 1000.0);
 	tc->retry_pending = true;
@@ -389,7 +352,7 @@ static int tc_begin_crawl(type_crawl *tc)
 	char started[FHIR_INSTANT_MAX];
 	const char *since = !tc->no_since && tc->cur.watermark[0] ? tc->cur.watermark : NULL;
 
-	fhir_format_instant((int64_t)now_ms() - (int64_t)cfg->fhir_watermark_skew_s * 1000, started);
+	fhir_format_instant(util_wall_ms() - (int64_t)cfg->fhir_watermark_skew_s * 1000, started);
 	snprintf(tc->cur.crawl_started, sizeof(tc->cur.crawl_started), "%s", started);
 	tc->cur.pages = 0;
 	free(tc->url);
@@ -608,7 +571,7 @@ static void handle_page(type_crawl *tc, http_response *r)
 		snprintf(j->cur.watermark, sizeof(j->cur.watermark), "%s", tc->cur.crawl_started);
 		j->cur.crawl_started[0] = '\0';
 		j->cur.pages = 0;
-		fhir_format_instant((int64_t)now_ms(), j->cur.last_success);
+		fhir_format_instant(util_wall_ms(), j->cur.last_success);
 		j->cur.last_error[0] = '\0';
 		j->last = true;
 		snprintf(tc->cur.watermark, sizeof(tc->cur.watermark), "%s", j->cur.watermark);
@@ -727,7 +690,7 @@ static void cycle_check(sync_cycle *cy)
 			return;
 	}
 	cy->finished = true;
-	cy->elapsed_s = (double)(now_ms() - cy->t_start_ms) / 1000.0;
+	cy->elapsed_s = (double)((uint64_t)util_wall_ms() - cy->t_start_ms) / 1000.0;
 	/* Record failures where status can show them (no store job is running now). */
 	for (size_t i = 0; i < cy->n_types; i++) {
 		type_crawl *tc = &cy->types[i];
@@ -746,7 +709,7 @@ int sync_cycle_start(sync_cycle **out, const sync_env *env, sync_done_fn done, v
 	cy->env = *env;
 	cy->done = done;
 	cy->ud = ud;
-	cy->t_start_ms = now_ms();
+	cy->t_start_ms = (uint64_t)util_wall_ms();
 	cy->rng = cy->t_start_ms ^ ((uint64_t)getpid() << 32) ^ 0x9E3779B97F4A7C15ULL;
 	cy->n_types = cfg->n_fhir_resources;
 	cy->types = calloc(cy->n_types ? cy->n_types : 1, sizeof(*cy->types));

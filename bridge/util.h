@@ -1,0 +1,13 @@
+/*
+ * util — two small things the pull and the push both need.
+ */
+#pragma once
+
+#include <stdint.h>
+
+/* Replace *dst (freed) with a newly formatted string; NULL if out of memory. */
+void util_setf(char **dst, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Wall-clock time in milliseconds since the epoch (for stored times;
+ * intervals use the loop's monotonic uv_now()). */
+int64_t util_wall_ms(void);
