@@ -198,19 +198,13 @@ static const char *const ob_sql[OST__N] = {
 	[OST_ST_REVIEW] = "SELECT count(*) FROM review WHERE project = ?1 AND state = 0",
 };
 
-typedef struct project_entry {
-	char *name;
-	int64_t id;
-} project_entry;
-
 struct store_outbox {
 	sqlite3_stmt *stmt[OST__N];
 	EVP_MAC *mac;
 	EVP_MAC_CTX *mac_ctx;   /* HMAC-SHA-256 under the name-hash sub-key */
 	bool mac_failed;        /* an update failed since mac_begin() */
 
-	project_entry *projects; /* cleared on rollback */
-	size_t n_projects, cap_projects;
+	store_names projects;    /* cleared on rollback */
 
 	bool rec_valid;          /* the last record looked up; cleared on rollback */
 	int64_t rec_project, rec_id;
@@ -221,59 +215,14 @@ struct store_outbox {
 
 /* ---- small helpers ------------------------------------------------------ */
 
-static bool in_txn(const store *s)
-{
-	return !sqlite3_get_autocommit(s->db);
-}
-
 static int ob_stmt(store *s, enum ob_stmt_id id, sqlite3_stmt **out)
 {
-	store_outbox *ob = s->ob;
-	if (!ob->stmt[id]) {
-		int rc = sqlite3_prepare_v3(s->db, ob_sql[id], -1, SQLITE_PREPARE_PERSISTENT, &ob->stmt[id], NULL);
-		if (rc != SQLITE_OK) {
-			ob->stmt[id] = NULL;
-			return store__db_fail(s, rc, "cannot prepare a statement");
-		}
-	}
-	*out = ob->stmt[id];
-	return 0;
-}
-
-static void stmt_done(sqlite3_stmt *st)
-{
-	sqlite3_reset(st);
-	sqlite3_clear_bindings(st);
-}
-
-/* Run a cached statement that returns no row. */
-static int stmt_exec(store *s, sqlite3_stmt *st, const char *what)
-{
-	int rc = sqlite3_step(st);
-	stmt_done(st);
-	return rc == SQLITE_DONE ? 0 : store__db_fail(s, rc, what);
-}
-
-/* Run a cached statement returning one integer (NULL counts as "no row"). */
-static int stmt_int(store *s, sqlite3_stmt *st, const char *what, bool *found, int64_t *v)
-{
-	int rc = sqlite3_step(st);
-	*found = rc == SQLITE_ROW && sqlite3_column_type(st, 0) != SQLITE_NULL;
-	if (*found)
-		*v = sqlite3_column_int64(st, 0);
-	stmt_done(st);
-	return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : store__db_fail(s, rc, what);
+	return store__stmt_cached(s, &s->ob->stmt[id], ob_sql[id], out);
 }
 
 static void bind_text(sqlite3_stmt *st, int i, const char *str)
 {
 	sqlite3_bind_text(st, i, str, -1, SQLITE_STATIC);
-}
-
-static int prepare(store *s, const char *sql, sqlite3_stmt **st, const char *what)
-{
-	int rc = sqlite3_prepare_v2(s->db, sql, -1, st, NULL);
-	return rc == SQLITE_OK ? 0 : store__db_fail(s, rc, what);
 }
 
 static int bad_args(store *s, const char *fn)
@@ -290,18 +239,6 @@ static bool key_ok(const char *str, bool required)
 	if (required && !str[0])
 		return false;
 	return strnlen(str, OB_MAX_KEY_LEN + 1) <= OB_MAX_KEY_LEN;
-}
-
-/* Length of the longest prefix of str of at most max bytes ending on a UTF-8 boundary. */
-static size_t utf8_prefix(const char *str, size_t max)
-{
-	size_t len = strlen(str);
-	if (len <= max)
-		return len;
-	size_t n = max;
-	while (n > 0 && ((unsigned char)str[n] & 0xC0) == 0x80)
-		n--;
-	return n;
 }
 
 /* Unix seconds as a FHIR instant in UTC. */
@@ -349,9 +286,7 @@ static void ob_free(store_outbox *ob)
 		sqlite3_finalize(ob->stmt[i]);
 	EVP_MAC_CTX_free(ob->mac_ctx);
 	EVP_MAC_free(ob->mac);
-	for (size_t i = 0; i < ob->n_projects; i++)
-		free(ob->projects[i].name);
-	free(ob->projects);
+	store__names_free(&ob->projects);
 	/* The last record name (PHI) sits here. */
 	if (ob->rec_name.p)
 		OPENSSL_cleanse(ob->rec_name.p, ob->rec_name.cap);
@@ -372,9 +307,7 @@ void store__outbox_forget(store *s)
 	store_outbox *ob = s->ob;
 	if (!ob)
 		return;
-	for (size_t i = 0; i < ob->n_projects; i++)
-		free(ob->projects[i].name);
-	ob->n_projects = 0;
+	store__names_forget(&ob->projects);
 	ob->rec_valid = false;
 }
 
@@ -602,19 +535,15 @@ static int open_name(store *s, int64_t pid, sqlite3_stmt *st, int hash_col, int 
 static int project_id(store *s, const char *name, bool create, int64_t *id)
 {
 	store_outbox *ob = s->ob;
-	for (size_t i = 0; i < ob->n_projects; i++) {
-		if (strcmp(ob->projects[i].name, name) == 0) {
-			*id = ob->projects[i].id;
-			return 0;
-		}
-	}
+	if (store__names_find(&ob->projects, name, id))
+		return 0;
 	sqlite3_stmt *st = NULL;
 	bool found = false;
 	int rc = ob_stmt(s, OST_PROJECT_GET, &st);
 	if (rc)
 		return rc;
 	bind_text(st, 1, name);
-	if ((rc = stmt_int(s, st, "cannot look up a project", &found, id)) != 0)
+	if ((rc = store__stmt_int(s, st, "cannot look up a project", &found, id)) != 0)
 		return rc;
 	if (!found) {
 		if (!create) {
@@ -624,23 +553,11 @@ static int project_id(store *s, const char *name, bool create, int64_t *id)
 		if ((rc = ob_stmt(s, OST_PROJECT_ADD, &st)) != 0)
 			return rc;
 		bind_text(st, 1, name);
-		if ((rc = stmt_exec(s, st, "cannot add a project")) != 0)
+		if ((rc = store__stmt_exec(s, st, "cannot add a project")) != 0)
 			return rc;
 		*id = sqlite3_last_insert_rowid(s->db);
 	}
-	if (ob->n_projects == ob->cap_projects) {
-		size_t cap = ob->cap_projects ? ob->cap_projects * 2 : 8;
-		project_entry *p = realloc(ob->projects, cap * sizeof(*p));
-		if (!p)
-			return store__oom(s);
-		ob->projects = p;
-		ob->cap_projects = cap;
-	}
-	char *copy = strdup(name);
-	if (!copy)
-		return store__oom(s);
-	ob->projects[ob->n_projects++] = (project_entry){ copy, *id };
-	return 0;
+	return store__names_add(s, &ob->projects, name, *id);
 }
 
 /*
@@ -669,7 +586,7 @@ static int record_id(store *s, int64_t pid, const char *record, bool create, int
 		return rc;
 	sqlite3_bind_int64(st, 1, pid);
 	sqlite3_bind_blob(st, 2, hash, sizeof(hash), SQLITE_STATIC);
-	if ((rc = stmt_int(s, st, "cannot look up a record", &found, id)) != 0)
+	if ((rc = store__stmt_int(s, st, "cannot look up a record", &found, id)) != 0)
 		return rc;
 	if (!found) {
 		if (!create) {
@@ -685,7 +602,7 @@ static int record_id(store *s, int64_t pid, const char *record, bool create, int
 		sqlite3_bind_int64(st, 1, pid);
 		sqlite3_bind_blob(st, 2, hash, sizeof(hash), SQLITE_STATIC);
 		sqlite3_bind_blob(st, 3, ob->blob.p, (int)blob_len, SQLITE_STATIC);
-		if ((rc = stmt_exec(s, st, "cannot add a record")) != 0)
+		if ((rc = store__stmt_exec(s, st, "cannot add a record")) != 0)
 			return rc;
 		*id = sqlite3_last_insert_rowid(s->db);
 	}
@@ -724,7 +641,7 @@ static int wait_mark_impl(store *s, void *ud)
 	if (rc)
 		return rc;
 	sqlite3_bind_int64(st, 1, pid);
-	return stmt_exec(s, st, "cannot mark a patient for curation");
+	return store__stmt_exec(s, st, "cannot mark a patient for curation");
 }
 
 int store_waiting_mark(store *s, int64_t server, const char *patient)
@@ -746,10 +663,10 @@ int store_waiting_foreach(store *s, int64_t server, size_t limit, store_patient_
 	/* Prepared per call: cb may use the store, this very call included. CROSS JOIN walks
 	 * waiting in seq order and stops at limit; the other order would visit every patient
 	 * of the server and sort, at each batch of a curation run. */
-	int rc = prepare(s,
-			 "SELECT p.patient FROM waiting w CROSS JOIN patients p ON p.id = w.patient"
-			 " WHERE p.server = ?1 ORDER BY w.seq LIMIT ?2",
-			 &st, "cannot list the waiting patients");
+	int rc = store__prepare(s,
+				"SELECT p.patient FROM waiting w CROSS JOIN patients p ON p.id = w.patient"
+				" WHERE p.server = ?1 ORDER BY w.seq LIMIT ?2",
+				&st, "cannot list the waiting patients");
 	if (rc)
 		return rc;
 	sqlite3_bind_int64(st, 1, server);
@@ -777,7 +694,7 @@ int store_waiting_count(store *s, int64_t server, int64_t *n)
 	if ((rc = ob_stmt(s, OST_WAIT_COUNT, &st)) != 0)
 		return rc;
 	sqlite3_bind_int64(st, 1, server);
-	return stmt_int(s, st, "cannot count the waiting patients", &found, n);
+	return store__stmt_int(s, st, "cannot count the waiting patients", &found, n);
 }
 
 static int wait_clear_impl(store *s, void *ud)
@@ -793,7 +710,7 @@ static int wait_clear_impl(store *s, void *ud)
 	if (rc)
 		return rc;
 	sqlite3_bind_int64(st, 1, pid);
-	return stmt_exec(s, st, "cannot clear a waiting patient");
+	return store__stmt_exec(s, st, "cannot clear a waiting patient");
 }
 
 int store_waiting_clear(store *s, int64_t server, const char *patient)
@@ -814,7 +731,7 @@ static int wait_all_impl(store *s, void *ud)
 	if (rc)
 		return rc;
 	sqlite3_bind_int64(st, 1, *(const int64_t *)ud);
-	return stmt_exec(s, st, "cannot mark every patient for curation");
+	return store__stmt_exec(s, st, "cannot mark every patient for curation");
 }
 
 int store_waiting_all(store *s, int64_t server)
@@ -833,40 +750,17 @@ int store_foreach_patient_resource(store *s, int64_t server, const char *patient
 		return 0;
 	if (rc)
 		return rc;
+	/* The columns store__foreach_row reads; every row is this patient's, so ?2 fills the patient column. */
 	sqlite3_stmt *st = NULL;
-	if ((rc = prepare(s,
-			  "SELECT t.name, r.id, r.version_id, r.last_updated, r.body"
-			  " FROM resources r INDEXED BY resources_patient JOIN types t ON t.id = r.type"
-			  " WHERE r.patient = ?1 ORDER BY t.name, r.id",
-			  &st, "cannot list a patient's resources")) != 0)
+	if ((rc = store__prepare(s,
+				 "SELECT t.name, r.id, r.version_id, r.last_updated, ?2, r.server, r.body"
+				 " FROM resources r INDEXED BY resources_patient JOIN types t ON t.id = r.type"
+				 " WHERE r.patient = ?1 ORDER BY t.name, r.id",
+				 &st, "cannot list a patient's resources")) != 0)
 		return rc;
 	sqlite3_bind_int64(st, 1, pid);
-	store_buf plain = { 0 };
-	int src;
-	while ((src = sqlite3_step(st)) == SQLITE_ROW) {
-		const char *t = col_text(st, 0);
-		const char *id = col_text(st, 1);
-		const char *vid = col_text(st, 2);
-		const char *lu = col_text(st, 3);
-		size_t len = 0;
-		if (!t || !id) {
-			rc = sqlite3_errcode(s->db) == SQLITE_NOMEM ? store__oom(s) : STORE_E_DB;
-			if (rc == STORE_E_DB)
-				store__seterr(s, "a resource row without type or id in the store %s", s->db_path);
-			break;
-		}
-		rc = store__open_body(s, server, t, id, vid ? vid : "", sqlite3_column_blob(st, 4),
-				      (size_t)sqlite3_column_bytes(st, 4), &plain, &len);
-		if (rc || (rc = cb(ud, t, id, vid ? vid : "", lu ? lu : "", patient, (const char *)plain.p, len)) != 0)
-			break;
-	}
-	if (rc == 0 && src != SQLITE_DONE)
-		rc = store__db_fail(s, src, "cannot list a patient's resources");
-	sqlite3_finalize(st);
-	if (plain.p)
-		OPENSSL_cleanse(plain.p, plain.cap);
-	store__buf_free(&plain);
-	return rc;
+	bind_text(st, 2, patient);
+	return store__foreach_row(s, st, cb, ud, "cannot list a patient's resources");
 }
 
 /* ---- per-project key/value ---------------------------------------------- */
@@ -895,7 +789,7 @@ int store_project_get(store *s, const char *project, const char *key, char **val
 		rc = STORE_E_NOTFOUND;
 	} else if (src != SQLITE_ROW)
 		rc = store__db_fail(s, src, "cannot read a project setting");
-	stmt_done(st);
+	store__stmt_done(st);
 	return rc;
 }
 
@@ -918,7 +812,7 @@ static int kv_set_impl(store *s, void *ud)
 	bind_text(st, 2, a->key);
 	if (!del)
 		bind_text(st, 3, a->value);
-	return stmt_exec(s, st, "cannot write a project setting");
+	return store__stmt_exec(s, st, "cannot write a project setting");
 }
 
 int store_project_set(store *s, const char *project, const char *key, const char *value)
@@ -962,7 +856,7 @@ static int mrn_set_impl(store *s, void *ud)
 	sqlite3_bind_int64(st, 1, pid);
 	if (!del)
 		sqlite3_bind_blob(st, 2, h, sizeof(h), SQLITE_STATIC);
-	return stmt_exec(s, st, "cannot record an MRN");
+	return store__stmt_exec(s, st, "cannot record an MRN");
 }
 
 int store_mrn_set(store *s, int64_t server, const char *patient, const char *mrn)
@@ -991,7 +885,7 @@ int store_mrn_count(store *s, int64_t server, const char *mrn, int64_t *n)
 		return rc;
 	sqlite3_bind_blob(st, 1, h, sizeof(h), SQLITE_STATIC);
 	sqlite3_bind_int64(st, 2, server);
-	return stmt_int(s, st, "cannot count an MRN's patients", &found, n);
+	return store__stmt_int(s, st, "cannot count an MRN's patients", &found, n);
 }
 
 json_t *store_mrn_patients(store *s, int64_t server, const char *mrn)
@@ -1019,7 +913,7 @@ json_t *store_mrn_patients(store *s, int64_t server, const char *mrn)
 			rc = store__oom(s);
 	if (rc == 0 && src != SQLITE_DONE)
 		rc = store__db_fail(s, src, "cannot list an MRN's patients");
-	stmt_done(st);
+	store__stmt_done(st);
 	if (rc) {
 		json_decref(arr);
 		return NULL;
@@ -1045,7 +939,7 @@ static int refusal_set_impl(store *s, void *ud)
 	bind_text(st, 2, a->patient);
 	bind_text(st, 3, a->reason);
 	sqlite3_bind_int64(st, 4, store__now(s));
-	return stmt_exec(s, st, "cannot record a refused patient");
+	return store__stmt_exec(s, st, "cannot record a refused patient");
 }
 
 int store_refusal_set(store *s, const char *project, const char *patient, const char *reason)
@@ -1071,7 +965,7 @@ static int refusal_clear_impl(store *s, void *ud)
 		return rc;
 	sqlite3_bind_int64(st, 1, pid);
 	bind_text(st, 2, a->patient);
-	return stmt_exec(s, st, "cannot clear a refused patient");
+	return store__stmt_exec(s, st, "cannot clear a refused patient");
 }
 
 int store_refusal_clear(store *s, const char *project, const char *patient)
@@ -1111,13 +1005,13 @@ static int instance_impl(store *s, void *ud)
 	bind_instance_key(st, rid, a);
 	bind_text(st, 4, a->src_type);
 	bind_text(st, 5, a->src_id);
-	if ((rc = stmt_int(s, st, "cannot look up an instance", &found, a->instance)) != 0 || found)
+	if ((rc = store__stmt_int(s, st, "cannot look up an instance", &found, a->instance)) != 0 || found)
 		return rc;
 	/* A new source: the next number. BEGIN IMMEDIATE keeps other writers out until commit. */
 	if ((rc = ob_stmt(s, OST_INST_MAX, &st)) != 0)
 		return rc;
 	bind_instance_key(st, rid, a);
-	if ((rc = stmt_int(s, st, "cannot look up an instance", &found, &max)) != 0)
+	if ((rc = store__stmt_int(s, st, "cannot look up an instance", &found, &max)) != 0)
 		return rc;
 	*a->instance = found ? max + 1 : 1;
 	if ((rc = ob_stmt(s, OST_INST_ADD, &st)) != 0)
@@ -1126,7 +1020,7 @@ static int instance_impl(store *s, void *ud)
 	bind_text(st, 4, a->src_type);
 	bind_text(st, 5, a->src_id);
 	sqlite3_bind_int64(st, 6, *a->instance);
-	return stmt_exec(s, st, "cannot assign an instance");
+	return store__stmt_exec(s, st, "cannot assign an instance");
 }
 
 int store_instance(store *s, const char *project, const char *record, const char *event, const char *instrument,
@@ -1197,7 +1091,7 @@ static int outbox_put_ids(store *s, int64_t pid, int64_t rid, const char *event,
 		gen = sqlite3_column_int64(st, 1);
 		same = hash_equal(st, 2, h);
 	}
-	stmt_done(st);
+	store__stmt_done(st);
 	if (!found && src != SQLITE_DONE)
 		return store__db_fail(s, src, "cannot look up an outbox row");
 	if (same)
@@ -1224,7 +1118,7 @@ static int outbox_put_ids(store *s, int64_t pid, int64_t rid, const char *event,
 		sqlite3_bind_blob(st, 7, ob->blob.p, (int)blob_len, SQLITE_STATIC);
 		sqlite3_bind_int64(st, 8, store__now(s));
 	}
-	if ((rc = stmt_exec(s, st, "cannot write an outbox row")) != 0)
+	if ((rc = store__stmt_exec(s, st, "cannot write an outbox row")) != 0)
 		return rc;
 	*changed = 1;
 	return 0;
@@ -1345,7 +1239,7 @@ int store_outbox_due(store *s, const char *project, int64_t now_ms, size_t limit
 	}
 	if (rc == 0 && src != SQLITE_DONE)
 		rc = store__db_fail(s, src, "cannot read the outbox");
-	stmt_done(st);
+	store__stmt_done(st);
 	if (rc) {
 		store_outbox_rows_free(v, cnt);
 		return rc;
@@ -1369,7 +1263,7 @@ int store_outbox_next_due(store *s, const char *project, int64_t *next_at_ms)
 	if ((rc = project_id(s, project, false, &pid)) != 0 || (rc = ob_stmt(s, OST_OB_NEXT, &st)) != 0)
 		return rc;
 	sqlite3_bind_int64(st, 1, pid);
-	if ((rc = stmt_int(s, st, "cannot read the outbox", &found, next_at_ms)) != 0)
+	if ((rc = store__stmt_int(s, st, "cannot read the outbox", &found, next_at_ms)) != 0)
 		return rc;
 	if (!found) {
 		store__seterr(s, "nothing pending for project %s", project);
@@ -1404,7 +1298,7 @@ static int mark_impl(store *s, void *ud)
 		sqlite3_bind_text(st, 3, a->text, (int)a->text_len, SQLITE_STATIC);
 		sqlite3_bind_int64(st, 4, store__now(s));
 	}
-	if ((rc = stmt_exec(s, st, "cannot update an outbox row")) != 0 || sqlite3_changes(s->db) > 0)
+	if ((rc = store__stmt_exec(s, st, "cannot update an outbox row")) != 0 || sqlite3_changes(s->db) > 0)
 		return rc;
 	/* Nothing changed: a stale gen or state (fine), or no such row. */
 	bool found = false;
@@ -1412,7 +1306,7 @@ static int mark_impl(store *s, void *ud)
 	if ((rc = ob_stmt(s, OST_OB_EXISTS, &st)) != 0)
 		return rc;
 	sqlite3_bind_int64(st, 1, a->id);
-	if ((rc = stmt_int(s, st, "cannot read the outbox", &found, &one)) != 0)
+	if ((rc = store__stmt_int(s, st, "cannot read the outbox", &found, &one)) != 0)
 		return rc;
 	if (!found) {
 		store__seterr(s, "no outbox row %lld", (long long)a->id);
@@ -1441,8 +1335,8 @@ int store_outbox_retry(store *s, int64_t id, int64_t gen, int64_t next_at_ms, co
 {
 	if (!error)
 		error = "";
-	mark_args a = { .stmt = OST_OB_RETRY, .id = id, .gen = gen, .next_at = next_at_ms, .text = error,
-			.text_len = utf8_prefix(error, OB_MAX_ERROR_LEN) };
+	mark_args a = { .stmt = OST_OB_RETRY, .id = id, .gen = gen, .next_at = next_at_ms, .text = error };
+	a.text_len = store__utf8_prefix(error, strlen(error), OB_MAX_ERROR_LEN);
 	return mark(s, "store_outbox_retry", &a);
 }
 
@@ -1485,7 +1379,7 @@ static int release_impl(store *s, void *ud)
 	sqlite3_bind_int64(st, 2, store__now(s));
 	if (a->record)
 		sqlite3_bind_int64(st, 3, rid);
-	if ((rc = stmt_exec(s, st, "cannot release held rows")) != 0)
+	if ((rc = store__stmt_exec(s, st, "cannot release held rows")) != 0)
 		return rc;
 	*a->n = sqlite3_changes(s->db);
 	return 0;
@@ -1552,7 +1446,7 @@ static int status_held(store *s, int64_t pid, size_t limit, json_t *arr)
 	}
 	if (rc == 0 && src != SQLITE_DONE)
 		rc = store__db_fail(s, src, "cannot read the held rows");
-	stmt_done(st);
+	store__stmt_done(st);
 	return rc;
 }
 
@@ -1573,7 +1467,7 @@ static int status_refused(store *s, int64_t pid, json_t *arr)
 	}
 	if (rc == 0 && src != SQLITE_DONE)
 		rc = store__db_fail(s, src, "cannot read the refused patients");
-	stmt_done(st);
+	store__stmt_done(st);
 	return rc;
 }
 
@@ -1586,7 +1480,7 @@ static int count1(store *s, enum ob_stmt_id id, int64_t pid, int64_t *n)
 		return rc;
 	sqlite3_bind_int64(st, 1, pid);
 	*n = 0;
-	return stmt_int(s, st, "cannot read the outbox status", &found, n);
+	return store__stmt_int(s, st, "cannot read the outbox status", &found, n);
 }
 
 /* One project's figures. */
@@ -1603,7 +1497,7 @@ static int status_project(store *s, int64_t pid, size_t held_limit, json_t *o)
 		pending = sqlite3_column_int64(st, 0);
 		held = sqlite3_column_int64(st, 1);
 	}
-	stmt_done(st);
+	store__stmt_done(st);
 	if (src != SQLITE_ROW)
 		return store__db_fail(s, src, "cannot read the outbox status");
 	json_t *rows = json_array(), *refused = json_array();
@@ -1629,18 +1523,15 @@ json_t *store_outbox_status_json(store *s, size_t held_limit)
 	if (ob_init(s) != 0)
 		return NULL;
 	json_t *root = json_object(), *projects = json_object();
-	bool own = !in_txn(s);
+	bool own = false;
 	sqlite3_stmt *st = NULL;
 	int rc = 0, src;
 	if (!root || !projects || json_object_set(root, "projects", projects) != 0) {
 		rc = store__oom(s);
 		goto out;
 	}
-	/* One read transaction: all figures from the same snapshot. */
-	if (own && (src = sqlite3_exec(s->db, "BEGIN", NULL, NULL, NULL)) != SQLITE_OK) {
-		rc = store__db_fail(s, src, "cannot read the outbox status");
+	if ((rc = store__snapshot_begin(s, "cannot read the outbox status", &own)) != 0)
 		goto out;
-	}
 	if ((rc = ob_stmt(s, OST_ST_PROJECTS, &st)) != 0)
 		goto out;
 	while ((src = sqlite3_step(st)) == SQLITE_ROW) {
@@ -1655,10 +1546,9 @@ json_t *store_outbox_status_json(store *s, size_t held_limit)
 	}
 	if (rc == 0 && src != SQLITE_DONE)
 		rc = store__db_fail(s, src, "cannot read the outbox status");
-	stmt_done(st);
+	store__stmt_done(st);
 out:
-	if (own && s->db && in_txn(s))
-		sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL);
+	store__snapshot_end(s, own);
 	json_decref(projects);
 	if (rc) {
 		json_decref(root);
@@ -1690,7 +1580,7 @@ static int prov_put_ids(store *s, int64_t rid, const char *event, const char *in
 	bind_text(st, 8, e->res_id);
 	bind_text(st, 9, e->res_version);
 	sqlite3_bind_int64(st, 10, store__now(s));
-	return stmt_exec(s, st, "cannot record provenance");
+	return store__stmt_exec(s, st, "cannot record provenance");
 }
 
 typedef struct prov_args {
@@ -1771,7 +1661,7 @@ json_t *store_provenance_get(store *s, const char *project, const char *record, 
 	}
 	if (rc == 0 && src != SQLITE_DONE)
 		rc = store__db_fail(s, src, "cannot read provenance");
-	stmt_done(st);
+	store__stmt_done(st);
 	if (rc) {
 		json_decref(arr);
 		return NULL;
@@ -1821,7 +1711,7 @@ static int review_put_impl(store *s, void *ud)
 		old = sqlite3_column_int64(st, 0);
 		same = hash_equal(st, 1, h);
 	}
-	stmt_done(st);
+	store__stmt_done(st);
 	if (!found && src != SQLITE_DONE)
 		return store__db_fail(s, src, "cannot look up a review entry");
 	if (same) {
@@ -1831,14 +1721,14 @@ static int review_put_impl(store *s, void *ud)
 			return rc;
 		sqlite3_bind_int64(st, 1, old);
 		bind_text(st, 2, a->provenance);
-		return stmt_exec(s, st, "cannot update a review entry");
+		return store__stmt_exec(s, st, "cannot update a review entry");
 	}
 	/* A new payload: a new entry (new id) replaces the old one, whatever its state. */
 	if (found) {
 		if ((rc = ob_stmt(s, OST_REV_DEL, &st)) != 0)
 			return rc;
 		sqlite3_bind_int64(st, 1, old);
-		if ((rc = stmt_exec(s, st, "cannot replace a review entry")) != 0)
+		if ((rc = store__stmt_exec(s, st, "cannot replace a review entry")) != 0)
 			return rc;
 	}
 	if ((rc = aad_row(s, AAD_TAG_REVIEW, rid, a->event, a->instrument, a->instance, 0, &aad_len)) != 0 ||
@@ -1853,7 +1743,7 @@ static int review_put_impl(store *s, void *ud)
 	sqlite3_bind_blob(st, 7, ob->blob.p, (int)blob_len, SQLITE_STATIC);
 	bind_text(st, 8, a->provenance);
 	sqlite3_bind_int64(st, 9, store__now(s));
-	if ((rc = stmt_exec(s, st, "cannot queue a review entry")) != 0)
+	if ((rc = store__stmt_exec(s, st, "cannot queue a review entry")) != 0)
 		return rc;
 	*a->changed = 1;
 	return 0;
@@ -1965,12 +1855,13 @@ json_t *store_review_list(store *s, const char *project, int state)
 		store__oom(s);
 		return NULL;
 	}
-	int rc = prepare(s,
-			 "SELECT v.id, p.name, v.project, r.record_hash, r.name, v.record, v.event, v.instrument,"
-			 " v.instance, v.payload, v.provenance, v.state, v.queued_at, v.decided_at, v.decided_by"
-			 " FROM review v JOIN projects p ON p.id = v.project JOIN records r ON r.id = v.record"
-			 " WHERE (?1 IS NULL OR p.name = ?1) AND (?2 < 0 OR v.state = ?2) ORDER BY v.id",
-			 &st, "cannot read the review queue");
+	int rc = store__prepare(s,
+				"SELECT v.id, p.name, v.project, r.record_hash, r.name, v.record, v.event,"
+				" v.instrument, v.instance, v.payload, v.provenance, v.state, v.queued_at,"
+				" v.decided_at, v.decided_by"
+				" FROM review v JOIN projects p ON p.id = v.project JOIN records r ON r.id = v.record"
+				" WHERE (?1 IS NULL OR p.name = ?1) AND (?2 < 0 OR v.state = ?2) ORDER BY v.id",
+				&st, "cannot read the review queue");
 	if (rc) {
 		json_decref(arr);
 		return NULL;
@@ -2050,7 +1941,7 @@ static int decide_accept(store *s, sqlite3_stmt *st)
 		rc = unseal(s, aad_len, sqlite3_column_blob(st, 5), (size_t)sqlite3_column_bytes(st, 5), "review entry",
 			    &payload, &len);
 	/* st is done with: the writes below use other statements. */
-	stmt_done(st);
+	store__stmt_done(st);
 	if (!rc)
 		rc = outbox_put_ids(s, pid, rid, event, instrument, instance, payload, len, &changed);
 	if (!rc)
@@ -2072,7 +1963,7 @@ static int decide_impl(store *s, void *ud)
 	sqlite3_bind_int64(st, 1, a->id);
 	int src = sqlite3_step(st);
 	if (src != SQLITE_ROW) {
-		stmt_done(st);
+		store__stmt_done(st);
 		if (src != SQLITE_DONE)
 			return store__db_fail(s, src, "cannot read a review entry");
 		store__seterr(s, "no review entry %lld is waiting for a decision", (long long)a->id);
@@ -2081,14 +1972,14 @@ static int decide_impl(store *s, void *ud)
 	if (a->accept)
 		rc = decide_accept(s, st);
 	else
-		stmt_done(st);
+		store__stmt_done(st);
 	if (rc || (rc = ob_stmt(s, OST_REV_DECIDE, &st)) != 0)
 		return rc;
 	sqlite3_bind_int64(st, 1, a->id);
 	sqlite3_bind_int(st, 2, a->accept ? STORE_REVIEW_ACCEPTED : STORE_REVIEW_REJECTED);
 	sqlite3_bind_int64(st, 3, store__now(s));
 	bind_text(st, 4, a->actor);
-	return stmt_exec(s, st, "cannot record a review decision");
+	return store__stmt_exec(s, st, "cannot record a review decision");
 }
 
 int store_review_decide(store *s, int64_t id, bool accept, const char *actor)
@@ -2143,7 +2034,7 @@ static int prov_clear_impl(store *s, void *ud)
 	bind_text(st, 3, a->row.event);
 	bind_text(st, 4, a->row.instrument);
 	sqlite3_bind_int64(st, 5, a->row.instance);
-	if ((rc = stmt_exec(s, st, "cannot clear provenance")) == 0)
+	if ((rc = store__stmt_exec(s, st, "cannot clear provenance")) == 0)
 		*a->existed = sqlite3_changes(s->db) > 0;
 	return rc;
 }

@@ -18,10 +18,19 @@
 #include "offline-store/crypto.h"
 #include "offline-store/store.h"
 
-typedef struct type_entry {
-	char *name;
-	int64_t id;
-} type_entry;
+/*
+ * name -> id of rows that are never deleted (resource types, projects), so
+ * that a name costs a string compare, not a query. Forgotten on rollback:
+ * ids made in the rolled back transaction are gone.
+ */
+typedef struct store_names {
+	struct store_name {
+		char *name;
+		int64_t id;
+	} *v;
+	size_t n, cap;
+	size_t last; /* the last one found: runs of one name cost one compare */
+} store_names;
 
 /* A growable byte buffer; grows by doubling, never shrinks until freed. */
 typedef struct store_buf {
@@ -42,9 +51,7 @@ struct store {
 	store_crypto crypto;
 	sqlite3_stmt *stmt[STORE_N_STMT];
 
-	/* name -> id of rows in types; cleared on rollback (ids may vanish) */
-	type_entry *types;
-	size_t n_types, cap_types, last_type;
+	store_names types; /* rows of types */
 
 	/* the last interned patient; cleared on rollback */
 	bool pat_valid;
@@ -66,8 +73,41 @@ __attribute__((format(printf, 2, 3))) void store__seterr(store *s, const char *f
 /* Record an SQLite failure of `what`; returns the store's code for rc. */
 int store__db_fail(store *s, int rc, const char *what);
 int store__oom(store *s);
+
+/* sql prepared once per handle (SQLITE_PREPARE_PERSISTENT) and kept in *slot. */
+int store__stmt_cached(store *s, sqlite3_stmt **slot, const char *sql, sqlite3_stmt **out);
+/* A statement for one call, which the caller finalizes: a callback fed from it may use the store. */
+int store__prepare(store *s, const char *sql, sqlite3_stmt **st, const char *what);
+/* Ready a cached statement for its next use: reset, bindings cleared. */
+void store__stmt_done(sqlite3_stmt *st);
+/* Run a cached statement that returns no row. */
+int store__stmt_exec(store *s, sqlite3_stmt *st, const char *what);
+/* Run a cached statement returning one integer (NULL counts as "no row"). */
+int store__stmt_int(store *s, sqlite3_stmt *st, const char *what, bool *found, int64_t *v);
+/*
+ * Hand each row of st (a store__prepare statement, finalized here) to cb:
+ * columns type, id, versionId, lastUpdated, patient, server and the body
+ * blob, opened here. Returns 0, cb's first non-zero answer, or an error.
+ */
+int store__foreach_row(store *s, sqlite3_stmt *st, store_resource_cb cb, void *ud, const char *what);
+
+/* A read transaction unless one is open (*own: we opened it): a report's figures from one snapshot. */
+int store__snapshot_begin(store *s, const char *what, bool *own);
+void store__snapshot_end(store *s, bool own);
+
 int store__buf_reserve(store_buf *b, size_t n);
 void store__buf_free(store_buf *b);
+/* Length of the longest prefix of str (length len) of at most max bytes that ends on a UTF-8 boundary. */
+size_t store__utf8_prefix(const char *str, size_t len, size_t max);
+
+/* Is name in c? *id its id. */
+bool store__names_find(store_names *c, const char *name, int64_t *id);
+/* Remember name -> id in c. */
+int store__names_add(store *s, store_names *c, const char *name, int64_t id);
+/* Forget every name (a rollback); store__names_free frees c. */
+void store__names_forget(store_names *c);
+void store__names_free(store_names *c);
+
 /* A JSON string of possibly invalid UTF-8 (bad bytes become '?'); NULL only on OOM. */
 json_t *store__jstr(const char *str);
 /* Unix seconds of the open transaction (store_begin), else now. */

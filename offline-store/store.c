@@ -205,17 +205,29 @@ static int oom(store *s)
 	return -ENOMEM;
 }
 
+/* sql prepared once per handle and kept in *slot (store.c's and outbox.c's caches). */
+static int stmt_cached(store *s, sqlite3_stmt **slot, const char *sql, sqlite3_stmt **out)
+{
+	int rc = SQLITE_OK;
+
+	if (!*slot)
+		rc = sqlite3_prepare_v3(s->db, sql, -1, SQLITE_PREPARE_PERSISTENT, slot, NULL);
+	if (rc != SQLITE_OK)
+		*slot = NULL;
+	*out = *slot;
+	return rc == SQLITE_OK ? 0 : db_fail(s, rc, "cannot prepare a statement");
+}
+
 static int stmt_get(store *s, enum stmt_id id, sqlite3_stmt **out)
 {
-	if (!s->stmt[id]) {
-		int rc = sqlite3_prepare_v3(s->db, stmt_sql[id], -1, SQLITE_PREPARE_PERSISTENT, &s->stmt[id], NULL);
-		if (rc != SQLITE_OK) {
-			s->stmt[id] = NULL;
-			return db_fail(s, rc, "cannot prepare a statement");
-		}
-	}
-	*out = s->stmt[id];
-	return 0;
+	return stmt_cached(s, &s->stmt[id], stmt_sql[id], out);
+}
+
+/* A statement for one call (the caller finalizes it): a callback fed from it may use the store. */
+static int prepare(store *s, const char *sql, sqlite3_stmt **st, const char *what)
+{
+	int rc = sqlite3_prepare_v2(s->db, sql, -1, st, NULL);
+	return rc == SQLITE_OK ? 0 : db_fail(s, rc, what);
 }
 
 static void stmt_done(sqlite3_stmt *st)
@@ -232,6 +244,17 @@ static int stmt_exec(store *s, sqlite3_stmt *st, const char *what)
 	if (rc != SQLITE_DONE)
 		return db_fail(s, rc, what);
 	return 0;
+}
+
+/* Run a cached statement returning one integer (NULL counts as "no row"). */
+static int stmt_int(store *s, sqlite3_stmt *st, const char *what, bool *found, int64_t *v)
+{
+	int rc = sqlite3_step(st);
+	*found = rc == SQLITE_ROW && sqlite3_column_type(st, 0) != SQLITE_NULL;
+	if (*found)
+		*v = sqlite3_column_int64(st, 0);
+	stmt_done(st);
+	return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : db_fail(s, rc, what);
 }
 
 static int exec_sql(store *s, const char *sql, const char *what)
@@ -269,13 +292,75 @@ static int check_writable(store *s, const char *what)
 	return 0;
 }
 
+/*
+ * One read transaction unless the caller has one open (*own: we opened it),
+ * so that a report's figures all come from the same snapshot.
+ */
+static int snapshot_begin(store *s, const char *what, bool *own)
+{
+	*own = !in_txn(s);
+	return *own ? exec_sql(s, "BEGIN", what) : 0;
+}
+
+static void snapshot_end(store *s, bool own)
+{
+	if (own && s->db && in_txn(s))
+		sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL);
+}
+
+static bool names_find(store_names *c, const char *name, int64_t *id)
+{
+	if (c->last < c->n && strcmp(c->v[c->last].name, name) == 0) {
+		*id = c->v[c->last].id;
+		return true;
+	}
+	for (size_t i = 0; i < c->n; i++) {
+		if (strcmp(c->v[i].name, name) == 0) {
+			c->last = i;
+			*id = c->v[i].id;
+			return true;
+		}
+	}
+	return false;
+}
+
+static int names_add(store *s, store_names *c, const char *name, int64_t id)
+{
+	if (c->n == c->cap) {
+		size_t cap = c->cap ? c->cap * 2 : 16;
+		struct store_name *v = realloc(c->v, cap * sizeof(*v));
+		if (!v)
+			return oom(s);
+		c->v = v;
+		c->cap = cap;
+	}
+	char *copy = strdup(name);
+	if (!copy)
+		return oom(s);
+	c->v[c->n] = (struct store_name){ copy, id };
+	c->last = c->n++;
+	return 0;
+}
+
+static void names_forget(store_names *c)
+{
+	for (size_t i = 0; i < c->n; i++)
+		free(c->v[i].name);
+	c->n = 0;
+	c->last = 0;
+}
+
+static void names_free(store_names *c)
+{
+	names_forget(c);
+	free(c->v);
+	*c = (store_names){ 0 };
+}
+
 /* Forget cached ids: after a rollback rows they name may be gone. */
 static void caches_clear(store *s)
 {
-	for (size_t i = 0; i < s->n_types; i++)
-		free(s->types[i].name);
-	s->n_types = 0;
-	s->last_type = 0;
+	names_forget(&s->types);
 	s->pat_valid = false;
 	store__outbox_forget(s);
 }
@@ -716,7 +801,7 @@ void store_close(store *s)
 	sqlite3_close_v2(s->db); /* the last connection checkpoints and removes the WAL */
 	store_crypto_deinit(&s->crypto);
 	caches_clear(s);
-	free(s->types);
+	names_free(&s->types);
 	buf_free(&s->pat_name);
 	buf_free(&s->blob);
 	buf_free(&s->aad);
@@ -813,14 +898,9 @@ int store_server_id(store *s, const char *base_url, int64_t *id)
 	if (rc)
 		return rc;
 	sqlite3_bind_text(st, 1, base_url, -1, SQLITE_STATIC);
-	int src = sqlite3_step(st);
-	if (src == SQLITE_ROW)
-		*id = sqlite3_column_int64(st, 0);
-	stmt_done(st);
-	if (src == SQLITE_ROW)
-		return 0;
-	if (src != SQLITE_DONE)
-		return db_fail(s, src, "cannot look up the server");
+	bool found = false;
+	if ((rc = stmt_int(s, st, "cannot look up the server", &found, id)) != 0 || found)
+		return rc;
 	if (s->mode == STORE_RO) {
 		seterr(s, "the store %s has no data from this server yet", s->db_path);
 		return STORE_E_NOTFOUND;
@@ -837,29 +917,17 @@ int store_server_id(store *s, const char *base_url, int64_t *id)
 /* The id of a type name; create it if `create`, else STORE_E_NOTFOUND. */
 static int type_id(store *s, const char *name, bool create, int64_t *id)
 {
-	if (s->last_type < s->n_types && strcmp(s->types[s->last_type].name, name) == 0) {
-		*id = s->types[s->last_type].id;
+	if (names_find(&s->types, name, id))
 		return 0;
-	}
-	for (size_t i = 0; i < s->n_types; i++) {
-		if (strcmp(s->types[i].name, name) == 0) {
-			s->last_type = i;
-			*id = s->types[i].id;
-			return 0;
-		}
-	}
 	sqlite3_stmt *st;
+	bool found = false;
 	int rc = stmt_get(s, ST_TYPE_GET, &st);
 	if (rc)
 		return rc;
 	sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
-	int src = sqlite3_step(st);
-	if (src == SQLITE_ROW)
-		*id = sqlite3_column_int64(st, 0);
-	stmt_done(st);
-	if (src != SQLITE_ROW && src != SQLITE_DONE)
-		return db_fail(s, src, "cannot look up a resource type");
-	if (src == SQLITE_DONE) {
+	if ((rc = stmt_int(s, st, "cannot look up a resource type", &found, id)) != 0)
+		return rc;
+	if (!found) {
 		if (!create) {
 			seterr(s, "no %s resources in the store", name);
 			return STORE_E_NOTFOUND;
@@ -871,20 +939,7 @@ static int type_id(store *s, const char *name, bool create, int64_t *id)
 			return rc;
 		*id = sqlite3_last_insert_rowid(s->db);
 	}
-	if (s->n_types == s->cap_types) {
-		size_t cap = s->cap_types ? s->cap_types * 2 : 16;
-		type_entry *t = realloc(s->types, cap * sizeof(*t));
-		if (!t)
-			return oom(s);
-		s->types = t;
-		s->cap_types = cap;
-	}
-	char *copy = strdup(name);
-	if (!copy)
-		return oom(s);
-	s->types[s->n_types] = (type_entry){ copy, *id };
-	s->last_type = s->n_types++;
-	return 0;
+	return names_add(s, &s->types, name, *id);
 }
 
 /* The interned id of (server, patient); made if create, else STORE_E_NOTFOUND. */
@@ -901,11 +956,10 @@ static int patient_id(store *s, int64_t server, const char *patient, bool create
 		return rc;
 	sqlite3_bind_int64(st, 1, server);
 	sqlite3_bind_text(st, 2, patient, (int)len, SQLITE_STATIC);
-	int src = sqlite3_step(st);
-	if (src == SQLITE_ROW)
-		*id = sqlite3_column_int64(st, 0);
-	stmt_done(st);
-	if (src == SQLITE_DONE) {
+	bool found = false;
+	if ((rc = stmt_int(s, st, "cannot look up a patient", &found, id)) != 0)
+		return rc;
+	if (!found) {
 		if (!create) {
 			seterr(s, "no such patient in the store");
 			return STORE_E_NOTFOUND;
@@ -917,8 +971,6 @@ static int patient_id(store *s, int64_t server, const char *patient, bool create
 		if ((rc = stmt_exec(s, st, "cannot add a patient")) != 0)
 			return rc;
 		*id = sqlite3_last_insert_rowid(s->db);
-	} else if (src != SQLITE_ROW) {
-		return db_fail(s, src, "cannot look up a patient");
 	}
 	s->pat_valid = false;
 	if (buf_reserve(&s->pat_name, len + 1) == 0) {
@@ -1232,27 +1284,16 @@ int store_get_resource(store *s, int64_t server, const char *type, const char *i
 	return 0;
 }
 
-int store_foreach_resource(store *s, int64_t server, const char *type, int want_body, store_resource_cb cb,
-			   void *ud)
+/*
+ * Hand each row of st to cb, then finalize st. The columns: type, id,
+ * versionId, lastUpdated, patient, server and the body blob, opened here
+ * when want_body. what names the listing in errors. Returns 0, the first
+ * non-zero answer of cb, or an error.
+ */
+static int foreach_row(store *s, sqlite3_stmt *st, bool want_body, store_resource_cb cb, void *ud, const char *what)
 {
-	char sql[768];
-	snprintf(sql, sizeof(sql),
-		 "SELECT t.name, r.id, r.version_id, r.last_updated, p.patient, r.server, %s"
-		 " FROM resources r JOIN types t ON t.id = r.type LEFT JOIN patients p ON p.id = r.patient"
-		 " WHERE %s AND %s ORDER BY r.id, r.server",
-		 want_body ? "r.body" : "NULL", server > 0 ? "r.server = ?1" : "?1 IS NOT NULL",
-		 type ? "t.name = ?2" : "?2 IS NULL");
-	sqlite3_stmt *st = NULL;
-	int src = sqlite3_prepare_v2(s->db, sql, -1, &st, NULL);
-	if (src != SQLITE_OK)
-		return db_fail(s, src, "cannot list resources");
-	sqlite3_bind_int64(st, 1, server);
-	if (type)
-		sqlite3_bind_text(st, 2, type, -1, SQLITE_STATIC);
-	else
-		sqlite3_bind_null(st, 2);
 	store_buf plain = { 0 };
-	int rc = 0;
+	int rc = 0, src;
 	while ((src = sqlite3_step(st)) == SQLITE_ROW) {
 		const char *t = (const char *)sqlite3_column_text(st, 0);
 		const char *id = (const char *)sqlite3_column_text(st, 1);
@@ -1281,12 +1322,34 @@ int store_foreach_resource(store *s, int64_t server, const char *type, int want_
 			break;
 	}
 	if (rc == 0 && src != SQLITE_DONE)
-		rc = db_fail(s, src, "cannot list resources");
+		rc = db_fail(s, src, what);
 	sqlite3_finalize(st);
 	if (plain.p)
 		OPENSSL_cleanse(plain.p, plain.cap);
 	buf_free(&plain);
 	return rc;
+}
+
+int store_foreach_resource(store *s, int64_t server, const char *type, int want_body, store_resource_cb cb,
+			   void *ud)
+{
+	char sql[768];
+	snprintf(sql, sizeof(sql),
+		 "SELECT t.name, r.id, r.version_id, r.last_updated, p.patient, r.server, %s"
+		 " FROM resources r JOIN types t ON t.id = r.type LEFT JOIN patients p ON p.id = r.patient"
+		 " WHERE %s AND %s ORDER BY r.id, r.server",
+		 want_body ? "r.body" : "NULL", server > 0 ? "r.server = ?1" : "?1 IS NOT NULL",
+		 type ? "t.name = ?2" : "?2 IS NULL");
+	sqlite3_stmt *st = NULL;
+	int rc = prepare(s, sql, &st, "cannot list resources");
+	if (rc)
+		return rc;
+	sqlite3_bind_int64(st, 1, server);
+	if (type)
+		sqlite3_bind_text(st, 2, type, -1, SQLITE_STATIC);
+	else
+		sqlite3_bind_null(st, 2);
+	return foreach_row(s, st, want_body, cb, ud, "cannot list resources");
 }
 
 /* ---- cursors ------------------------------------------------------------ */
@@ -1438,9 +1501,9 @@ static json_t *jstr(const char *str)
 static int status_counts(store *s, const char *sql, json_t *obj)
 {
 	sqlite3_stmt *st = NULL;
-	int src = sqlite3_prepare_v2(s->db, sql, -1, &st, NULL);
-	if (src != SQLITE_OK)
-		return db_fail(s, src, "cannot read the status");
+	int src, rc = prepare(s, sql, &st, "cannot read the status");
+	if (rc)
+		return rc;
 	while ((src = sqlite3_step(st)) == SQLITE_ROW) {
 		const char *name = (const char *)sqlite3_column_text(st, 0);
 		if (!name || json_object_set_new(obj, name, json_integer(sqlite3_column_int64(st, 1))) != 0) {
@@ -1456,13 +1519,13 @@ static int status_counts(store *s, const char *sql, json_t *obj)
 static int status_cursors(store *s, json_t *arr, json_t **last_sync)
 {
 	sqlite3_stmt *st = NULL;
-	int src = sqlite3_prepare_v2(s->db,
-				     "SELECT sv.base_url, c.type, c.watermark, c.next_url IS NOT NULL, c.pages,"
-				     " c.last_success, c.last_error"
-				     " FROM cursors c JOIN servers sv ON sv.id = c.server ORDER BY sv.base_url, c.type",
-				     -1, &st, NULL);
-	if (src != SQLITE_OK)
-		return db_fail(s, src, "cannot read the cursors");
+	int src, rc = prepare(s,
+			      "SELECT sv.base_url, c.type, c.watermark, c.next_url IS NOT NULL, c.pages,"
+			      " c.last_success, c.last_error"
+			      " FROM cursors c JOIN servers sv ON sv.id = c.server ORDER BY sv.base_url, c.type",
+			      &st, "cannot read the cursors");
+	if (rc)
+		return rc;
 	bool have_last = false;
 	int64_t last_us = 0;
 	while ((src = sqlite3_step(st)) == SQLITE_ROW) {
@@ -1503,15 +1566,14 @@ json_t *store_status_json(store *s)
 	int64_t version = 0;
 	json_t *root = json_object(), *res = json_object(), *ver = json_object(), *cur = json_array();
 	json_t *last = NULL;
-	bool own = !in_txn(s);
+	bool own = false;
 	int rc = 0;
 
 	if (!root || !res || !ver || !cur) {
 		rc = oom(s);
 		goto out;
 	}
-	/* One read transaction: all counts from the same snapshot. */
-	if (own && (rc = exec_sql(s, "BEGIN", "cannot read the status")) != 0)
+	if ((rc = snapshot_begin(s, "cannot read the status", &own)) != 0)
 		goto out;
 	int src = pragma_int(s, "PRAGMA user_version", &version);
 	if (src != SQLITE_OK) {
@@ -1538,8 +1600,7 @@ json_t *store_status_json(store *s)
 	if (bad)
 		rc = oom(s);
 out:
-	if (own && s->db && in_txn(s))
-		sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL);
+	snapshot_end(s, own);
 	json_decref(res);
 	json_decref(ver);
 	json_decref(cur);
@@ -1569,6 +1630,71 @@ int store__db_fail(store *s, int rc, const char *what)
 int store__oom(store *s)
 {
 	return oom(s);
+}
+
+int store__stmt_cached(store *s, sqlite3_stmt **slot, const char *sql, sqlite3_stmt **out)
+{
+	return stmt_cached(s, slot, sql, out);
+}
+
+int store__prepare(store *s, const char *sql, sqlite3_stmt **st, const char *what)
+{
+	return prepare(s, sql, st, what);
+}
+
+void store__stmt_done(sqlite3_stmt *st)
+{
+	stmt_done(st);
+}
+
+int store__stmt_exec(store *s, sqlite3_stmt *st, const char *what)
+{
+	return stmt_exec(s, st, what);
+}
+
+int store__stmt_int(store *s, sqlite3_stmt *st, const char *what, bool *found, int64_t *v)
+{
+	return stmt_int(s, st, what, found, v);
+}
+
+int store__foreach_row(store *s, sqlite3_stmt *st, store_resource_cb cb, void *ud, const char *what)
+{
+	return foreach_row(s, st, true, cb, ud, what);
+}
+
+int store__snapshot_begin(store *s, const char *what, bool *own)
+{
+	return snapshot_begin(s, what, own);
+}
+
+void store__snapshot_end(store *s, bool own)
+{
+	snapshot_end(s, own);
+}
+
+size_t store__utf8_prefix(const char *str, size_t len, size_t max)
+{
+	return utf8_prefix(str, len, max);
+}
+
+bool store__names_find(store_names *c, const char *name, int64_t *id)
+{
+	return names_find(c, name, id);
+}
+
+int store__names_add(store *s, store_names *c, const char *name, int64_t id)
+{
+	return names_add(s, c, name, id);
+}
+
+void store__names_forget(store_names *c)
+{
+	names_forget(c);
+}
+
+void store__names_free(store_names *c)
+{
+	names_free(c);
 }
 
 int store__buf_reserve(store_buf *b, size_t n)
