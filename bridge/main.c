@@ -56,7 +56,7 @@ typedef struct app {
 	json_t **anchors;        /* per project: this cycle's REDCap anchor values, or NULL */
 	push_run *anchor_run;
 	http_client *rc_http;    /* REDCap's client (redcap.ca_file) */
-	push_shared *push_shared;
+	rc_servers *servers;      /* REDCap servers: rate windows, stop marks */
 	push_run *push;
 	uv_work_t curate_work;
 	bool curating;
@@ -395,7 +395,7 @@ static push_env app_push_env(app *a)
 		.cfg = &a->cfg,
 		.st = a->st,
 		.http = a->rc_http,
-		.shared = a->push_shared,
+		.servers = a->servers,
 	};
 }
 
@@ -707,7 +707,7 @@ static int cmd_sync(int argc, char **argv, bool daemon)
 		.user_agent = "fhir-redcap-bridge/" BRIDGE_VERSION,
 	};
 	if (http_client_new(&a.http, &a.loop, &ho) != 0 || http_client_new(&a.rc_http, &a.loop, &rho) != 0 ||
-	    push_shared_new(&a.push_shared, &a.cfg) != 0) {
+	    rc_servers_new(&a.servers, &a.cfg) != 0) {
 		fprintf(stderr, "fhir-redcap-bridge: cannot create the HTTP clients\n");
 		if (a.http)
 			http_client_close(a.http, NULL, NULL);
@@ -744,7 +744,7 @@ static int cmd_sync(int argc, char **argv, bool daemon)
 		rc = 0; /* a clean stop on request */
 out:
 	auth_free(a.auth);
-	push_shared_free(a.push_shared);
+	rc_servers_free(a.servers);
 	if (uv_loop_close(&a.loop) != 0)
 		log_warn("bridge", "event loop closed with handles still open");
 early_out:
@@ -1252,16 +1252,16 @@ static int cmd_check(int argc, char **argv)
 	uv_loop_t loop;
 	uv_loop_init(&loop);
 	http_client *http = NULL;
-	push_shared *ps = NULL;
+	rc_servers *ps = NULL;
 	check_ctx cc = { .cfg = &cfg, .maps = maps };
 	http_client_opts ho = { .max_connections = 1, .ca_file = cfg.redcap_ca_file,
 				.user_agent = "fhir-redcap-bridge/" BRIDGE_VERSION };
 	push_run *pr = NULL;
-	if (http_client_new(&http, &loop, &ho) != 0 || push_shared_new(&ps, &cfg) != 0) {
+	if (http_client_new(&http, &loop, &ho) != 0 || rc_servers_new(&ps, &cfg) != 0) {
 		fprintf(stderr, "fhir-redcap-bridge: out of memory\n");
 		rc = EXIT_SYNC_FAILED;
 	} else {
-		push_env env = { .loop = &loop, .cfg = &cfg, .st = st, .http = http, .shared = ps,
+		push_env env = { .loop = &loop, .cfg = &cfg, .st = st, .http = http, .servers = ps,
 				 .only_project = o.project, .on_dict = check_on_dict, .dict_ud = &cc, .dict_only = true };
 		if (push_run_start(&pr, &env, check_done, &cc) != 0) {
 			rc = EXIT_SYNC_FAILED;
@@ -1277,7 +1277,7 @@ static int cmd_check(int argc, char **argv)
 		http_client_close(http, NULL, NULL);
 	uv_run(&loop, UV_RUN_DEFAULT);
 	uv_loop_close(&loop);
-	push_shared_free(ps);
+	rc_servers_free(ps);
 	if (st)
 		store_close(st);
 	if (rc == 0 && cc.problems) {

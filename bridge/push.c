@@ -28,80 +28,13 @@
 #include <strings.h>
 #include <time.h>
 
-#include "bridge/backoff.h"
 #include "bridge/log.h"
-#include "bridge/ratelimit.h"
+#include "bridge/rcclient.h"
 #include "bridge/util.h"
 #include "offline-store/outbox.h"
 #include "redcap/dictionary.h"
 #include "redcap/redcap.h"
 #include "redcap/validate.h"
-
-/* ---- shared per-server state ------------------------------------------- */
-
-typedef struct server_state {
-	char *url;
-	ratelimit rl;
-	bool stopped;             /* 403 or ban seen: no more traffic */
-	char reason[512];
-} server_state;
-
-struct push_shared {
-	server_state *v;
-	size_t n;
-};
-
-int push_shared_new(push_shared **out, const config *cfg)
-{
-	push_shared *ps = calloc(1, sizeof(*ps));
-	if (!ps)
-		return -ENOMEM;
-	ps->v = calloc(cfg->n_redcap_projects ? cfg->n_redcap_projects : 1, sizeof(*ps->v));
-	if (!ps->v) {
-		free(ps);
-		return -ENOMEM;
-	}
-	for (size_t i = 0; i < cfg->n_redcap_projects; i++) {
-		const char *url = cfg->redcap_projects[i].url;
-		size_t j;
-		for (j = 0; j < ps->n; j++)
-			if (strcmp(ps->v[j].url, url) == 0)
-				break;
-		if (j < ps->n)
-			continue;
-		server_state *s = &ps->v[ps->n];
-		s->url = strdup(url);
-		if (!s->url || ratelimit_init(&s->rl, cfg->redcap_max_requests_per_minute, 60000) != 0) {
-			free(s->url);
-			s->url = NULL;
-			push_shared_free(ps);
-			return -ENOMEM;
-		}
-		ps->n++;
-	}
-	*out = ps;
-	return 0;
-}
-
-void push_shared_free(push_shared *ps)
-{
-	if (!ps)
-		return;
-	for (size_t i = 0; i < ps->n; i++) {
-		free(ps->v[i].url);
-		ratelimit_deinit(&ps->v[i].rl);
-	}
-	free(ps->v);
-	free(ps);
-}
-
-static server_state *shared_server(push_shared *ps, const char *url)
-{
-	for (size_t i = 0; i < ps->n; i++)
-		if (strcmp(ps->v[i].url, url) == 0)
-			return &ps->v[i];
-	return NULL;
-}
 
 /* ---- a run ---------------------------------------------------------------- */
 
@@ -127,7 +60,8 @@ typedef struct proj {
 	push_run *pr;
 	const config_redcap_project *cp;
 	size_t index;            /* in cfg->redcap_projects */
-	server_state *srv;
+	rc_server *srv;
+	long long requests0, retries0;   /* the call's counters when the project began */
 	char *token;
 	redcap_dict dict;
 	redcap_project info;
@@ -153,17 +87,9 @@ struct push_run {
 	void *ud;
 	proj *p;
 	size_t n, cur;
-	uv_timer_t timer;
-	http_xfer *xfer;
-	bool stopping, finished, timer_armed;
-	uint64_t rng;
+	rc_call call;            /* one request at a time, to the current project's server */
+	bool stopping, finished;
 	uint64_t started_ms, ended_ms;
-
-	/* the request in flight (or waiting for its turn / its retry) */
-	char *body;
-	size_t body_len;
-	unsigned attempt;
-	bool is_import;
 };
 
 static void proj_next_step(proj *p);
@@ -174,14 +100,6 @@ static void send_anchor_export(proj *p);
 static void anchors_answer(proj *p, const char *body, size_t len);
 
 #define proj_set_error(p, ...) util_setf(&(p)->error, __VA_ARGS__)
-
-static void body_drop(push_run *pr)
-{
-	redcap_body_free(pr->body, pr->body_len);
-	pr->body = NULL;
-	pr->body_len = 0;
-	pr->attempt = 0;
-}
 
 static void batch_drop(proj *p)
 {
@@ -209,7 +127,8 @@ static void proj_finish(proj *p, bool ok)
 	p->finished = true;
 	p->step = P_DONE;
 	batch_drop(p);
-	body_drop(pr);
+	p->requests = pr->call.requests - p->requests0;
+	p->retries = pr->call.retries - p->retries0;
 	if (p->token) {
 		secret_free(p->token);
 		p->token = NULL;
@@ -240,98 +159,17 @@ static void proj_defer(proj *p, const char *why)
 
 /* ---- sending ------------------------------------------------------------ */
 
-static void on_answer(http_response *resp, void *ud);
-static void handle_answer(proj *p, int status, const char *body, size_t len);
+static void on_result(void *ud, const rc_result *r);
 
-static void submit_now(push_run *pr)
+/* Send b's body (taken) to the current project's server. */
+static void send_new(push_run *pr, redcap_body *b)
 {
 	proj *p = &pr->p[pr->cur];
-	ratelimit_record(&p->srv->rl, uv_now(pr->env.loop));
-	p->requests++;
-	http_request rq = {
-		.method = "POST",
-		.url = p->cp->url,
-		.headers = (const char *const[]){ "Content-Type: application/x-www-form-urlencoded",
-						  "Accept: application/json", NULL },
-		.body = pr->body,
-		.body_len = pr->body_len,
-		.timeout_ms = (long)pr->env.cfg->redcap_timeout_s * 1000,
-		.max_body = (size_t)64 << 20,
-	};
-	pr->xfer = http_submit(pr->env.http, &rq, on_answer, pr);
-	if (!pr->xfer) {
-		proj_set_error(p, "out of memory");
+	int rc = rc_call_send(&pr->call, b, on_result, pr);
+	if (rc != 0) {
+		proj_set_error(p, "cannot build the request (%s)", rc == REDCAP_E_TOO_LARGE ? "too large" : "out of memory");
 		proj_finish(p, false);
 	}
-}
-
-static void on_timer(uv_timer_t *t)
-{
-	push_run *pr = t->data;
-	pr->timer_armed = false;
-	if (pr->stopping)
-		return;
-	proj *p = &pr->p[pr->cur];
-	uint64_t d = ratelimit_delay(&p->srv->rl, uv_now(pr->env.loop));
-	if (d > 0) {
-		pr->timer_armed = true;
-		uv_timer_start(&pr->timer, on_timer, d, 0);
-		return;
-	}
-	submit_now(pr);
-}
-
-/* Send pr->body to the current project's server when its window allows. */
-static void send_body(push_run *pr)
-{
-	proj *p = &pr->p[pr->cur];
-	uint64_t d = ratelimit_delay(&p->srv->rl, uv_now(pr->env.loop));
-	if (d > 0) {
-		log_debug("redcap", "%s: rate window full, waiting %.1f s", p->cp->name, (double)d / 1000.0);
-		pr->timer_armed = true;
-		uv_timer_start(&pr->timer, on_timer, d, 0);
-		return;
-	}
-	submit_now(pr);
-}
-
-/* Take b's bytes as the request in flight and send it. */
-static void send_new(push_run *pr, redcap_body *b, bool is_import)
-{
-	proj *p = &pr->p[pr->cur];
-	body_drop(pr);
-	pr->body = redcap_body_take(b, &pr->body_len);
-	redcap_body_deinit(b);
-	pr->is_import = is_import;
-	if (!pr->body) {
-		proj_set_error(p, "cannot build the request (too large or out of memory)");
-		proj_finish(p, false);
-		return;
-	}
-	send_body(pr);
-}
-
-/* A transient failure: back off and send the same body again, or give up
- * for this cycle. */
-static void retry_later(proj *p, const char *why, long retry_after_s)
-{
-	push_run *pr = p->pr;
-	const config *cfg = pr->env.cfg;
-	pr->attempt++;
-	p->retries++;
-	if (pr->attempt >= cfg->redcap_retry_max_attempts) {
-		proj_set_error(p, "giving up for this cycle after %u attempts: %s", pr->attempt, why);
-		if (p->step == P_PUSH)
-			proj_defer(p, why);
-		proj_finish(p, false);
-		return;
-	}
-	uint64_t delay = backoff_delay_ms(pr->attempt, cfg->redcap_retry_base_ms, cfg->redcap_retry_max_ms,
-					  retry_after_s >= 0 ? (int64_t)retry_after_s * 1000 : -1, &pr->rng);
-	log_warn("redcap", "%s: %s; retry %u of %u in %.1f s", p->cp->name, why, pr->attempt,
-		 cfg->redcap_retry_max_attempts - 1, (double)delay / 1000.0);
-	pr->timer_armed = true;
-	uv_timer_start(&pr->timer, on_timer, delay, 0);
 }
 
 /* Stop every request to this project's server: 403 for this cycle, a ban
@@ -339,7 +177,7 @@ static void retry_later(proj *p, const char *why, long retry_after_s)
 static void server_stop(proj *p, bool ban, const char *what)
 {
 	push_run *pr = p->pr;
-	server_state *s = p->srv;
+	rc_server *s = p->srv;
 	s->stopped = true;
 	snprintf(s->reason, sizeof(s->reason), "%s", what);
 	if (ban) {
@@ -354,22 +192,6 @@ static void server_stop(proj *p, bool ban, const char *what)
 		  ban ? " until an operator runs `fhir-redcap-bridge push-resume`" : " for this cycle");
 }
 
-static void on_answer(http_response *resp, void *ud)
-{
-	push_run *pr = ud;
-	pr->xfer = NULL;
-	proj *p = &pr->p[pr->cur];
-	if (pr->stopping)
-		return;
-	if (resp->curl_code != CURLE_OK) {
-		char why[CURL_ERROR_SIZE + 64];
-		snprintf(why, sizeof(why), "network error: %s", resp->error);
-		retry_later(p, why, -1);
-		return;
-	}
-	handle_answer(p, (int)resp->status, resp->body, resp->len);
-}
-
 /* ---- info steps ------------------------------------------------------------ */
 
 static void send_info(proj *p, redcap_content what)
@@ -382,7 +204,7 @@ static void send_info(proj *p, redcap_content what)
 		proj_finish(p, false);
 		return;
 	}
-	send_new(p->pr, &b, false);
+	send_new(p->pr, &b);
 }
 
 static bool load_token(proj *p)
@@ -426,6 +248,11 @@ static void proj_begin(proj *p)
 		return;
 	}
 	free(halt);
+	pr->call.srv = p->srv;
+	pr->call.url = p->cp->url;
+	pr->call.name = p->cp->name;
+	p->requests0 = pr->call.requests;
+	p->retries0 = pr->call.retries;
 	if (p->srv->stopped) {
 		proj_set_error(p, "no traffic to %s: %s", p->srv->url, p->srv->reason);
 		proj_finish(p, false);
@@ -768,7 +595,7 @@ static void push_next_chunk(proj *p)
 		proj_finish(p, false);
 		return;
 	}
-	send_new(pr, &b, true);
+	send_new(pr, &b);
 	return;
 split:
 	split_chunk(p);
@@ -934,43 +761,43 @@ static void import_answer(proj *p, const char *body, size_t len)
 	chunk_done(p);
 }
 
-static void handle_answer(proj *p, int status, const char *body, size_t len)
+static void on_result(void *ud, const rc_result *r)
 {
-	redcap_answer a = REDCAP_ANSWER_NULL;
-	int cls = redcap_classify(status, body, len, &a);
-	char desc[256] = "";
-	if (cls < 0) {
-		proj_set_error(p, "out of memory");
+	push_run *pr = ud;
+	if (pr->stopping || pr->cur >= pr->n)
+		return;
+	proj *p = &pr->p[pr->cur];
+	if (r->gave_up) {
+		/* Transient failures all the way: the rows wait for the next cycle. */
+		proj_set_error(p, "giving up for this cycle after %u attempts: %s", pr->env.cfg->redcap_retry_max_attempts,
+			       r->desc);
+		if (p->step == P_PUSH)
+			proj_defer(p, r->desc);
 		proj_finish(p, false);
 		return;
 	}
-	redcap_answer_describe(&a, desc, sizeof(desc));
-	switch ((redcap_class)cls) {
+	switch (r->cls) {
 	case REDCAP_OK:
-		body_drop(p->pr);
 		if (p->step == P_PUSH)
-			import_answer(p, body, len);
+			import_answer(p, r->body, r->len);
 		else if (p->step == P_ANCHORS)
-			anchors_answer(p, body, len);
+			anchors_answer(p, r->body, r->len);
 		else
-			info_answer(p, body, len);
+			info_answer(p, r->body, r->len);
 		break;
-	case REDCAP_RETRY:
-		retry_later(p, desc, -1);
+	case REDCAP_RETRY: /* only with gave_up, above */
 		break;
 	case REDCAP_SPLIT:
-		body_drop(p->pr);
 		if (p->step == P_PUSH && p->cur.n > 1) {
 			split_chunk(p);
 		} else {
-			proj_set_error(p, "%s", desc);
+			proj_set_error(p, "%s", r->desc);
 			if (p->step == P_PUSH)
-				proj_defer(p, desc);
+				proj_defer(p, r->desc);
 			proj_finish(p, false);
 		}
 		break;
 	case REDCAP_BANNED:
-		body_drop(p->pr);
 		server_stop(p, true, "REDCap has banned this IP address (HTTP 429)");
 		proj_set_error(p, "REDCap banned this IP address; nothing more is sent to %s", p->srv->url);
 		/* The rows stay due: nothing is sent while the ban is recorded,
@@ -978,22 +805,19 @@ static void handle_answer(proj *p, int status, const char *body, size_t len)
 		proj_finish(p, false);
 		break;
 	case REDCAP_AUTH:
-		body_drop(p->pr);
-		server_stop(p, false, desc);
-		proj_set_error(p, "%s (check the token and its API rights)", desc);
+		server_stop(p, false, r->desc);
+		proj_set_error(p, "%s (check the token and its API rights)", r->desc);
 		proj_finish(p, false);
 		break;
 	case REDCAP_BAD_REQUEST:
-		body_drop(p->pr);
 		if (p->step == P_PUSH) {
-			import_refused(p, &a);
+			import_refused(p, r->answer);
 		} else {
-			proj_set_error(p, "%s", desc);
+			proj_set_error(p, "%s", r->desc);
 			proj_finish(p, false);
 		}
 		break;
 	}
-	redcap_answer_deinit(&a);
 }
 
 /* The anchors typed into REDCap: record id + anchor fields of every record. */
@@ -1023,7 +847,7 @@ static void send_anchor_export(proj *p)
 		return;
 	}
 	p->step = P_ANCHORS;
-	send_new(pr, &b, false);
+	send_new(pr, &b);
 }
 
 static void anchors_answer(proj *p, const char *body, size_t len)
@@ -1127,7 +951,6 @@ int push_run_start(push_run **out, const push_env *env, push_done_fn done, void 
 	pr->env = *env;
 	pr->done = done;
 	pr->ud = ud;
-	pr->rng = (uint64_t)util_wall_ms() * 0x9E3779B97F4A7C15ULL | 1;
 	const config *cfg = env->cfg;
 	pr->p = calloc(cfg->n_redcap_projects ? cfg->n_redcap_projects : 1, sizeof(*pr->p));
 	if (!pr->p) {
@@ -1146,12 +969,11 @@ int push_run_start(push_run **out, const push_env *env, push_done_fn done, void 
 		p->pr = pr;
 		p->cp = cp;
 		p->index = i;
-		p->srv = shared_server(env->shared, cp->url);
+		p->srv = rc_servers_get(env->servers, cp->url);
 		p->dict = (redcap_dict)REDCAP_DICT_NULL;
 		p->info = (redcap_project)REDCAP_PROJECT_NULL;
 	}
-	uv_timer_init(env->loop, &pr->timer);
-	pr->timer.data = pr;
+	rc_call_init(&pr->call, env->loop, env->http, cfg, NULL, NULL, "redcap");
 	uv_update_time(env->loop);
 	pr->started_ms = uv_now(env->loop);
 	*out = pr;
@@ -1164,12 +986,7 @@ void push_run_stop(push_run *pr)
 	if (!pr || pr->finished)
 		return;
 	pr->stopping = true;
-	if (pr->xfer) {
-		http_cancel(pr->xfer);
-		pr->xfer = NULL;
-	}
-	uv_timer_stop(&pr->timer);
-	pr->timer_armed = false;
+	rc_call_cancel(&pr->call);
 	if (pr->cur < pr->n && !pr->p[pr->cur].finished) {
 		proj *p = &pr->p[pr->cur];
 		proj_set_error(p, "stopped");
@@ -1203,17 +1020,15 @@ json_t *push_run_result(const push_run *pr)
 	return json_pack("{s:b, s:f, s:o}", "ok", push_run_ok(pr), "elapsed_s", el, "projects", projects);
 }
 
-static void on_timer_closed(uv_handle_t *h)
+static void on_call_closed(rc_call *c)
 {
-	free(h->data);
+	free((push_run *)((char *)c - offsetof(push_run, call)));
 }
 
 void push_run_free(push_run *pr)
 {
 	if (!pr)
 		return;
-	if (pr->xfer)
-		http_cancel(pr->xfer);
 	for (size_t i = 0; i < pr->n; i++) {
 		proj *p = &pr->p[i];
 		batch_drop(p);
@@ -1223,8 +1038,6 @@ void push_run_free(push_run *pr)
 		redcap_dict_deinit(&p->dict);
 		redcap_project_deinit(&p->info);
 	}
-	body_drop(pr);
 	free(pr->p);
-	pr->timer.data = pr;
-	uv_close((uv_handle_t *)&pr->timer, on_timer_closed);
+	rc_call_close(&pr->call, on_call_closed);
 }

@@ -32,14 +32,9 @@
 
 #include "bridge/config.h"
 #include "bridge/http.h"
+#include "bridge/rcclient.h"
 #include "offline-store/store.h"
 #include "redcap/dictionary.h"
-
-/* State kept across cycles: one per REDCap server (URL). */
-typedef struct push_shared push_shared;
-
-int push_shared_new(push_shared **out, const config *cfg);
-void push_shared_free(push_shared *ps);
 
 typedef struct push_run push_run;
 
@@ -48,7 +43,7 @@ typedef struct push_env {
 	const config *cfg;
 	store *st;
 	http_client *http;       /* the REDCap client (redcap.ca_file) */
-	push_shared *shared;
+	rc_servers *servers;      /* per REDCap server: rate window, stop marks (kept across cycles) */
 	const char *only_project; /* NULL: every project with a mapping */
 	/* Called with each project's live dictionary once it is read (check
 	 * uses it); with dict_only nothing is sent and nothing due is needed. */
