@@ -19,6 +19,7 @@
 #include "bridge/auth.h"
 #include "bridge/config.h"
 #include "bridge/curate.h"
+#include "bridge/export.h"
 #include "bridge/http.h"
 #include "bridge/log.h"
 #include "bridge/mapping.h"
@@ -106,6 +107,8 @@ static void usage_main(FILE *f)
 		"                              where the value the bridge sent for a field came from\n"
 		"  review list|accept ID...|reject ID... --config FILE\n"
 		"                              the values that wait for a person before they go to REDCap\n"
+		"  export --config FILE --project P [--out DIR] [--format csv|json|ndjson] ...\n"
+		"                              a REDCap project's records and dictionary to files, resumable\n"
 		"  push-resume --config FILE --project P\n"
 		"                              allow pushing again after REDCap banned this host\n"
 		"  version                     print the version\n"
@@ -1330,6 +1333,8 @@ int main(int argc, char **argv)
 		rc = cmd_check(argc - 1, argv + 1);
 	else if (strcmp(cmd, "push-resume") == 0)
 		rc = cmd_push_resume(argc - 1, argv + 1);
+	else if (strcmp(cmd, "export") == 0)
+		rc = export_main(argc - 1, argv + 1);
 	else {
 		fprintf(stderr, "fhir-redcap-bridge: unknown command '%s'\n\n", cmd);
 		usage_main(stderr);

@@ -249,3 +249,26 @@ json_t *store_review_list(store *s, const char *project, int state);
  * the same transaction) or reject a PENDING entry. actor (an OS user name) is
  * recorded. STORE_E_NOTFOUND for an unknown id or one not pending. */
 int store_review_decide(store *s, int64_t id, bool accept, const char *actor);
+
+/* ------------------------------------------------------------------------
+ * Encrypted key/value (schema v3, kv.c): state that may hold PHI and has no
+ * table of its own, e.g. export checkpoints (record ids). The name is
+ * stored in clear — make it of config names and hashes, never of data
+ * (e.g. "export:<project>:<hash of the parameters>"), at most 4096 bytes,
+ * not empty. The value is AES-256-GCM encrypted, bound to its name: a value
+ * copied under another name fails to open (STORE_E_CORRUPT). Same calling
+ * conventions as above (writes inside the caller's transaction when one is
+ * open, else their own).
+ */
+
+/* Set name to data[0..len) (replacing any value). data may be NULL when
+ * len is 0. -EFBIG above SQLite's blob limit. */
+int store_kv_put(store *s, const char *name, const void *data, size_t len);
+
+/* The value of name: *data malloc'd and NUL-terminated (not counted in
+ * *len; len may be NULL). STORE_E_NOTFOUND if unset, STORE_E_CORRUPT if
+ * it fails authentication; *data is NULL then. */
+int store_kv_get(store *s, const char *name, char **data, size_t *len);
+
+/* Remove name (0 also when it was not set). */
+int store_kv_delete(store *s, const char *name);

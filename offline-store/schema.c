@@ -232,9 +232,25 @@ static const char schema_v2[] =
 	");\n"
 	"CREATE INDEX review_state ON review(project, state);\n";
 
+/*
+ * Version 3: kv, a generic encrypted key/value table (offline-store/kv.c),
+ * first for export checkpoints, which hold record ids (PHI). name is in
+ * clear (callers never put data in it); value is a crypto.h blob bound to
+ * the name. A rowid table with a unique name rather than WITHOUT ROWID:
+ * values may be megabytes (a 100k-id list), and WITHOUT ROWID tables are
+ * meant for rows far smaller than a page.
+ */
+static const char schema_v3[] =
+	"CREATE TABLE kv(\n"
+	"  id INTEGER PRIMARY KEY,\n"
+	"  name TEXT NOT NULL UNIQUE,\n"
+	"  value BLOB NOT NULL\n"
+	");\n";
+
 const store_migration store_migrations[] = {
 	{ 1, "resources, versions and crawl cursors", schema_v1, NULL },
 	{ 2, "curation: waiting patients, records, instances, REDCap outbox, provenance, review", schema_v2, NULL },
+	{ 3, "encrypted key/value (export checkpoints)", schema_v3, NULL },
 };
 
 const size_t store_n_migrations = sizeof(store_migrations) / sizeof(store_migrations[0]);
