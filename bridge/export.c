@@ -231,14 +231,8 @@ static int parse_opts(int argc, char **argv, ex_opts *o)
 		fprintf(stderr, "fhir-redcap-bridge export: --config FILE and --project NAME are required\n");
 		return -2;
 	}
-	if (o->log_level) {
-		log_level lv;
-		if (log_level_parse(o->log_level, &lv) != 0) {
-			fprintf(stderr, "fhir-redcap-bridge: --log-level must be error, warn, info or debug\n");
-			return -2;
-		}
-		log_set_level(lv);
-	}
+	if (o->log_level && log_level_option(o->log_level) != 0)
+		return -2;
 	return 0;
 }
 
@@ -250,10 +244,8 @@ static void ex_fail(ex *x, const char *fmt, ...) __attribute__((format(printf, 2
 static void ex_fail(ex *x, const char *fmt, ...)
 {
 	va_list ap;
-	char *msg = NULL;
 	va_start(ap, fmt);
-	if (vasprintf(&msg, fmt, ap) < 0)
-		msg = NULL;
+	char *msg = util_vformat(fmt, ap);
 	va_end(ap);
 	if (!x->failed) {
 		x->failed = true;
@@ -579,7 +571,8 @@ static void send_ids(ex *x)
 	eo.records = (const char *const *)x->o.records.v;
 	eo.n_records = x->o.records.n;
 	eo.date_begin = x->o.since;
-	eo.format = REDCAP_FORMAT_JSON;
+	/* CSV: a fraction of JSON's size and parse time for 100k ids. */
+	eo.format = REDCAP_FORMAT_CSV;
 	redcap_body b;
 	redcap_body_init(&b, 0);
 	if (redcap_request_export(&b, x->token, &eo) != 0) {
@@ -770,7 +763,7 @@ static void info_answer(ex *x, const char *body, size_t len)
 static void ids_answer(ex *x, const char *body, size_t len)
 {
 	redcap_error err = { 0 };
-	int rc = redcap_parse_record_ids(body, len, REDCAP_FORMAT_JSON, x->rid_field, &x->ids, &err);
+	int rc = redcap_parse_record_ids(body, len, REDCAP_FORMAT_CSV, x->rid_field, &x->ids, &err);
 	if (rc != 0) {
 		ex_fail(x, "unexpected answer to the record-id export: %s", err.msg);
 		return;

@@ -208,3 +208,14 @@ void log_msg(log_level level, const char *subsys, const char *fmt, ...)
 		free(msg);
 	errno = saved_errno;
 }
+
+int log_level_option(const char *name)
+{
+	log_level lv;
+	if (log_level_parse(name, &lv) != 0) {
+		fprintf(stderr, "fhir-redcap-bridge: --log-level must be error, warn, info or debug\n");
+		return -1;
+	}
+	log_set_level(lv);
+	return 0;
+}

@@ -20,6 +20,10 @@ log_level log_get_level(void);
 /* "error" | "warn" | "info" | "debug" -> 0 and *out; else -1. */
 int log_level_parse(const char *s, log_level *out);
 
+/* --log-level NAME for a command: set it, or print the usage error on
+ * stderr and return -1. */
+int log_level_option(const char *name);
+
 void log_msg(log_level level, const char *subsys, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 

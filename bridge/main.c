@@ -247,14 +247,8 @@ static int parse_opts(const char *cmd, int argc, char **argv, common_opts *o)
 		fprintf(stderr, "fhir-redcap-bridge %s: --config FILE is required\n", cmd);
 		return -2;
 	}
-	if (o->log_level) {
-		log_level lv;
-		if (log_level_parse(o->log_level, &lv) != 0) {
-			fprintf(stderr, "fhir-redcap-bridge: --log-level must be error, warn, info or debug\n");
-			return -2;
-		}
-		log_set_level(lv);
-	}
+	if (o->log_level && log_level_option(o->log_level) != 0)
+		return -2;
 	return 0;
 }
 

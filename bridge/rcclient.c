@@ -29,7 +29,13 @@ int rc_servers_new(rc_servers **out, const config *cfg)
 			continue;
 		rc_server *e = &s->v[s->n];
 		e->url = strdup(url);
-		if (!e->url || ratelimit_init(&e->rl, cfg->redcap_max_requests_per_minute, 60000) != 0) {
+		/* The window is timed here when a request starts; REDCap times it
+		 * when the request arrives, and the first of a burst arrives later
+		 * (it opens the connection). Measured at the cap of 600, that let
+		 * request 601 land inside REDCap's minute: a ban. So the window is
+		 * a minute plus RC_WINDOW_MARGIN_MS. */
+		if (!e->url ||
+		    ratelimit_init(&e->rl, cfg->redcap_max_requests_per_minute, 60000 + RC_WINDOW_MARGIN_MS) != 0) {
 			free(e->url);
 			e->url = NULL;
 			rc_servers_free(s);

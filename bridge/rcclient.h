@@ -31,6 +31,9 @@
 #include "bridge/ratelimit.h"
 #include "redcap/redcap.h"
 
+/* Slack added to the one-minute window (see rc_servers_new). */
+#define RC_WINDOW_MARGIN_MS 5000
+
 typedef struct rc_server {
 	char *url;
 	ratelimit rl;

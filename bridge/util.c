@@ -8,13 +8,17 @@
 #include <stdlib.h>
 #include <time.h>
 
+char *util_vformat(const char *fmt, va_list ap)
+{
+	char *msg = NULL;
+	return vasprintf(&msg, fmt, ap) < 0 ? NULL : msg;
+}
+
 void util_setf(char **dst, const char *fmt, ...)
 {
 	va_list ap;
-	char *msg = NULL;
 	va_start(ap, fmt);
-	if (vasprintf(&msg, fmt, ap) < 0)
-		msg = NULL;
+	char *msg = util_vformat(fmt, ap);
 	va_end(ap);
 	free(*dst);
 	*dst = msg;

@@ -5,6 +5,11 @@
 
 #include <stdint.h>
 
+#include <stdarg.h>
+
+/* A newly formatted string (malloc'd), NULL if out of memory. */
+char *util_vformat(const char *fmt, va_list ap) __attribute__((format(printf, 1, 0)));
+
 /* Replace *dst (freed) with a newly formatted string; NULL if out of memory. */
 void util_setf(char **dst, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 

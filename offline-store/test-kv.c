@@ -12,83 +12,12 @@
 #include "offline-store/outbox.h"
 #include "offline-store/schema.h"
 #include "offline-store/store.h"
+#include "offline-store/test-fixture.h"
 #include "tests/harness.h"
 
 /* A stand-in for record ids: must never be found in the files. */
 #define MARKER "MRN-KV-77341"
 
-typedef struct fx {
-	char *dir;
-	char db[512];
-	char wal[520];
-	char key[512];
-} fx;
-
-static bool fx_init(fx *f)
-{
-	memset(f, 0, sizeof(*f));
-	f->dir = harness_tmpdir();
-	if (!f->dir)
-		return false;
-	snprintf(f->db, sizeof(f->db), "%s/store.db", f->dir);
-	snprintf(f->wal, sizeof(f->wal), "%s-wal", f->db);
-	snprintf(f->key, sizeof(f->key), "%s/store.key", f->dir);
-	return true;
-}
-
-static void fx_deinit(fx *f)
-{
-	if (!f->dir)
-		return;
-	DIR *d = opendir(f->dir);
-	if (d) {
-		struct dirent *e;
-		while ((e = readdir(d)) != NULL) {
-			if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
-				continue;
-			char p[1024];
-			snprintf(p, sizeof(p), "%s/%s", f->dir, e->d_name);
-			unlink(p);
-		}
-		closedir(d);
-	}
-	rmdir(f->dir);
-	free(f->dir);
-	f->dir = NULL;
-}
-
-static store *fx_open(fx *f, store_mode mode)
-{
-	store *s = NULL;
-	char err[1024];
-	int rc = store_open(&s, f->db, f->key, mode, err, sizeof(err));
-	if (rc != 0)
-		fprintf(stderr, "store_open: %d %s\n", rc, err);
-	return s;
-}
-
-static bool file_has(const char *path, const char *needle)
-{
-	int fd = open(path, O_RDONLY);
-	if (fd < 0)
-		return false;
-	struct stat st;
-	bool found = false;
-	if (fstat(fd, &st) == 0 && st.st_size > 0) {
-		char *buf = malloc((size_t)st.st_size);
-		size_t got = 0;
-		while (buf && got < (size_t)st.st_size) {
-			ssize_t n = read(fd, buf + got, (size_t)st.st_size - got);
-			if (n <= 0)
-				break;
-			got += (size_t)n;
-		}
-		found = buf && memmem(buf, got, needle, strlen(needle)) != NULL;
-		free(buf);
-	}
-	close(fd);
-	return found;
-}
 
 /* Run SQL on a plain connection to the store's file. */
 static int raw_exec(const char *db_path, const char *sql)

@@ -13,94 +13,10 @@
 
 #include "offline-store/schema.h"
 #include "offline-store/store.h"
+#include "offline-store/test-fixture.h"
 #include "tests/harness.h"
 
 /* ---- fixture ------------------------------------------------------------ */
-
-typedef struct fx {
-	char *dir;
-	char db[512];
-	char wal[520];
-	char key[512];
-} fx;
-
-static bool fx_init(fx *f)
-{
-	memset(f, 0, sizeof(*f));
-	f->dir = harness_tmpdir();
-	if (!f->dir)
-		return false;
-	snprintf(f->db, sizeof(f->db), "%s/store.db", f->dir);
-	snprintf(f->wal, sizeof(f->wal), "%s-wal", f->db);
-	snprintf(f->key, sizeof(f->key), "%s/store.key", f->dir);
-	return true;
-}
-
-/* Remove everything in the temp dir, then the dir. */
-static void fx_deinit(fx *f)
-{
-	if (!f->dir)
-		return;
-	DIR *d = opendir(f->dir);
-	if (d) {
-		struct dirent *e;
-		while ((e = readdir(d)) != NULL) {
-			if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
-				continue;
-			char p[1024];
-			snprintf(p, sizeof(p), "%s/%s", f->dir, e->d_name);
-			if (unlink(p) != 0)
-				rmdir(p);
-		}
-		closedir(d);
-	}
-	rmdir(f->dir);
-	free(f->dir);
-	f->dir = NULL;
-}
-
-static store *fx_open(fx *f, store_mode mode)
-{
-	store *s = NULL;
-	char err[1024];
-	int rc = store_open(&s, f->db, f->key, mode, err, sizeof(err));
-	if (rc != 0)
-		fprintf(stderr, "store_open: %d %s\n", rc, err);
-	return s;
-}
-
-static uint8_t *read_all(const char *path, size_t *len)
-{
-	*len = 0;
-	int fd = open(path, O_RDONLY);
-	if (fd < 0)
-		return NULL;
-	struct stat st;
-	if (fstat(fd, &st) != 0) {
-		close(fd);
-		return NULL;
-	}
-	uint8_t *buf = malloc((size_t)st.st_size + 1);
-	size_t got = 0;
-	while (buf && got < (size_t)st.st_size) {
-		ssize_t n = read(fd, buf + got, (size_t)st.st_size - got);
-		if (n <= 0)
-			break;
-		got += (size_t)n;
-	}
-	close(fd);
-	*len = got;
-	return buf;
-}
-
-static bool file_has(const char *path, const char *needle)
-{
-	size_t len = 0;
-	uint8_t *b = read_all(path, &len);
-	bool found = b && memmem(b, len, needle, strlen(needle)) != NULL;
-	free(b);
-	return found;
-}
 
 static bool file_exists(const char *path)
 {
