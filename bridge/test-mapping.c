@@ -27,22 +27,9 @@
 
 static char *tmp; /* this process's scratch directory */
 
-/* Write data to tmp/name with mode; returns the malloc'd path. */
 static char *put_file(const char *name, const void *data, size_t len, mode_t mode)
 {
-	char *p = NULL;
-	if (asprintf(&p, "%s/%s", tmp, name) < 0)
-		return NULL;
-	unlink(p);
-	int fd = open(p, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	if (fd < 0 || write(fd, data, len) != (ssize_t)len || fchmod(fd, mode) != 0) {
-		if (fd >= 0)
-			close(fd);
-		free(p);
-		return NULL;
-	}
-	close(fd);
-	return p;
+	return harness_write_file(tmp, name, data, len, mode);
 }
 
 static char *put_text(const char *name, const char *text)

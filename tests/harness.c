@@ -1,6 +1,10 @@
 #include "tests/harness.h"
 
+#include <fcntl.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 int harness_failures;
@@ -65,4 +69,21 @@ char *harness_read_source_file(const char *relpath, size_t *len)
 		*len = (size_t)n;
 	}
 	return b;
+}
+
+char *harness_write_file(const char *dir, const char *name, const void *data, size_t len, unsigned mode)
+{
+	char *p = NULL;
+	if (asprintf(&p, "%s/%s", dir, name) < 0)
+		return NULL;
+	unlink(p);
+	int fd = open(p, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd < 0 || write(fd, data, len) != (ssize_t)len || fchmod(fd, (mode_t)mode) != 0) {
+		if (fd >= 0)
+			close(fd);
+		free(p);
+		return NULL;
+	}
+	close(fd);
+	return p;
 }

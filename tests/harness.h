@@ -70,3 +70,7 @@ char *harness_read_source_file(const char *relpath, size_t *len);
 
 /* A fresh temporary directory for this test process; removed by the caller. */
 char *harness_tmpdir(void);
+
+/* Write len bytes of data to dir/name (replacing it) with the given mode;
+ * returns the malloc'd path, or NULL on failure. */
+char *harness_write_file(const char *dir, const char *name, const void *data, size_t len, unsigned mode);

@@ -31,6 +31,7 @@ import {
   originOf,
   readBody,
   writePortFile,
+  cliReader,
 } from './lib/http-util.mjs';
 import { generateResources } from './generate.mjs';
 
@@ -877,21 +878,11 @@ const USAGE = `usage: node fhir-server.mjs [--port 0] [--host 127.0.0.1] [--port
 export function parseCli(argv) {
   const o = { load: [], bearerTokens: [] };
   let gen;
-  const need = (i) => {
-    if (i + 1 >= argv.length || argv[i + 1].startsWith('--')) throw new Error(`${argv[i]} needs a value`);
-    return argv[i + 1];
-  };
-  const int = (s, name) => {
-    if (!/^\d+$/.test(s)) throw new Error(`${name} must be a non-negative integer`);
-    return Number(s);
-  };
+  const cli = cliReader(argv);
+  argv = cli.args;
+  const { need, int } = cli;
   for (let i = 0; i < argv.length; i++) {
-    let a = argv[i];
-    const eq = a.indexOf('=');
-    if (a.startsWith('--') && eq > 0) {
-      argv = [...argv.slice(0, i), a.slice(0, eq), a.slice(eq + 1), ...argv.slice(i + 1)];
-      a = argv[i];
-    }
+    const a = argv[i];
     switch (a) {
       case '--port':
         o.port = int(need(i++), a);

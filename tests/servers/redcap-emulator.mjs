@@ -16,7 +16,7 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { pathToFileURL } from 'node:url';
 
-import { HttpError, LOOPBACK_HOSTS, listen, originOf, readBody, writePortFile } from './lib/http-util.mjs';
+import { HttpError, LOOPBACK_HOSTS, listen, originOf, readBody, writePortFile, cliReader } from './lib/http-util.mjs';
 import { MSG } from './redcap/messages.mjs';
 import { CONTENT_TYPES, contentTypeFor, errorBody, phpJson, xmlItems } from './redcap/format.mjs';
 import { parseCsv, writeCsv } from './redcap/csv.mjs';
@@ -858,21 +858,11 @@ function tokenFromFlag(value) {
 
 export function parseCli(argv) {
   const o = { projects: [], tokens: [] };
-  const need = (i) => {
-    if (i + 1 >= argv.length || argv[i + 1].startsWith('--')) throw new Error(`${argv[i]} needs a value`);
-    return argv[i + 1];
-  };
-  const int = (v, flag) => {
-    if (!/^\d+$/.test(v)) throw new Error(`${flag} wants a non-negative integer`);
-    return Number(v);
-  };
+  const cli = cliReader(argv);
+  argv = cli.args;
+  const { need, int } = cli;
   for (let i = 0; i < argv.length; i++) {
-    let a = argv[i];
-    const eq = a.indexOf('=');
-    if (a.startsWith('--') && eq > 0) {
-      argv = [...argv.slice(0, i), a.slice(0, eq), a.slice(eq + 1), ...argv.slice(i + 1)];
-      a = argv[i];
-    }
+    const a = argv[i];
     switch (a) {
       case '--port':
         o.port = int(need(i++), a);

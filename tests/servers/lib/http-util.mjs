@@ -105,3 +105,24 @@ export async function listen(server, port, host) {
 }
 
 export const LOOPBACK_HOSTS = new Set(['127.0.0.1', '::1', 'localhost']);
+
+/*
+ * Command-line reading shared by the test servers: "--flag=value" split in
+ * two, need(i) the value after argv[i] (not another flag), int(v, flag) a
+ * non-negative integer. Returns { args, need, int }.
+ */
+export function cliReader(argv) {
+  const args = argv.flatMap((a) => {
+    const eq = a.indexOf('=');
+    return a.startsWith('--') && eq > 0 ? [a.slice(0, eq), a.slice(eq + 1)] : [a];
+  });
+  const need = (i) => {
+    if (i + 1 >= args.length || args[i + 1].startsWith('--')) throw new Error(`${args[i]} needs a value`);
+    return args[i + 1];
+  };
+  const int = (v, flag) => {
+    if (!/^\d+$/.test(v)) throw new Error(`${flag} must be a non-negative integer`);
+    return Number(v);
+  };
+  return { args, need, int };
+}
