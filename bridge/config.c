@@ -535,6 +535,139 @@ static int load_redcap(jsonstrict *x, json_t *root, config *c)
 	return 0;
 }
 
+static int load_downtime(jsonstrict *x, json_t *root, config *c)
+{
+	static const char *const keys[] = { "identifier_system", "user_system", "probe_interval_s", "probe_timeout_s",
+					    "fail_threshold", "recover_successes", "down_probe_max_s", "resync_batch",
+					    NULL };
+	static const uint_field fields[] = {
+		{ "probe_interval_s", 1, 3600, 5, offsetof(config, downtime_probe_interval_s) },
+		{ "probe_timeout_s", 1, 600, 5, offsetof(config, downtime_probe_timeout_s) },
+		{ "fail_threshold", 1, 100, 3, offsetof(config, downtime_fail_threshold) },
+		{ "recover_successes", 1, 100, 2, offsetof(config, downtime_recover_successes) },
+		{ "down_probe_max_s", 1, 3600, 10, offsetof(config, downtime_down_probe_max_s) },
+		{ "resync_batch", 1, 500, 50, offsetof(config, downtime_resync_batch) },
+	};
+	json_t *o;
+	int r;
+
+	if ((r = jsonstrict_get_object(x, root, "downtime", false, &o)))
+		return r;
+	if (!o) {
+		for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++)
+			*(unsigned *)(void *)((char *)c + fields[i].offset) = fields[i].def;
+		return 0;
+	}
+	jsonstrict_push_key(x, "downtime");
+	if ((r = jsonstrict_check_keys(x, o, keys, NULL, NULL)) ||
+	    (r = get_string(x, o, "identifier_system", false, "a system URI", &c->downtime_identifier_system)) ||
+	    (r = get_string(x, o, "user_system", false, "a system URI", &c->downtime_user_system)))
+		return r;
+	const char *sys[] = { c->downtime_identifier_system, c->downtime_user_system };
+	const char *sys_keys[] = { "identifier_system", "user_system" };
+	for (size_t i = 0; i < 2; i++) {
+		/* An absolute URI (scheme:rest) without spaces or '|' (the token separator in searches). */
+		const char *v = sys[i];
+		if (!v)
+			continue;
+		size_t sch = strspn(v, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789+.-");
+		bool bad = sch == 0 || v[sch] != ':' || !v[sch + 1] || strlen(v) > 255;
+		for (const unsigned char *p = (const unsigned char *)v; *p && !bad; p++)
+			bad = *p <= 0x20 || *p == 0x7f || *p == '|';
+		if (bad)
+			return jsonstrict_fail_key(x, sys_keys[i],
+						   "expected an absolute URI without spaces or '|' (like "
+						   "\"urn:oid:1.2.3\" or \"https://hospital.example/downtime\")");
+	}
+	for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++)
+		if ((r = get_uint(x, o, &fields[i], c)))
+			return r;
+	jsonstrict_pop(x);
+	return 0;
+}
+
+/* "host:port" with an IPv4 literal, or "[v6]:port"; port 0..65535. */
+static bool listen_ok(const char *s)
+{
+	const char *colon;
+	if (s[0] == '[') {
+		const char *rb = strchr(s, ']');
+		if (!rb || rb == s + 1 || rb[1] != ':')
+			return false;
+		for (const char *p = s + 1; p < rb; p++)
+			if (!strchr("0123456789abcdefABCDEF:.", *p))
+				return false;
+		colon = rb + 1;
+	} else {
+		colon = strrchr(s, ':');
+		if (!colon || colon == s)
+			return false;
+		int dots = 0;
+		for (const char *p = s; p < colon; p++) {
+			if (*p == '.')
+				dots++;
+			else if (*p < '0' || *p > '9')
+				return false;
+		}
+		if (dots != 3)
+			return false;
+	}
+	const char *port = colon + 1;
+	size_t n = strlen(port);
+	if (n == 0 || n > 5 || strspn(port, "0123456789") != n)
+		return false;
+	return atol(port) <= 65535;
+}
+
+static int load_ui(jsonstrict *x, json_t *root, config *c)
+{
+	static const char *const keys[] = { "listen", "session_idle_s", "lockout_failures", "lockout_s",
+					    "password_log2n", "secure_cookies", NULL };
+	static const uint_field fields[] = {
+		{ "session_idle_s", 60, 86400, 900, offsetof(config, ui_session_idle_s) },
+		{ "lockout_failures", 1, 100, 5, offsetof(config, ui_lockout_failures) },
+		{ "lockout_s", 1, 86400, 900, offsetof(config, ui_lockout_s) },
+		{ "password_log2n", 10, 20, 15, offsetof(config, ui_password_log2n) },
+	};
+	json_t *o;
+	int r;
+
+	if ((r = jsonstrict_get_object(x, root, "ui", false, &o)))
+		return r;
+	if (!o) {
+		for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++)
+			*(unsigned *)(void *)((char *)c + fields[i].offset) = fields[i].def;
+		return 0;
+	}
+	c->ui_enabled = true;
+	jsonstrict_push_key(x, "ui");
+	if ((r = jsonstrict_check_keys(x, o, keys, NULL, NULL)) ||
+	    (r = get_string(x, o, "listen", false, "\"host:port\" (a string)", &c->ui_listen)))
+		return r;
+	if (c->ui_listen && !listen_ok(c->ui_listen)) {
+		char shown[96];
+		return jsonstrict_fail_key(x, "listen",
+					   "%s is not \"<IPv4 address>:<port>\" or \"[<IPv6 address>]:<port>\" "
+					   "(like \"127.0.0.1:8470\")",
+					   jsonstrict_show(c->ui_listen, shown, sizeof(shown)));
+	}
+	if (!c->ui_listen && !(c->ui_listen = strdup("127.0.0.1:8470")))
+		return jsonstrict_fail_here(x, "out of memory");
+	for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++)
+		if ((r = get_uint(x, o, &fields[i], c)))
+			return r;
+	json_t *sc = json_object_get(o, "secure_cookies");
+	if (sc) {
+		if (!json_is_boolean(sc)) {
+			jsonstrict_push_key(x, "secure_cookies");
+			return jsonstrict_fail_here(x, "expected true or false, got %s", jsonstrict_kind(sc));
+		}
+		c->ui_secure_cookies = json_is_true(sc);
+	}
+	jsonstrict_pop(x);
+	return 0;
+}
+
 static int load_log(jsonstrict *x, json_t *root, config *c)
 {
 	static const char *const keys[] = { "level", NULL };
@@ -555,7 +688,7 @@ static int load_log(jsonstrict *x, json_t *root, config *c)
 
 int config_load(config *c, const char *path, char *err, size_t err_size)
 {
-	static const char *const keys[] = { "store", "fhir", "site", "redcap", "log", NULL };
+	static const char *const keys[] = { "store", "fhir", "site", "redcap", "downtime", "ui", "log", NULL };
 	config tmp = CONFIG_NULL;
 	jsonstrict x = { .file = path, .err = err, .err_size = err_size, .fail_code = -1 };
 	char *text = NULL;
@@ -578,7 +711,8 @@ int config_load(config *c, const char *path, char *err, size_t err_size)
 	}
 	if (jsonstrict_parse(&x, &root) || jsonstrict_check_keys(&x, root, keys, NULL, NULL) ||
 	    load_store(&x, root, &tmp) || load_fhir(&x, root, &tmp) || load_site(&x, root, &tmp) ||
-	    load_redcap(&x, root, &tmp) || load_log(&x, root, &tmp))
+	    load_redcap(&x, root, &tmp) || load_downtime(&x, root, &tmp) || load_ui(&x, root, &tmp) ||
+	    load_log(&x, root, &tmp))
 		goto out;
 	*c = tmp;
 	tmp = (config)CONFIG_NULL;
@@ -630,6 +764,9 @@ void config_deinit(config *c)
 	}
 	free(c->redcap_projects);
 	free(c->redcap_ca_file);
+	free(c->downtime_identifier_system);
+	free(c->downtime_user_system);
+	free(c->ui_listen);
 	free(c->log_level);
 	*c = (config)CONFIG_NULL;
 }

@@ -77,6 +77,25 @@ typedef struct config {
 	unsigned redcap_retry_max_ms;            /* backoff cap (and Retry-After cap), default 60000, >= base */
 	char *redcap_ca_file;                    /* optional CA bundle for REDCap (verification stays on) */
 
+	/* downtime: charting during EHR outages and the circuit breaker on the EHR connection. */
+	char *downtime_identifier_system;  /* downtime.identifier_system: system of entry identifiers; NULL = charting off */
+	char *downtime_user_system;        /* downtime.user_system: system of clinician identifiers, or NULL */
+	unsigned downtime_probe_interval_s;  /* health probe period while up, default 5, 1..3600 */
+	unsigned downtime_probe_timeout_s;   /* health probe timeout, default 5, 1..600 */
+	unsigned downtime_fail_threshold;    /* consecutive failures that mean down, default 3, 1..100 */
+	unsigned downtime_recover_successes; /* consecutive probe successes that mean up again, default 2, 1..100 */
+	unsigned downtime_down_probe_max_s;  /* cap of the probe backoff while down, default 10, 1..3600 */
+	unsigned downtime_resync_batch;      /* entries per transaction Bundle, default 50, 1..500 */
+
+	/* ui: the local charting page. Served only when the "ui" object is present. */
+	bool ui_enabled;
+	char *ui_listen;                 /* ui.listen "host:port" (IP literal; [v6]:port), default "127.0.0.1:8470" */
+	unsigned ui_session_idle_s;      /* default 900, 60..86400 */
+	unsigned ui_lockout_failures;    /* failed logins before a lock, default 5, 1..100 */
+	unsigned ui_lockout_s;           /* lock duration, default 900, 1..86400 */
+	unsigned ui_password_log2n;      /* scrypt cost of new password hashes (N = 2^x), default 15, 10..20 */
+	bool ui_secure_cookies;          /* mark cookies Secure (page behind a TLS proxy), default false */
+
 	char *log_level;                 /* log.level: "error"|"warn"|"info"|"debug", or NULL when absent */
 } config;
 

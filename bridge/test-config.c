@@ -64,7 +64,7 @@ static const struct err_case {
 	{ L1 L2 "  \"pagesize\": 5}}",
 	  ":3:3: fhir.pagesize: unknown key (allowed: base_url, resources, page_size, max_concurrency, "
 	  "poll_interval_s, timeout_s, watermark_skew_s, retry, ca_file, auth, mrn_system)" },
-	{ L1 L2 "  \"page_size\": 5},\n \"sotre\": {}}", ":4:2: sotre: unknown key (allowed: store, fhir, site, redcap, log)" },
+	{ L1 L2 "  \"page_size\": 5},\n \"sotre\": {}}", ":4:2: sotre: unknown key (allowed: store, fhir, site, redcap, downtime, ui, log)" },
 	{ "{\"store\": {\"path\": \"b.db\", \"key_file\": \"k\", \"mode\": 1}}",
 	  ":1:45: store.mode: unknown key (allowed: path, key_file)" },
 	{ L1 L2 "  \"retry\": {\"max_attempts\": 3, \"jitter\": true}}}",
@@ -197,6 +197,26 @@ static const struct err_case {
 	{ L1 L2 "  \"page_size\": 5},\n \"redcap\": {\"projects\": [{\"name\": \"a\", \"url\": \"https://r/api/\", \"token_file\": \"t\", \"tokn\": 1}]}}",
 	  ":4:84: redcap.projects[0].tokn: unknown key (allowed: name, url, token_file, token_env, mapping)" },
 
+	{ L1 L2 "  \"page_size\": 5},\n \"downtime\": {\"identifier_system\": \"no scheme\"}}",
+	  
+	  ":4:15: downtime.identifier_system: expected an absolute URI without spaces or '|' (like \"urn:oid:1.2.3\" or \"https://hospital.example/downtime\")" },
+	{ L1 L2 "  \"page_size\": 5},\n \"downtime\": {\"identifier_system\": \"urn:a|b\"}}", 
+	  ":4:15: downtime.identifier_system: expected an absolute URI without spaces or '|' (like \"urn:oid:1.2.3\" or \"https://hospital.example/downtime\")" },
+	{ L1 L2 "  \"page_size\": 5},\n \"downtime\": {\"resync_batch\": 501}}", 
+	  ":4:15: downtime.resync_batch: expected an integer from 1 to 500, got 501" },
+	{ L1 L2 "  \"page_size\": 5},\n \"downtime\": {\"probe\": 5}}", 
+	  ":4:15: downtime.probe: unknown key (allowed: identifier_system, user_system, probe_interval_s, probe_timeout_s, fail_threshold, recover_successes, down_probe_max_s, resync_batch)" },
+	{ L1 L2 "  \"page_size\": 5},\n \"ui\": {\"listen\": \"localhost:8470\"}}", 
+	  ":4:9: ui.listen: \"localhost:8470\" is not \"<IPv4 address>:<port>\" or \"[<IPv6 address>]:<port>\" (like \"127.0.0.1:8470\")" },
+	{ L1 L2 "  \"page_size\": 5},\n \"ui\": {\"listen\": \"127.0.0.1:65536\"}}", 
+	  ":4:9: ui.listen: \"127.0.0.1:65536\" is not \"<IPv4 address>:<port>\" or \"[<IPv6 address>]:<port>\" (like \"127.0.0.1:8470\")" },
+	{ L1 L2 "  \"page_size\": 5},\n \"ui\": {\"listen\": \"[::1]8470\"}}", 
+	  ":4:9: ui.listen: \"[::1]8470\" is not \"<IPv4 address>:<port>\" or \"[<IPv6 address>]:<port>\" (like \"127.0.0.1:8470\")" },
+	{ L1 L2 "  \"page_size\": 5},\n \"ui\": {\"secure_cookies\": \"yes\"}}", 
+	  ":4:9: ui.secure_cookies: expected true or false, got a string" },
+	{ L1 L2 "  \"page_size\": 5},\n \"ui\": {\"password_log2n\": 9}}", 
+	  ":4:9: ui.password_log2n: expected an integer from 10 to 20, got 9" },
+
 	/* Jansson's own parse errors keep its line:column */
 	{ "{\"store\": }", ":1:11: unexpected token near '}'" },
 	{ "{\"store\": {},\n \"store\": {}}", ":2:8: duplicate object key near '\"store\"'" },
@@ -294,6 +314,16 @@ static void test_defaults(void)
 	CHECK_INT(c.fhir_auth.type, CONFIG_AUTH_NONE);
 	CHECK(c.fhir_auth.token_file == NULL && c.fhir_auth.scope == NULL);
 	CHECK(c.log_level == NULL);
+	CHECK(c.downtime_identifier_system == NULL && c.downtime_user_system == NULL);
+	CHECK_INT(c.downtime_probe_interval_s, 5);
+	CHECK_INT(c.downtime_probe_timeout_s, 5);
+	CHECK_INT(c.downtime_fail_threshold, 3);
+	CHECK_INT(c.downtime_recover_successes, 2);
+	CHECK_INT(c.downtime_down_probe_max_s, 10);
+	CHECK_INT(c.downtime_resync_batch, 50);
+	CHECK(!c.ui_enabled && c.ui_listen == NULL);
+	CHECK_INT(c.ui_session_idle_s, 900);
+	CHECK_INT(c.ui_password_log2n, 15);
 	config_deinit(&c);
 	config_deinit(&c); /* idempotent */
 	CHECK(c.path == NULL);
@@ -349,6 +379,49 @@ static void test_all_values_and_bounds(void)
 	free(path);
 	free(path2);
 	free(bad);
+}
+
+static void test_downtime_and_ui(void)
+{
+	char *path = put_text("d.json", L1 L2 "  \"page_size\": 5},\n"
+			      " \"downtime\": {\"identifier_system\": \"urn:oid:2.16.840.1.113883.3.999.1\",\n"
+			      "  \"user_system\": \"https://hospital.example/staff\", \"probe_interval_s\": 2,\n"
+			      "  \"probe_timeout_s\": 3, \"fail_threshold\": 4, \"recover_successes\": 1,\n"
+			      "  \"down_probe_max_s\": 7, \"resync_batch\": 500},\n"
+			      " \"ui\": {\"listen\": \"[::1]:0\", \"session_idle_s\": 60, \"lockout_failures\": 1,\n"
+			      "  \"lockout_s\": 86400, \"password_log2n\": 20, \"secure_cookies\": true}}");
+	REQUIRE(path);
+	config c = CONFIG_NULL;
+	char err[512] = "";
+	CHECK_INT(config_load(&c, path, err, sizeof(err)), 0);
+	CHECK_STR(err, "");
+	CHECK_STR(c.downtime_identifier_system, "urn:oid:2.16.840.1.113883.3.999.1");
+	CHECK_STR(c.downtime_user_system, "https://hospital.example/staff");
+	CHECK_INT(c.downtime_probe_interval_s, 2);
+	CHECK_INT(c.downtime_probe_timeout_s, 3);
+	CHECK_INT(c.downtime_fail_threshold, 4);
+	CHECK_INT(c.downtime_recover_successes, 1);
+	CHECK_INT(c.downtime_down_probe_max_s, 7);
+	CHECK_INT(c.downtime_resync_batch, 500);
+	CHECK(c.ui_enabled);
+	CHECK_STR(c.ui_listen, "[::1]:0");
+	CHECK_INT(c.ui_session_idle_s, 60);
+	CHECK_INT(c.ui_lockout_failures, 1);
+	CHECK_INT(c.ui_lockout_s, 86400);
+	CHECK_INT(c.ui_password_log2n, 20);
+	CHECK(c.ui_secure_cookies);
+	free(path);
+
+	/* An empty ui object turns the page on at the default address. */
+	path = put_text("u.json", L1 L2 "  \"page_size\": 5},\n \"ui\": {}}");
+	REQUIRE(path);
+	CHECK_INT(config_load(&c, path, err, sizeof(err)), 0);
+	CHECK(c.ui_enabled);
+	CHECK_STR(c.ui_listen, "127.0.0.1:8470");
+	CHECK(!c.ui_secure_cookies);
+	CHECK(c.downtime_identifier_system == NULL);
+	config_deinit(&c);
+	free(path);
 }
 
 static void test_smart_backend(void)
@@ -705,6 +778,7 @@ int main(int argc, char **argv)
 		HARNESS_TEST(test_defaults),
 		HARNESS_TEST(test_all_values_and_bounds),
 		HARNESS_TEST(test_smart_backend),
+		HARNESS_TEST(test_downtime_and_ui),
 		HARNESS_TEST(test_relative_paths),
 		HARNESS_TEST(test_example_file),
 		HARNESS_TEST(test_file_problems),
