@@ -152,6 +152,10 @@ export async function startFhirServer(options = {}) {
   const snapshots = new Map(); // id -> snapshot, in least-recently-used order
   let touchCounter = 0;
   const flags = { rejectLastUpdated: false, rejectSortLastUpdated: false };
+  // An EHR outage for every non-control request: 'drop' closes the connection
+  // without an answer, 'hang' holds the request until the outage ends (then
+  // drops it), 'unavailable' answers 503. 'off' ends it. The data stays.
+  const outage = { mode: 'off', since: null, held: new Set(), requests: 0 };
   const newStats = () => ({
     requests: { total: 0, byKind: {}, byStatus: {} },
     searches: { snapshots: 0, firstPages: 0, pages: 0, gone: 0 },
@@ -741,7 +745,26 @@ export async function startFhirServer(options = {}) {
         capabilityCache = new Map();
         return sendJson(ctx, 200, { enabled: auth.enabled(), requireAuth: auth.requireAuth, tokenTtl: auth.tokenTtl });
       }
+      case 'POST outage': {
+        const b = await controlBody(ctx);
+        if (!['off', 'drop', 'hang', 'unavailable'].includes(b.mode)) {
+          throw new HttpError(400, "mode must be 'off', 'drop', 'hang' or 'unavailable'");
+        }
+        outage.mode = b.mode;
+        outage.since = b.mode === 'off' ? null : new Date().toISOString();
+        if (b.mode !== 'hang') {
+          for (const sock of outage.held) sock.destroy();
+          outage.held.clear();
+        }
+        return sendJson(ctx, 200, { mode: outage.mode, since: outage.since, requests: outage.requests });
+      }
+      case 'GET outage':
+        return sendJson(ctx, 200, { mode: outage.mode, since: outage.since, requests: outage.requests, held: outage.held.size });
       case 'POST reset':
+        outage.mode = 'off';
+        outage.since = null;
+        for (const sock of outage.held) sock.destroy();
+        outage.held.clear();
         repo.clear();
         snapshots.clear();
         faults.clear();
@@ -779,6 +802,20 @@ export async function startFhirServer(options = {}) {
     try {
       if (pathname.startsWith('/__control/')) {
         return await handleControl(ctx, pathname.slice('/__control/'.length), new URLSearchParams(query));
+      }
+      if (outage.mode !== 'off') {
+        outage.requests++;
+        ctx.kind = 'outage';
+        if (outage.mode === 'unavailable') {
+          return send(ctx, 503, operationOutcome('error', 'transient', 'Service unavailable (outage)'), { 'retry-after': '5' });
+        }
+        if (outage.mode === 'hang') {
+          outage.held.add(req.socket);
+          req.socket.once('close', () => outage.held.delete(req.socket));
+          return undefined;
+        }
+        req.socket.destroy();
+        return undefined;
       }
       const isFhir = pathname === FHIR_BASE || pathname.startsWith(FHIR_BASE + '/');
       const isToken = pathname === '/auth/token';

@@ -536,6 +536,39 @@ test('faults fire exactly `times` times', async () => {
   assert.equal((await request(`${main.origin}/__control/faults`, { method: 'POST', body: '{"kind":"nope"}' })).status, 400);
 });
 
+test('an outage (drop, hang, unavailable) keeps the data and ends with mode off', async () => {
+  await control(main.origin, 'reset', {});
+  await loadNdjson(main.origin, generate({ observationsOnly: 3, seed: 'o' }));
+  const url = `${main.base}/Observation?_count=5`;
+  const before = (await request(url)).json().entry.length;
+  assert.equal(before, 3);
+
+  await control(main.origin, 'outage', { mode: 'drop' });
+  await assert.rejects(request(url), (err) => err.code === 'ECONNRESET' || /socket hang up/.test(err.message));
+  await assert.rejects(request(`${main.base}/metadata`), (err) => err.code === 'ECONNRESET' || /socket hang up/.test(err.message));
+
+  await control(main.origin, 'outage', { mode: 'unavailable' });
+  const u = await request(url);
+  assert.equal(u.status, 503);
+  assert.equal(u.headers['retry-after'], '5');
+  assert.equal(u.json().resourceType, 'OperationOutcome');
+
+  await control(main.origin, 'outage', { mode: 'hang' });
+  let settled = false;
+  const held = request(url).then(() => 'answered', (err) => err.code ?? err.message).finally(() => { settled = true; });
+  await new Promise((r) => setTimeout(r, 300));
+  assert.equal(settled, false, 'a request during a hang is not answered');
+  const st = await (await request(`${main.origin}/__control/outage`)).json();
+  assert.equal(st.mode, 'hang');
+  assert.equal(st.held, 1);
+  await control(main.origin, 'outage', { mode: 'off' });
+  assert.notEqual(await held, 'answered', 'the held request is dropped when the outage ends');
+
+  const after = (await request(url)).json().entry.length;
+  assert.equal(after, before, 'the data survived the outage');
+  assert.equal((await request(`${main.origin}/__control/outage`, { method: 'POST', body: '{"mode":"down"}' })).status, 400);
+});
+
 test('an unknown or expired search snapshot answers 410', async () => {
   await control(main.origin, 'reset', {});
   await loadNdjson(main.origin, generate({ observationsOnly: 30, seed: 'g' }));
