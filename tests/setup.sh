@@ -10,7 +10,7 @@ top=$(cd "$(dirname "$0")/.." && pwd)
 cd "$top"
 
 pkgs=(meson ninja-build pkg-config gcc libc6-dev libjansson-dev libuv1-dev libcurl4-openssl-dev
-      libsqlite3-dev libssl-dev valgrind nodejs npm ca-certificates tzdata)
+      libsqlite3-dev libssl-dev libmicrohttpd-dev valgrind nodejs npm ca-certificates tzdata)
 missing=()
 for p in "${pkgs[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
