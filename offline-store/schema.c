@@ -247,10 +247,97 @@ static const char schema_v3[] =
 	"  value BLOB NOT NULL\n"
 	");\n";
 
+/*
+ * Version 4: downtime charting (offline-store/chart.h, chart.c).
+ *
+ * - users: clinicians and admins of the downtime page and CLI. Staff, not
+ *   patients: names in clear; pwhash is the caller's opaque hash string.
+ * - chart_entries: the outbox toward the EHR. seq (the rowid) is the order
+ *   of entry; uuid the client-assigned identifier that makes writes
+ *   idempotent. body, provenance and conflict are crypto.h blobs bound to
+ *   (uuid, server, kind, patient). effective_us is the effective instant
+ *   parsed (offsets applied), so the due query orders by when things
+ *   happened: chart_due serves it (state, server first: the pending ones of
+ *   one EHR, already in that order). chart_patient serves the patient view
+ *   and the relinking of a temporary patient.
+ * - temp_patients: downtime registrations; body (demographics) is a blob
+ *   bound to the id.
+ * - audit: a hash chain (chart.c says how); rows in clear, no PHI in them.
+ * - patient_index: keyed hashes of search tokens (16 bytes) -> patient ids.
+ *   WITHOUT ROWID: rows are tiny and looked up by their key; the second
+ *   index serves replacing one patient's tokens.
+ */
+static const char schema_v4[] =
+	"CREATE TABLE users(\n"
+	"  name TEXT PRIMARY KEY NOT NULL,\n"
+	"  role TEXT NOT NULL CHECK(role IN ('clinician', 'admin')),\n"
+	"  display TEXT NOT NULL DEFAULT '',\n"
+	"  pwhash TEXT NOT NULL,\n"
+	"  disabled INTEGER NOT NULL DEFAULT 0,\n"
+	"  failures INTEGER NOT NULL DEFAULT 0,\n"
+	"  locked_until_ms INTEGER NOT NULL DEFAULT 0,\n"
+	"  created_ms INTEGER NOT NULL,\n"
+	"  last_login_ms INTEGER NOT NULL DEFAULT 0\n"
+	");\n"
+	"CREATE TABLE chart_entries(\n"
+	"  seq INTEGER PRIMARY KEY,\n"
+	"  uuid TEXT UNIQUE NOT NULL,\n"
+	"  kind TEXT NOT NULL,\n"
+	"  server INTEGER NOT NULL REFERENCES servers(id),\n"
+	"  patient TEXT NOT NULL,\n"
+	"  temp INTEGER NOT NULL DEFAULT 0,\n"
+	"  author TEXT NOT NULL,\n"
+	"  effective TEXT NOT NULL,\n"
+	"  effective_us INTEGER NOT NULL,\n"
+	"  recorded TEXT NOT NULL,\n"
+	"  target TEXT,\n"
+	"  if_match TEXT,\n"
+	"  body BLOB NOT NULL,\n"
+	"  provenance BLOB,\n"
+	"  state INTEGER NOT NULL DEFAULT 0,\n"
+	"  attempts INTEGER NOT NULL DEFAULT 0,\n"
+	"  next_at_ms INTEGER NOT NULL DEFAULT 0,\n"
+	"  last_error TEXT,\n"
+	"  ehr_ref TEXT,\n"
+	"  written_ms INTEGER NOT NULL DEFAULT 0,\n"
+	"  conflict BLOB,\n"
+	"  decided_by TEXT,\n"
+	"  decided_ms INTEGER NOT NULL DEFAULT 0\n"
+	");\n"
+	"CREATE INDEX chart_due ON chart_entries(state, server, effective_us, seq);\n"
+	"CREATE INDEX chart_patient ON chart_entries(patient);\n"
+	"CREATE TABLE temp_patients(\n"
+	"  id TEXT PRIMARY KEY NOT NULL,\n"
+	"  body BLOB NOT NULL,\n"
+	"  created_by TEXT NOT NULL,\n"
+	"  created_ms INTEGER NOT NULL,\n"
+	"  linked_patient TEXT,\n"
+	"  linked_by TEXT,\n"
+	"  linked_ms INTEGER NOT NULL DEFAULT 0\n"
+	");\n"
+	"CREATE TABLE audit(\n"
+	"  seq INTEGER PRIMARY KEY,\n"
+	"  ts_ms INTEGER NOT NULL,\n"
+	"  actor TEXT NOT NULL,\n"
+	"  action TEXT NOT NULL,\n"
+	"  subject TEXT,\n"
+	"  detail TEXT,\n"
+	"  prev_hash BLOB NOT NULL,\n"
+	"  hash BLOB NOT NULL\n"
+	");\n"
+	"CREATE TABLE patient_index(\n"
+	"  token BLOB NOT NULL,\n"
+	"  server INTEGER NOT NULL REFERENCES servers(id),\n"
+	"  patient TEXT NOT NULL,\n"
+	"  PRIMARY KEY(token, server, patient)\n"
+	") WITHOUT ROWID;\n"
+	"CREATE INDEX patient_index_patient ON patient_index(server, patient);\n";
+
 const store_migration store_migrations[] = {
 	{ 1, "resources, versions and crawl cursors", schema_v1, NULL },
 	{ 2, "curation: waiting patients, records, instances, REDCap outbox, provenance, review", schema_v2, NULL },
 	{ 3, "encrypted key/value (export checkpoints)", schema_v3, NULL },
+	{ 4, "downtime charting: users, chart entries, temporary patients, audit, patient index", schema_v4, NULL },
 };
 
 const size_t store_n_migrations = sizeof(store_migrations) / sizeof(store_migrations[0]);

@@ -41,6 +41,7 @@
 
 #include <sqlite3.h>
 
+#include "offline-store/chart.h"
 #include "offline-store/crypto.h"
 #include "offline-store/instant.h"
 #include "offline-store/schema.h"
@@ -1565,7 +1566,7 @@ json_t *store_status_json(store *s)
 {
 	int64_t version = 0;
 	json_t *root = json_object(), *res = json_object(), *ver = json_object(), *cur = json_array();
-	json_t *last = NULL;
+	json_t *last = NULL, *downtime = NULL;
 	bool own = false;
 	int rc = 0;
 
@@ -1590,13 +1591,18 @@ json_t *store_status_json(store *s)
 				ver)) != 0 ||
 	    (rc = status_cursors(s, cur, &last)) != 0)
 		goto out;
+	if (!(downtime = store_chart_counts(s))) {
+		rc = STORE_E_DB; /* the message is set */
+		goto out;
+	}
 	/* Each set_new consumes its value, success or not. */
 	int bad = json_object_set_new(root, "schema", json_integer(version));
 	bad |= json_object_set_new(root, "resources", res);
 	bad |= json_object_set_new(root, "versions", ver);
 	bad |= json_object_set_new(root, "cursors", cur);
 	bad |= json_object_set_new(root, "last_sync", last ? last : json_null());
-	res = ver = cur = last = NULL;
+	bad |= json_object_set_new(root, "downtime", downtime);
+	res = ver = cur = last = downtime = NULL;
 	if (bad)
 		rc = oom(s);
 out:
@@ -1605,6 +1611,7 @@ out:
 	json_decref(ver);
 	json_decref(cur);
 	json_decref(last);
+	json_decref(downtime);
 	if (rc) {
 		json_decref(root);
 		return NULL;

@@ -178,7 +178,8 @@ int store_foreach_resource(store *s, int64_t server, const char *type, int want_
  *    "versions": {"Patient": 12, ...},            versions seen per type
  *    "cursors": [{"server": url, "type": T, "watermark": .., "crawl_in_progress": bool,
  *                 "pages_in_progress": n, "last_success": .., "last_error": ..}],
- *    "last_sync": instant or null}                latest last_success of any cursor
+ *    "last_sync": instant or null,                latest last_success of any cursor
+ *    "downtime": {"pending": n, ...}}             chart entries per state (chart.h, store_chart_counts)
  * crawl_in_progress is true while the cursor has a next_url; pages_in_progress
  * is then its page count, else 0. Strings are as stored ("" when empty).
  * All figures come from one snapshot. Works on a read-only handle while

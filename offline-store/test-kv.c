@@ -69,7 +69,7 @@ static void test_kv_round_trip(void)
 	REQUIRE(fx_init(&f));
 	store *s = fx_open(&f, STORE_RW);
 	REQUIRE(s);
-	CHECK_INT(store_schema_version(), 3);
+	CHECK_INT(store_schema_version(), 4);
 	CHECK_INT(store_migrations[2].version, 3);
 
 	CHECK_STR(get_str(s, "export:P:1"), "<5>"); /* STORE_E_NOTFOUND */
@@ -176,12 +176,13 @@ static void test_kv_persistence(void)
 	store_close(ro);
 	store_close(s);
 
-	/* A v2 store (before the table) is upgraded at open. */
-	REQUIRE(raw_exec(f.db, "DROP TABLE kv; PRAGMA user_version = 2") == SQLITE_OK);
+	/* A v2 store (before the table, and before v4's) is upgraded at open. */
+	REQUIRE(raw_exec(f.db, "DROP TABLE kv; DROP TABLE users; DROP TABLE chart_entries; DROP TABLE temp_patients;"
+			       " DROP TABLE audit; DROP TABLE patient_index; PRAGMA user_version = 2") == SQLITE_OK);
 	CHECK_INT(q_int(f.db, "SELECT count(*) FROM sqlite_schema WHERE name = 'kv'"), 0);
 	s = fx_open(&f, STORE_RW);
 	REQUIRE(s);
-	CHECK_INT(q_int(f.db, "PRAGMA user_version"), 3);
+	CHECK_INT(q_int(f.db, "PRAGMA user_version"), store_schema_version());
 	CHECK_STR(get_str(s, "export:P:h"), "<5>");
 	CHECK_INT(store_kv_put(s, "export:P:h", "again", 5), 0);
 	CHECK_STR(get_str(s, "export:P:h"), "again");

@@ -1296,7 +1296,7 @@ static void test_upgrade_from_v1(void)
 	s = fx_open(&f, STORE_RW);
 	REQUIRE(s);
 	CHECK_INT(q_int(&v, "PRAGMA user_version"), store_schema_version());
-	CHECK_INT(store_schema_version(), 3);
+	CHECK_INT(store_schema_version(), 4);
 	names w;
 	/* Every patient with data waits, in patient order (p2 was interned first). */
 	CHECK_STR(waiting(s, srv, 0, &w), "p2,p1");

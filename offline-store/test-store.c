@@ -796,8 +796,10 @@ static void test_status_json(void)
 	REQUIRE(store_server_id(s, "https://b.example.org/fhir", &b) == 0);
 
 	json_t *j = store_status_json(s);
-	json_t *want = json_pack("{s:i, s:{}, s:{}, s:[], s:n}", "schema", store_schema_version(), "resources",
-				 "versions", "cursors", "last_sync");
+	json_t *want = json_pack("{s:i, s:{}, s:{}, s:[], s:n, s:{s:i, s:i, s:i, s:i, s:i, s:i}}", "schema",
+				 store_schema_version(), "resources", "versions", "cursors", "last_sync", "downtime",
+				 "pending", 0, "written", 0, "conflict", 0, "waiting_link", 0, "rejected", 0,
+				 "discarded", 0);
 	CHECK(j && want && json_equal(j, want));
 	json_decref(j);
 	json_decref(want);
@@ -835,7 +837,9 @@ static void test_status_json(void)
 			  "  {\"server\": \"https://b.example.org/fhir\", \"type\": \"Patient\", \"watermark\": \"\","
 			  "   \"crawl_in_progress\": true, \"pages_in_progress\": 4,"
 			  "   \"last_success\": \"2024-03-01T11:00:00Z\", \"last_error\": \"\"}],"
-			  " \"last_sync\": \"2024-03-01T11:00:00Z\"}",
+			  " \"last_sync\": \"2024-03-01T11:00:00Z\","
+			  " \"downtime\": {\"pending\": 0, \"written\": 0, \"conflict\": 0, \"waiting_link\": 0,"
+			  "  \"rejected\": 0, \"discarded\": 0}}",
 			  0, &e);
 	REQUIRE(want);
 	/* 12:00+02:00 is 10:00Z: 11:00Z is the latest, though it sorts lower as text. */
