@@ -17,12 +17,15 @@
 #include <uv.h>
 
 #include "bridge/auth.h"
+#include "bridge/cmd-downtime.h"
 #include "bridge/config.h"
 #include "bridge/curate.h"
+#include "bridge/downtime.h"
 #include "bridge/export.h"
 #include "bridge/http.h"
 #include "bridge/log.h"
 #include "bridge/mapping.h"
+#include "bridge/patients.h"
 #include "bridge/push.h"
 #include "bridge/sync.h"
 #include "bridge/util.h"
@@ -65,6 +68,11 @@ typedef struct app {
 	int curate_rc;
 	curate_stats cstats;
 	json_t *cycle_res;       /* the cycle's result, filled as its phases end */
+	downtime *dt;            /* the EHR breaker and the writer of chart entries */
+	bool cycle_running;
+	bool cycle_again;        /* start another cycle as soon as this one ends */
+	bool pull_skipped;       /* this cycle skipped the pull: the EHR is down */
+	json_t *drain_stats;     /* sync --once: what the downtime writer did */
 	bool pull_ok;
 	bool daemon;
 	bool json;
@@ -271,6 +279,10 @@ static int load_config(config *cfg, const common_opts *o)
 
 static void app_shutdown(app *a)
 {
+	if (a->dt) {
+		downtime_stop(a->dt, NULL, NULL);
+		a->dt = NULL;
+	}
 	if (a->http) {
 		http_client_close(a->http, NULL, NULL);
 		a->http = NULL;
@@ -288,6 +300,7 @@ static void app_shutdown(app *a)
 
 static void start_cycle(app *a);
 static void start_curation(app *a);
+static void app_observe(void *ud, long status, double total_s);
 
 static void on_poll_timer(uv_timer_t *t)
 {
@@ -299,6 +312,7 @@ static void on_poll_timer(uv_timer_t *t)
 static void finish_cycle(app *a);
 static void start_push(app *a);
 static void start_anchor_export(app *a);
+static void after_pull(app *a);
 
 static void on_sync_done(sync_cycle *cy, void *ud)
 {
@@ -330,6 +344,22 @@ static void on_sync_done(sync_cycle *cy, void *ud)
 	a->cy = NULL;
 	a->cycle_res = res;
 	a->pull_ok = ok;
+	if (ok) {
+		char now[40];
+		util_instant_ms((int64_t)a->cycle_started_ms, now, sizeof(now));
+		if (store_project_set(a->st, DOWNTIME_KV_PROJECT, DOWNTIME_KV_LAST_SYNC, now) != 0)
+			log_warn("store", "cannot record the sync time: %s", store_errmsg(a->st));
+	}
+	if (a->drain_stats) {
+		json_object_set_new(res, "downtime", a->drain_stats);
+		a->drain_stats = NULL;
+	}
+	after_pull(a);
+}
+
+/* Curate and push (anchors typed into REDCap first), or end the cycle. */
+static void after_pull(app *a)
+{
 	if (a->stopping || !a->any_mapping) {
 		finish_cycle(a);
 		return;
@@ -534,10 +564,11 @@ static void finish_cycle(app *a)
 	if (!a->stopping)
 		a->exit_code = ok ? 0 : EXIT_SYNC_FAILED;
 
+	a->cycle_running = false;
 	if (a->daemon && !a->stopping) {
 		uint64_t interval = (uint64_t)a->cfg.fhir_poll_interval_s * 1000u;
 		uint64_t since = (uint64_t)util_wall_ms() - a->cycle_started_ms;
-		uint64_t delay = since >= interval ? 0 : interval - since;
+		uint64_t delay = since >= interval || a->cycle_again ? 0 : interval - since;
 		log_info("bridge", "next sync in %.0f s", (double)delay / 1000.0);
 		uv_timer_start(&a->poll_timer, on_poll_timer, delay, 0);
 		return;
@@ -545,7 +576,7 @@ static void finish_cycle(app *a)
 	app_shutdown(a);
 }
 
-static void start_cycle(app *a)
+static void start_pull(app *a)
 {
 	sync_env env = {
 		.loop = &a->loop,
@@ -554,15 +585,99 @@ static void start_cycle(app *a)
 		.server_id = a->server_id,
 		.http = a->http,
 		.auth = a->auth,
+		.observe = a->dt ? app_observe : NULL,
+		.observe_ud = a,
 	};
-	a->cycle_started_ms = (uint64_t)util_wall_ms();
-	a->curate_rc = 0;
 	int rc = sync_cycle_start(&a->cy, &env, on_sync_done, a);
 	if (rc != 0) {
 		log_error("bridge", "cannot start a sync cycle: %s", strerror(-rc));
 		a->exit_code = EXIT_SYNC_FAILED;
 		app_shutdown(a);
 	}
+}
+
+/* sync --once: pending chart entries go to the EHR first, so that the pull
+ * brings them back (and on to REDCap) in the same run. */
+static void on_drained(void *ud)
+{
+	app *a = ud;
+	json_t *st = downtime_stats(a->dt);
+	json_int_t w = json_integer_value(json_object_get(st, "written"));
+	json_int_t r = json_integer_value(json_object_get(st, "retries"));
+	if (w || r)
+		log_info("bridge", "downtime entries: %lld written to the EHR, %lld wait for another attempt",
+			 (long long)w, (long long)r);
+	a->drain_stats = st;
+	downtime_stop(a->dt, NULL, NULL);
+	a->dt = NULL;
+	if (a->stopping) {
+		a->cycle_res = json_object();
+		finish_cycle(a);
+		return;
+	}
+	start_pull(a);
+}
+
+static void start_cycle(app *a)
+{
+	a->cycle_started_ms = (uint64_t)util_wall_ms();
+	a->curate_rc = 0;
+	a->cycle_running = true;
+	a->cycle_again = false;
+	a->pull_skipped = false;
+	if (a->daemon && a->dt && downtime_state(a->dt) != BREAKER_UP) {
+		/* No pull while the EHR is down; curated rows still go to REDCap. */
+		log_warn("bridge", "EHR %s: no pull this cycle; pushing what is curated", breaker_state_name(downtime_state(a->dt)));
+		a->pull_skipped = true;
+		a->pull_ok = false;
+		a->cycle_res = json_pack("{s:s}", "pull", "skipped: the EHR is down");
+		after_pull(a);
+		return;
+	}
+	if (!a->daemon && a->cfg.downtime_identifier_system) {
+		downtime_env env = { .loop = &a->loop, .cfg = &a->cfg, .st = a->st, .server_id = a->server_id,
+				     .http = a->http, .auth = a->auth };
+		if (downtime_drain(&a->dt, &env, on_drained, a) == 0)
+			return;
+		log_error("bridge", "cannot start writing downtime entries: out of memory");
+	}
+	start_pull(a);
+}
+
+/* Start a cycle now, or right after the one running. */
+static void request_cycle(app *a)
+{
+	if (a->stopping)
+		return;
+	if (a->cycle_running) {
+		a->cycle_again = true;
+		return;
+	}
+	uv_timer_start(&a->poll_timer, on_poll_timer, 0, 0);
+}
+
+static void app_observe(void *ud, long status, double total_s)
+{
+	app *a = ud;
+	downtime_observe(a->dt, status, total_s);
+}
+
+static void on_ehr_state(void *ud, breaker_state from, breaker_state to)
+{
+	app *a = ud;
+	(void)from;
+	if (to == BREAKER_DOWN && a->cy) {
+		/* Stop hammering: the pages stored so far stay, the crawl resumes later. */
+		sync_cycle_stop(a->cy);
+	} else if (to == BREAKER_UP) {
+		request_cycle(a);
+	}
+}
+
+/* The writer went idle after writing entries: pull them back now. */
+static void on_entries_written(void *ud)
+{
+	request_cycle(ud);
 }
 
 static void on_signal(uv_signal_t *h, int signum)
@@ -734,6 +849,23 @@ static int cmd_sync(int argc, char **argv, bool daemon)
 
 	log_info("bridge", "%s: store %s, FHIR %s, %zu types", daemon ? "daemon started" : "sync",
 		 a.cfg.store_path, a.cfg.fhir_base_url, a.cfg.n_fhir_resources);
+	size_t reindexed = 0;
+	if (patients_index_ensure(a.st, a.server_id, a.cfg.fhir_mrn_system, &reindexed) != 0)
+		log_warn("store", "cannot build the patient search index: %s", store_errmsg(a.st));
+	else if (reindexed)
+		log_info("store", "patient search index built for %zu cached patients", reindexed);
+	if (daemon) {
+		downtime_env env = { .loop = &a.loop, .cfg = &a.cfg, .st = a.st, .server_id = a.server_id,
+				     .http = a.http, .auth = a.auth, .on_state = on_ehr_state,
+				     .on_written = on_entries_written, .ud = &a };
+		if (downtime_start(&a.dt, &env) != 0) {
+			fprintf(stderr, "fhir-redcap-bridge: out of memory\n");
+			app_shutdown(&a);
+			uv_run(&a.loop, UV_RUN_DEFAULT);
+			rc = EXIT_SYNC_FAILED;
+			goto out;
+		}
+	}
 	start_cycle(&a);
 	uv_run(&a.loop, UV_RUN_DEFAULT);
 	rc = a.exit_code;
@@ -751,6 +883,7 @@ early_out:
 	free(a.anchor_fields);
 	free(a.n_anchor_fields);
 	free_mappings(&a.cfg, a.maps);
+	json_decref(a.drain_stats);
 	config_deinit(&a.cfg);
 	return rc;
 }
@@ -760,6 +893,21 @@ early_out:
 static void print_status_text(json_t *s, const char *store_path)
 {
 	printf("store: %s (schema %lld)\n", store_path, (long long)json_integer_value(json_object_get(s, "schema")));
+	json_t *ehr = json_object_get(s, "ehr");
+	const char *es = json_string_value(json_object_get(ehr, "state"));
+	const char *since = json_string_value(json_object_get(ehr, "since"));
+	const char *lss = json_string_value(json_object_get(ehr, "last_successful_sync"));
+	printf("EHR: %s%s%s; last successful sync: %s\n", es ? es : "unknown", since ? " since " : "", since ? since : "",
+	       lss ? lss : "never");
+	json_t *dt = json_object_get(s, "downtime");
+	if (dt)
+		printf("downtime entries: %lld pending, %lld written, %lld conflicts, %lld rejected, %lld waiting for a "
+		       "patient link\n",
+		       (long long)json_integer_value(json_object_get(dt, "pending")),
+		       (long long)json_integer_value(json_object_get(dt, "written")),
+		       (long long)json_integer_value(json_object_get(dt, "conflict")),
+		       (long long)json_integer_value(json_object_get(dt, "rejected")),
+		       (long long)json_integer_value(json_object_get(dt, "waiting_link")));
 	json_t *ls = json_object_get(s, "last_sync");
 	printf("last sync: %s\n", json_is_string(ls) ? json_string_value(ls) : "never");
 	printf("\n%-28s %12s %12s\n", "resource type", "resources", "versions");
@@ -875,6 +1023,17 @@ static int cmd_status(int argc, char **argv)
 		json_object_set(s, "outbox", projects);
 	}
 	json_decref(ob);
+	if (s) {
+		char *state = NULL, *since = NULL, *last = NULL;
+		store_project_get(st, DOWNTIME_KV_PROJECT, DOWNTIME_KV_STATE, &state);
+		store_project_get(st, DOWNTIME_KV_PROJECT, DOWNTIME_KV_SINCE, &since);
+		store_project_get(st, DOWNTIME_KV_PROJECT, DOWNTIME_KV_LAST_SYNC, &last);
+		json_object_set_new(s, "ehr", json_pack("{s:s, s:s?, s:s?}", "state", state ? state : "unknown", "since",
+						       since, "last_successful_sync", last));
+		free(state);
+		free(since);
+		free(last);
+	}
 	if (!s) {
 		fprintf(stderr, "fhir-redcap-bridge: cannot read the store: %s\n", store_errmsg(st));
 		rc = EXIT_STORE;
@@ -1039,6 +1198,8 @@ static int cmd_review(int argc, char **argv)
 	if (rc < 0)
 		return rc == -1 ? 0 : EXIT_USAGE;
 	const char *verb = o.n_args > 0 ? o.args[0] : "list";
+	if (cmd_review_downtime_is(verb))
+		return cmd_review_downtime(argc, argv);
 	bool list = strcmp(verb, "list") == 0;
 	bool accept = strcmp(verb, "accept") == 0;
 	if (!list && !accept && strcmp(verb, "reject") != 0) {
@@ -1329,6 +1490,12 @@ int main(int argc, char **argv)
 		rc = cmd_push_resume(argc - 1, argv + 1);
 	else if (strcmp(cmd, "export") == 0)
 		rc = export_main(argc - 1, argv + 1);
+	else if (strcmp(cmd, "users") == 0)
+		rc = cmd_users(argc - 1, argv + 1);
+	else if (strcmp(cmd, "chart") == 0)
+		rc = cmd_chart(argc - 1, argv + 1);
+	else if (strcmp(cmd, "summary") == 0)
+		rc = cmd_summary(argc - 1, argv + 1);
 	else {
 		fprintf(stderr, "fhir-redcap-bridge: unknown command '%s'\n\n", cmd);
 		usage_main(stderr);

@@ -10,6 +10,7 @@
 
 #include "bridge/backoff.h"
 #include "bridge/log.h"
+#include "bridge/patients.h"
 #include "bridge/util.h"
 #include "fhir/fhir.h"
 
@@ -182,6 +183,8 @@ static int batch_put_page(store *st, int64_t srv, store_job *j)
 		};
 		int is_new = 0;
 		int rc = store_put_resource(st, srv, &r, &is_new);
+		if (rc == 0 && is_new && strcmp(e->type, "Patient") == 0)
+			rc = patients_index_one(st, srv, e->id, e->body, e->body_len, j->tc->cy->env.cfg->fhir_mrn_system);
 		if (rc != 0)
 			return rc;
 		j->n_new += is_new;
@@ -594,6 +597,8 @@ static void on_page(http_response *r, void *ud)
 	char why[600];
 
 	tc->xfer = NULL;
+	if (cy->env.observe)
+		cy->env.observe(cy->env.observe_ud, r->curl_code == CURLE_OK ? r->status : 0, r->total_s);
 	if (tc->state != TC_ACTIVE)
 		return;
 

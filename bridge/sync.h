@@ -30,6 +30,11 @@ typedef struct sync_env {
 	int64_t server_id;
 	http_client *http;
 	auth *auth;
+	/* Told of every FHIR request's end for the EHR circuit breaker: the
+	 * HTTP status (0 when no answer came: network error, timeout) and how
+	 * long it took. May be NULL. */
+	void (*observe)(void *ud, long status, double total_s);
+	void *observe_ud;
 } sync_env;
 
 typedef void (*sync_done_fn)(sync_cycle *cy, void *ud);

@@ -30,3 +30,20 @@ int64_t util_wall_ms(void)
 	clock_gettime(CLOCK_REALTIME, &ts);
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
+
+void util_instant_ms(int64_t ms, char *out, size_t size)
+{
+	time_t sec = (time_t)(ms / 1000);
+	int frac = (int)(ms % 1000);
+	if (frac < 0) {
+		frac += 1000;
+		sec--;
+	}
+	struct tm tm;
+	char base[32];
+	if (!gmtime_r(&sec, &tm) || strftime(base, sizeof(base), "%Y-%m-%dT%H:%M:%S", &tm) == 0 ||
+	    snprintf(out, size, "%s.%03dZ", base, frac) >= (int)size) {
+		if (size)
+			out[0] = '\0';
+	}
+}

@@ -3,6 +3,7 @@
  */
 #pragma once
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include <stdarg.h>
@@ -16,3 +17,7 @@ void util_setf(char **dst, const char *fmt, ...) __attribute__((format(printf, 2
 /* Wall-clock time in milliseconds since the epoch (for stored times;
  * intervals use the loop's monotonic uv_now()). */
 int64_t util_wall_ms(void);
+
+/* ms since the epoch as a FHIR instant in UTC, "2026-11-29T11:24:38.123Z"
+ * (out needs 25 bytes; "" when it does not fit). */
+void util_instant_ms(int64_t ms, char *out, size_t size);

@@ -105,6 +105,8 @@ export function writeConfig(dir, base, over = {}) {
   const cfg = { store: { path: 'bridge.db', key_file: 'store.key', ...(over.store || {}) }, fhir };
   if (over.site) cfg.site = over.site;
   if (over.redcap) cfg.redcap = over.redcap;
+  if (over.downtime) cfg.downtime = over.downtime;
+  if (over.ui) cfg.ui = over.ui;
   if (over.log) cfg.log = over.log;
   const path = join(dir, 'bridge.json');
   writeFileSync(path, JSON.stringify(cfg, null, 2));
@@ -121,7 +123,9 @@ export function runBridge(args, opts = {}) {
   return new Promise((res) => {
     const cmd = wrapper.length ? wrapper[0] : bridgeBin;
     const argv = wrapper.length ? [...wrapper.slice(1), bridgeBin, ...args] : args;
-    const proc = spawn(cmd, argv, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...(opts.env || {}) } });
+    const stdin = opts.input === undefined ? 'ignore' : 'pipe';
+    const proc = spawn(cmd, argv, { stdio: [stdin, 'pipe', 'pipe'], env: { ...process.env, ...(opts.env || {}) } });
+    if (opts.input !== undefined) proc.stdin.end(opts.input);
     let stdout = '', stderr = '';
     proc.stdout.on('data', (d) => { stdout += d; });
     proc.stderr.on('data', (d) => { stderr += d; });
@@ -177,5 +181,7 @@ export function writeExampleConfig(dir, fhirBase, redcapUrl, opts = {}) {
       ...(opts.redcap || {}),
     },
     log: opts.log,
+    downtime: opts.downtime,
+    ui: opts.ui,
   });
 }
