@@ -107,7 +107,8 @@ static void usage_main(FILE *f)
 		"\n"
 		"commands:\n"
 		"  sync --once --config FILE   one cycle: pull, curate into the REDCap outbox, push; then exit\n"
-		"  run --config FILE           the daemon: a sync cycle every fhir.poll_interval_s\n"
+		"  run --config FILE           the daemon: a sync cycle every fhir.poll_interval_s, the EHR\n"
+		"                              breaker, the write-back of downtime entries, the charting page\n"
 		"  status --config FILE        what the local store holds (--json for a JSON object)\n"
 		"  dump --config FILE --type T list stored resources of a type (NDJSON; --bodies for the resources)\n"
 		"  check --config FILE         validate the config and every mapping against the live REDCap projects\n"
@@ -115,6 +116,14 @@ static void usage_main(FILE *f)
 		"                              where the value the bridge sent for a field came from\n"
 		"  review list|accept ID...|reject ID... --config FILE\n"
 		"                              the values that wait for a person before they go to REDCap\n"
+		"  review entries|show|reapply|resend|discard|link ... --config FILE\n"
+		"                              downtime entries that need a person (conflicts, refusals, links)\n"
+		"  users add|passwd|list|disable|enable [NAME] --config FILE\n"
+		"                              the clinicians who chart during downtime (password on stdin)\n"
+		"  chart vitals|note|med-admin|med-stop|allergy-error|register|list --config FILE --user U ...\n"
+		"                              chart into the bridge; written to the EHR exactly once when it is up\n"
+		"  summary --config FILE --patient MRN|DT-ID | --search TEXT\n"
+		"                              a patient's cached summary (works while the EHR is down)\n"
 		"  export --config FILE --project P [--out DIR] [--format csv|json|ndjson] ...\n"
 		"                              a REDCap project's records and dictionary to files, resumable\n"
 		"  push-resume --config FILE --project P\n"
@@ -690,7 +699,8 @@ static void on_signal(uv_signal_t *h, int signum)
 	log_warn("bridge", "%s: stopping after the transaction in flight (send again to exit now)",
 		 strsignal(signum));
 	a->stopping = true;
-	if (a->exit_code == 0)
+	/* A daemon stopped on request exits 0 whatever its last cycle did. */
+	if (a->exit_code == 0 || a->daemon)
 		a->exit_code = 128 + signum;
 	uv_timer_stop(&a->poll_timer);
 	if (a->cy)
@@ -1193,13 +1203,15 @@ static const char *review_actor(const common_opts *o)
 
 static int cmd_review(int argc, char **argv)
 {
+	/* Downtime entries have verbs (and options) of their own: entries, show,
+	 * reapply, resend, discard, link, patients — always first. */
+	if (argc > 1 && cmd_review_downtime_is(argv[1]))
+		return cmd_review_downtime(argc, argv);
 	common_opts o = { .takes_args = true };
 	int rc = parse_opts("review", argc, argv, &o);
 	if (rc < 0)
 		return rc == -1 ? 0 : EXIT_USAGE;
 	const char *verb = o.n_args > 0 ? o.args[0] : "list";
-	if (cmd_review_downtime_is(verb))
-		return cmd_review_downtime(argc, argv);
 	bool list = strcmp(verb, "list") == 0;
 	bool accept = strcmp(verb, "accept") == 0;
 	if (!list && !accept && strcmp(verb, "reject") != 0) {

@@ -237,6 +237,7 @@ test('the EHR goes dark: down within 30 s; 100 entries charted meanwhile; up wit
   const d = startDaemon(t, w.cfgPath);
   await waitFor('the daemon up', async () => (await status(w.cfgPath)).ehr.state === 'up' && /sync complete/.test(d.log));
 
+  const obsBefore = (await w.fhir.control('ids?type=Observation')).length;
   const t0 = Date.now();
   await w.fhir.control('outage', { mode: 'drop' });
   const down = await waitFor('ehr.state down', async () => (await status(w.cfgPath)).ehr.state === 'down', 45000);
@@ -251,7 +252,7 @@ test('the EHR goes dark: down within 30 s; 100 entries charted meanwhile; up wit
   }
   let st = await status(w.cfgPath);
   assert.equal(st.downtime.pending, 100);
-  assert.equal((await ehrEntries(w.fhir, 'Observation')).size, 0, 'nothing reached the EHR during the outage');
+  assert.equal((await w.fhir.control('ids?type=Observation')).length, obsBefore, 'nothing reached the EHR during the outage');
 
   const t1 = Date.now();
   await w.fhir.control('outage', { mode: 'off' });
@@ -285,6 +286,37 @@ test('the EHR goes dark: down within 30 s; 100 entries charted meanwhile; up wit
   const ex = await d.exit;
   assert.equal(ex.code, 0, d.log.slice(-2000));
   t.diagnostic(`down after ${downMs} ms (${down.ms} ms of polling), up after ${upMs} ms`);
+});
+
+test('an EHR that hangs in the middle of a long pull: down within 30 s, the pull stops; back up and the crawl completes', async (t) => {
+  const w = await world(t, { patients: 40, seed: '47', redcap: false });
+  // New data and slow pages: the daemon's next pull takes a while.
+  await w.fhir.control('touch', { type: 'Observation', count: 1000 });
+  await w.fhir.control('faults', { kind: 'delay', ms: 500, times: 100000 });
+  const d = startDaemon(t, w.cfgPath);
+  await waitFor('a pull in progress', async () => {
+    const st = await status(w.cfgPath);
+    return st.cursors.some((c) => c.type === 'Observation' && c.crawl_in_progress);
+  }, 60000, 100);
+  const t0 = Date.now();
+  await w.fhir.control('outage', { mode: 'hang' });
+  await waitFor('ehr.state down', async () => (await status(w.cfgPath)).ehr.state === 'down', 45000);
+  const downMs = Date.now() - t0;
+  assert.ok(downMs <= 30000, `down after ${downMs} ms`);
+  const held = (await w.fhir.control('outage')).requests;
+  await sleep(6000);
+  const later = (await w.fhir.control('outage')).requests;
+  assert.ok(later - held <= 3, `while down only probes reach the EHR (${later - held} requests in 6 s)`);
+  await w.fhir.control('faults', undefined, 'DELETE');
+  await w.fhir.control('outage', { mode: 'off' });
+  await waitFor('ehr.state up', async () => (await status(w.cfgPath)).ehr.state === 'up', 45000);
+  await waitFor('the crawl complete', async () => {
+    const st = await status(w.cfgPath);
+    return st.cursors.every((c) => !c.crawl_in_progress && !c.last_error);
+  }, 60000);
+  t.diagnostic(`down ${downMs} ms after the EHR started hanging`);
+  d.proc.kill('SIGTERM');
+  assert.equal((await d.exit).code, 0, d.log.slice(-2000));
 });
 
 test('kill -9 during the resync at several points, restart: every entry exactly once in the EHR', async (t) => {
