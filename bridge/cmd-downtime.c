@@ -52,7 +52,7 @@ typedef struct dopts {
 	const char *role, *display;
 	const char *family, *given, *birth_date, *gender;
 	const char *state, *by, *search;
-	bool json, confirm;
+	bool json, confirm, verify, all;
 	char **args;
 	int n_args;
 } dopts;
@@ -64,6 +64,7 @@ enum {
 	O_USER, O_PATIENT, O_PATIENT_ID, O_CODE, O_VALUE, O_UNIT, O_AT, O_TEXT, O_TEXT_FILE, O_NOTE_TYPE,
 	O_REQUEST, O_MED_CODE, O_MED_DISPLAY, O_DOSE, O_DOSE_UNIT, O_ROUTE, O_ALLERGY, O_REASON, O_ROLE,
 	O_DISPLAY, O_FAMILY, O_GIVEN, O_BIRTH_DATE, O_GENDER, O_STATE, O_BY, O_SEARCH, O_JSON, O_CONFIRM,
+	O_VERIFY, O_ALL,
 };
 
 static const struct option longopts[] = {
@@ -98,6 +99,8 @@ static const struct option longopts[] = {
 	{ "search", required_argument, NULL, O_SEARCH },
 	{ "json", no_argument, NULL, O_JSON },
 	{ "confirm", no_argument, NULL, O_CONFIRM },
+	{ "verify", no_argument, NULL, O_VERIFY },
+	{ "all", no_argument, NULL, O_ALL },
 	{ "help", no_argument, NULL, O_HELP },
 	{ NULL, 0, NULL, 0 },
 };
@@ -133,6 +136,14 @@ static void usage(FILE *f, const char *cmd)
 			"  value outside its plausible range), --patient-id ID (the EHR's logical id instead of an\n"
 			"  MRN). Prints the new entry's uuid. The entry is stored before the uuid is printed and\n"
 			"  goes to the EHR when it is up. Exit 1 when the input is refused or needs --confirm.\n");
+	else if (strcmp(cmd, "audit") == 0)
+		fprintf(f,
+			"usage: fhir-redcap-bridge audit [--json] [--verify] --config FILE\n"
+			"  The audit log of the downtime features: logins, patient views and searches,\n"
+			"  entries charted, registrations, links, reviews and the EHR's answers, oldest\n"
+			"  first (the last 1000 unless --all). Each row is chained to the one before by a\n"
+			"  keyed hash: --verify checks the whole chain and exits 1 naming the first row\n"
+			"  that was changed, removed or reordered.\n");
 	else if (strcmp(cmd, "summary") == 0)
 		fprintf(f,
 			"usage: fhir-redcap-bridge summary --config FILE --patient MRN|DT-ID [--json] [--user U]\n"
@@ -194,6 +205,8 @@ static int parse(const char *cmd, int argc, char **argv, dopts *o)
 		case O_SEARCH: slot = &o->search; break;
 		case O_JSON: o->json = true; break;
 		case O_CONFIRM: o->confirm = true; break;
+		case O_VERIFY: o->verify = true; break;
+		case O_ALL: o->all = true; break;
 		case O_HELP:
 			usage(stdout, cmd);
 			return -1;
@@ -1343,4 +1356,81 @@ int cmd_review_downtime(int argc, char **argv)
 	}
 	ctx_close(&c);
 	return rc;
+}
+
+/* ---- audit ------------------------------------------------------------------------ */
+
+int cmd_audit(int argc, char **argv)
+{
+	dopts o = { 0 };
+	int rc = parse("audit", argc, argv, &o);
+	if (rc < 0)
+		return rc == -1 ? EX_OK : EX_USAGE;
+	if (o.n_args) {
+		usage(stderr, "audit");
+		return EX_USAGE;
+	}
+	char err[1024];
+	config cfg = CONFIG_NULL;
+	store *st = NULL;
+	if (config_load(&cfg, o.config, err, sizeof(err)) != 0) {
+		fprintf(stderr, "fhir-redcap-bridge: %s\n", err);
+		return EX_USAGE;
+	}
+	if (store_open(&st, cfg.store_path, cfg.store_key_file, STORE_RO, err, sizeof(err)) != 0) {
+		fprintf(stderr, "fhir-redcap-bridge: %s\n", err);
+		config_deinit(&cfg);
+		return EX_STORE;
+	}
+	if (o.verify) {
+		int64_t bad = 0;
+		rc = store_audit_verify(st, &bad);
+		if (rc == 0)
+			printf("audit chain intact\n");
+		else if (rc == STORE_E_CORRUPT)
+			printf("audit chain BROKEN at row %lld: a row was changed, removed or reordered\n", (long long)bad);
+		else
+			fprintf(stderr, "fhir-redcap-bridge: %s\n", store_errmsg(st));
+		store_close(st);
+		config_deinit(&cfg);
+		return rc == 0 ? EX_OK : rc == STORE_E_CORRUPT ? EX_REFUSED : EX_STORE;
+	}
+	/* The last 1000 rows unless --all: find where they start. */
+	int64_t after = 0;
+	if (!o.all) {
+		json_t *probe = store_audit_list(st, 0, 0);
+		size_t n = json_array_size(probe);
+		if (n > 1000)
+			after = json_integer_value(json_object_get(json_array_get(probe, n - 1001), "seq"));
+		json_decref(probe);
+	}
+	json_t *rows = store_audit_list(st, after, 0);
+	if (!rows) {
+		fprintf(stderr, "fhir-redcap-bridge: %s\n", store_errmsg(st));
+		store_close(st);
+		config_deinit(&cfg);
+		return EX_STORE;
+	}
+	if (o.json) {
+		char *t = json_dumps(rows, JSON_COMPACT);
+		printf("%s\n", t ? t : "[]");
+		free(t);
+	} else {
+		size_t i;
+		json_t *r;
+		json_array_foreach(rows, i, r)
+		{
+			char when[40];
+			util_instant_ms(json_integer_value(json_object_get(r, "ts_ms")), when, sizeof(when));
+			printf("%6lld %s %-16s %-14s %-20s %s\n", (long long)json_integer_value(json_object_get(r, "seq")), when,
+			       or_dash(json_string_value(json_object_get(r, "actor"))),
+			       or_dash(json_string_value(json_object_get(r, "action"))),
+			       or_dash(json_string_value(json_object_get(r, "subject"))),
+			       or_dash(json_string_value(json_object_get(r, "detail"))));
+		}
+	}
+	json_decref(rows);
+	store_close(st);
+	config_deinit(&cfg);
+	return EX_OK;
 }

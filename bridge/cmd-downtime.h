@@ -9,6 +9,7 @@
 int cmd_users(int argc, char **argv);
 int cmd_chart(int argc, char **argv);
 int cmd_summary(int argc, char **argv);
+int cmd_audit(int argc, char **argv);
 
 /* review's verbs for downtime entries; true when verb is one of them. */
 int cmd_review_downtime_is(const char *verb);

@@ -124,6 +124,8 @@ static void usage_main(FILE *f)
 		"                              chart into the bridge; written to the EHR exactly once when it is up\n"
 		"  summary --config FILE --patient MRN|DT-ID | --search TEXT\n"
 		"                              a patient's cached summary (works while the EHR is down)\n"
+		"  audit [--verify] --config FILE\n"
+		"                              the audit log of views and entries; --verify checks its chain\n"
 		"  export --config FILE --project P [--out DIR] [--format csv|json|ndjson] ...\n"
 		"                              a REDCap project's records and dictionary to files, resumable\n"
 		"  push-resume --config FILE --project P\n"
@@ -1508,6 +1510,8 @@ int main(int argc, char **argv)
 		rc = cmd_chart(argc - 1, argv + 1);
 	else if (strcmp(cmd, "summary") == 0)
 		rc = cmd_summary(argc - 1, argv + 1);
+	else if (strcmp(cmd, "audit") == 0)
+		rc = cmd_audit(argc - 1, argv + 1);
 	else {
 		fprintf(stderr, "fhir-redcap-bridge: unknown command '%s'\n\n", cmd);
 		usage_main(stderr);

@@ -224,6 +224,14 @@ test('summary from the cache: demographics, allergies, active medications, probl
   assert.equal(found.code, 0, found.stderr);
   assert.ok(JSON.parse(found.stdout).some((x) => x.id === p.id), 'found by family name and birth date');
 
+  const audit = JSON.parse((await bridge(w.cfgPath, ['audit', '--json'])).stdout);
+  assert.ok(audit.some((a) => a.actor === 'nurse1' && a.action === 'view' && a.subject === p.id), 'the view is audited');
+  assert.ok(audit.some((a) => a.action === 'search'), 'the search is audited');
+  assert.ok(!JSON.stringify(audit).includes(family), 'no name in the audit log');
+  const verify = await bridge(w.cfgPath, ['audit', '--verify']);
+  assert.equal(verify.code, 0, verify.stdout + verify.stderr);
+  assert.match(verify.stdout, /intact/);
+
   // No plaintext family name in any store file (the index holds keyed hashes).
   for (const f of readdirSync(w.dir).filter((n) => n.startsWith('bridge.db'))) {
     const bytes = readFileSync(join(w.dir, f));
