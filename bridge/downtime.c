@@ -55,7 +55,7 @@ struct downtime {
 	size_t singles;           /* entries still to send one by one after a refused Bundle */
 	bool fetching_conflict;   /* xfer is the GET of a changed resource after a 412 */
 	char *conflict_error;
-	int64_t drain_until_ms;   /* drain: entries due before this moment only */
+	int64_t drain_until_ms;   /* drain: entries due before this moment (every pending one) */
 
 	int64_t written, conflicts, rejected, retries, requests;
 	int64_t written_reported; /* written when on_written was last called */
@@ -398,6 +398,12 @@ static void take_response(downtime *d, http_response *r)
 	if (d->singles)
 		d->singles--;
 	batch_free(d);
+	if (again && !d->continuous) {
+		/* sync --once: one attempt per entry; the rest waits for the next run. */
+		d->busy = false;
+		finish_drain(d);
+		return;
+	}
 	write_next(d);
 }
 
@@ -668,7 +674,8 @@ int downtime_drain(downtime **out, const downtime_env *env, void (*done)(void *u
 		return -ENOMEM;
 	d->drain_done = done;
 	d->drain_ud = ud;
-	d->drain_until_ms = util_wall_ms();
+	/* Whatever backoff an earlier attempt set: sync --once is the operator's "now". */
+	d->drain_until_ms = INT64_MAX;
 	uv_timer_start(&d->write_timer, on_write_timer, 0, 0);
 	*out = d;
 	return 0;

@@ -46,6 +46,9 @@ typedef struct app {
 	uv_loop_t loop;
 	config cfg;
 	store *st;
+	store *st_dt;            /* a second connection for the loop thread's downtime work (the
+				  * EHR writer, the page): a->st moves to worker threads for the pull's
+				  * pages and the curation, and one handle is for one thread at a time */
 	int64_t server_id;
 	http_client *http;
 	auth *auth;
@@ -646,7 +649,7 @@ static void start_cycle(app *a)
 		return;
 	}
 	if (!a->daemon && a->cfg.downtime_identifier_system) {
-		downtime_env env = { .loop = &a->loop, .cfg = &a->cfg, .st = a->st, .server_id = a->server_id,
+		downtime_env env = { .loop = &a->loop, .cfg = &a->cfg, .st = a->st_dt, .server_id = a->server_id,
 				     .http = a->http, .auth = a->auth };
 		if (downtime_drain(&a->dt, &env, on_drained, a) == 0)
 			return;
@@ -814,6 +817,8 @@ static int cmd_sync(int argc, char **argv, bool daemon)
 	}
 	if ((rc = open_store(&a.cfg, STORE_RW, &a.st)) != 0)
 		goto early_out;
+	if ((rc = open_store(&a.cfg, STORE_RW, &a.st_dt)) != 0)
+		goto early_out;
 	if (store_server_id(a.st, a.cfg.fhir_base_url, &a.server_id) != 0) {
 		fprintf(stderr, "fhir-redcap-bridge: %s\n", store_errmsg(a.st));
 		rc = EXIT_STORE;
@@ -867,7 +872,7 @@ static int cmd_sync(int argc, char **argv, bool daemon)
 	else if (reindexed)
 		log_info("store", "patient search index built for %zu cached patients", reindexed);
 	if (daemon) {
-		downtime_env env = { .loop = &a.loop, .cfg = &a.cfg, .st = a.st, .server_id = a.server_id,
+		downtime_env env = { .loop = &a.loop, .cfg = &a.cfg, .st = a.st_dt, .server_id = a.server_id,
 				     .http = a.http, .auth = a.auth, .on_state = on_ehr_state,
 				     .on_written = on_entries_written, .ud = &a };
 		if (downtime_start(&a.dt, &env) != 0) {
@@ -889,6 +894,7 @@ out:
 	if (uv_loop_close(&a.loop) != 0)
 		log_warn("bridge", "event loop closed with handles still open");
 early_out:
+	store_close(a.st_dt);
 	store_close(a.st);
 	drop_anchors(&a);
 	free(a.anchors);

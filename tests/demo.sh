@@ -4,8 +4,11 @@
 # (conf/example-project), pull the patients into an encrypted store, curate
 # them through conf/example-project/mapping.json and push them into REDCap
 # with one `sync --once`; then show `status`, one record as REDCap holds it,
-# and where one of its values came from (`explain`). Everything lands in
-# ./demo/ (delete it to start over).
+# and where one of its values came from (`explain`). Then downtime
+# charting: the EHR goes dark, a nurse charts a heart rate into the bridge
+# and reads the cached summary; the EHR comes back and the entry is written
+# to it exactly once (with its Provenance) and on to REDCap. Everything
+# lands in ./demo/ (delete it to start over).
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 cd "$top"
@@ -50,6 +53,8 @@ cat >demo/bridge.json <<JSON
     "mrn_system": "urn:oid:1.2.36.146.595.217.0.1"
   },
   "site": { "timezone": "UTC" },
+  "downtime": { "identifier_system": "urn:oid:2.16.840.1.113883.3.9999.1" },
+  "ui": { "password_log2n": 12 },
   "redcap": {
     "projects": [
       { "name": "example", "url": "$redcap", "token_file": "redcap.token", "mapping": "mapping.json" }
@@ -79,3 +84,36 @@ build/bridge/fhir-redcap-bridge explain --config demo/bridge.json --project exam
 echo
 echo "demo: run it again: nothing new is stored, curated or sent"
 build/bridge/fhir-redcap-bridge sync --once --config demo/bridge.json 2>&1 | tail -n 3
+
+echo
+echo "demo: downtime charting. A clinician (password on stdin):"
+echo "demo: fhir-redcap-bridge users add nurse1 --config demo/bridge.json"
+build/bridge/fhir-redcap-bridge users list --json --config demo/bridge.json | grep -q '"nurse1"' ||
+	echo 'demo password 1234' | build/bridge/fhir-redcap-bridge users add nurse1 --display "Nurse One" \
+		--config demo/bridge.json
+echo "demo: the EHR goes dark (the test server drops every request)"
+node -e 'fetch(new URL("/__control/outage", process.argv[1]), {method: "POST", body: JSON.stringify({mode: "drop"})})
+  .then((r) => r.json()).then((j) => console.log("demo: outage", j.mode))' "$base"
+echo "demo: fhir-redcap-bridge chart vitals --user nurse1 --patient MRN00000001 --code hr --value 84"
+uuid=$(build/bridge/fhir-redcap-bridge chart vitals --config demo/bridge.json --user nurse1 --patient MRN00000001 \
+	--code hr --value 84)
+echo "demo: saved as entry $uuid"
+echo "demo: fhir-redcap-bridge summary --patient MRN00000001 (the cached copy, first lines)"
+build/bridge/fhir-redcap-bridge summary --config demo/bridge.json --user nurse1 --patient MRN00000001 | head -n 12
+echo "..."
+echo "demo: sync --once while the EHR is dark: the entry stays pending"
+build/bridge/fhir-redcap-bridge sync --once --config demo/bridge.json >/dev/null 2>&1 || true
+build/bridge/fhir-redcap-bridge chart list --config demo/bridge.json | head -n 3
+echo "demo: the EHR is back"
+node -e 'fetch(new URL("/__control/outage", process.argv[1]), {method: "POST", body: JSON.stringify({mode: "off"})})
+  .then((r) => r.json()).then((j) => console.log("demo: outage", j.mode))' "$base"
+build/bridge/fhir-redcap-bridge sync --once --config demo/bridge.json 2>&1 | grep -E "downtime|sync complete" || true
+build/bridge/fhir-redcap-bridge chart list --config demo/bridge.json | head -n 3
+echo "demo: the EHR has it once, with its Provenance:"
+node -e '
+const [base, sys, uuid] = process.argv.slice(1);
+(async () => {
+  const o = await (await fetch(`${base}/Observation?identifier=${encodeURIComponent(sys + "|" + uuid)}`)).json();
+  const p = await (await fetch(`${base}/Provenance/dt-${uuid}`)).json();
+  console.log(`demo: Observation matches: ${o.total ?? (o.entry || []).length}; Provenance ${p.id} -> ${p.target[0].reference}, recorded ${p.recorded}`);
+})();' "$base" "urn:oid:2.16.840.1.113883.3.9999.1" "$uuid"

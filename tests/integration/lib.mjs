@@ -157,6 +157,11 @@ export async function status(cfgPath) {
 }
 
 export function cleanup(dir) {
+  // FRB_KEEP_TMP=1 keeps a test's directory (store, config, logs) for a post-mortem.
+  if (process.env.FRB_KEEP_TMP) {
+    process.stderr.write(`kept ${dir}\n`);
+    return;
+  }
   rmSync(dir, { recursive: true, force: true });
 }
 

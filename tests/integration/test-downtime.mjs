@@ -139,6 +139,38 @@ async function assertExactlyOnce(w, uuids, type = 'Observation') {
   assert.deepEqual(ours, [], 'no entry in the EHR that was not charted');
 }
 
+// Each entry (an Observation in the EHR) is one vitals instance in REDCap,
+// exactly once: waits until it is so.
+async function assertInRedcapOnce(w, uuids, daemon = null) {
+  const ehr = await ehrEntries(w.fhir, 'Observation');
+  const mrnById = new Map(w.patients.map((p) => [p.id, mrnOf(p)]));
+  const want = new Map();
+  for (const u of uuids) {
+    const [o] = ehr.get(u);
+    const key = [mrnById.get(o.subject.reference.slice('Patient/'.length)),
+      o.effectiveDateTime.replace('T', ' ').replace(/(\.\d+)?Z$/, ''), String(o.valueQuantity.value)].join('|');
+    want.set(key, (want.get(key) || 0) + 1);
+  }
+  let last = null;
+  try {
+    await waitFor('the entries in REDCap', async () => {
+      const dump = await w.redcap.records();
+      const got = new Map();
+      for (const row of dump.rows || []) {
+        if (row.redcap_repeat_instrument !== 'vitals' || row.vs_loinc !== '8867-4') continue;
+        const key = [row.record_id, row.vs_datetime, row.vs_value].join('|');
+        if (want.has(key)) got.set(key, (got.get(key) || 0) + 1);
+      }
+      last = got;
+      return [...want].every(([k, v]) => got.get(k) === v);
+    }, 60000, 1000);
+  } catch (err) {
+    const diff = [...want].filter(([k, v]) => last?.get(k) !== v).slice(0, 5);
+    throw new Error(`${err.message}; e.g. ${JSON.stringify(diff.map(([k, v]) => [k, v, last?.get(k) ?? 0]))}` +
+      (daemon ? `\ndaemon log (end):\n${daemon.log.slice(-6000)}` : ''));
+  }
+}
+
 const isoMinus = (min) => new Date(Date.now() - min * 60000).toISOString().replace(/\.\d{3}Z$/, 'Z');
 
 test('users: the password comes from stdin and is checked; list, disable; chart refuses unknown and disabled users', async (t) => {
@@ -271,23 +303,7 @@ test('the EHR goes dark: down within 30 s; 100 entries charted meanwhile; up wit
   await assertExactlyOnce(w, uuids);
 
   // Then on to REDCap through the normal curation: one vitals instance per entry.
-  const want = new Map();
-  for (let i = 0; i < 100; i++) {
-    const mrn = mrnOf(w.patients[i % w.patients.length]);
-    want.set(mrn, (want.get(mrn) || 0) + 1);
-  }
-  const entrySet = new Set();
-  const ehr = await ehrEntries(w.fhir, 'Observation');
-  for (const [, [o]] of ehr) entrySet.add(o.effectiveDateTime.replace('T', ' ').replace('Z', ''));
-  await waitFor('the entries in REDCap', async () => {
-    const dump = await w.redcap.records();
-    const got = new Map();
-    for (const row of dump.rows || []) {
-      if (row.redcap_repeat_instrument === 'vitals' && entrySet.has(row.vs_datetime) && row.vs_loinc === '8867-4')
-        got.set(row.record_id, (got.get(row.record_id) || 0) + 1);
-    }
-    return [...want].every(([k, v]) => got.get(k) === v);
-  }, 60000, 1000);
+  await assertInRedcapOnce(w, uuids, d);
   st = await status(w.cfgPath);
   assert.equal(st.downtime.pending, 0);
   d.proc.kill('SIGTERM');
@@ -348,6 +364,7 @@ test('kill -9 during the resync at several points, restart: every entry exactly 
   const d = startDaemon(t, w.cfgPath);
   await waitFor('all written', async () => (await status(w.cfgPath)).downtime.written === 60, 90000);
   await assertExactlyOnce(w, uuids);
+  await assertInRedcapOnce(w, uuids, d);
   d.proc.kill('SIGTERM');
   await d.exit;
 });
@@ -383,6 +400,29 @@ test('412: a medication stopped during downtime that the EHR changed meanwhile b
   assert.equal(after.body.status, 'stopped');
   assert.ok(after.body.extension.some((e) => e.url && e.url.includes('touch')), 'the EHR change was kept');
   assert.equal((await w.fhir.fhir(`Provenance/dt-${uuid}`)).status, 200);
+});
+
+test('a note and a medication administration reach the EHR as DocumentReference and MedicationAdministration', async (t) => {
+  const w = await world(t, { patients: 8, seed: '48', redcap: false });
+  const mr = w.data.resources.find((r) => r.resourceType === 'MedicationRequest' && r.status === 'active');
+  const patient = w.patients.find((p) => `Patient/${p.id}` === mr.subject.reference);
+  const note = await bridge(w.cfgPath, ['chart', 'note', '--user', 'nurse1', '--patient', mrnOf(patient), '--text', 'Pt comfortable, no distress.\nSecond line: ü, 100%']);
+  assert.equal(note.code, 0, note.stderr);
+  const adm = await bridge(w.cfgPath, ['chart', 'med-admin', '--user', 'nurse1', '--patient', mrnOf(patient), '--request', mr.id, '--dose', '500', '--dose-unit', 'mg', '--route', 'oral']);
+  assert.equal(adm.code, 0, adm.stderr);
+  const other = w.patients.find((p) => p.id !== patient.id);
+  const wrong = await bridge(w.cfgPath, ['chart', 'med-admin', '--user', 'nurse1', '--patient', mrnOf(other), '--request', mr.id]);
+  assert.equal(wrong.code, 1, 'an order of another patient is refused');
+  const s = await syncOnce(w.cfgPath);
+  assert.equal(s.result.downtime.written, 2, s.stderr);
+  const [doc] = (await ehrEntries(w.fhir, 'DocumentReference')).get(note.stdout.trim());
+  assert.equal(Buffer.from(doc.content[0].attachment.data, 'base64').toString('utf8'), 'Pt comfortable, no distress.\nSecond line: ü, 100%');
+  assert.equal(doc.subject.reference, `Patient/${patient.id}`);
+  const [ma] = (await ehrEntries(w.fhir, 'MedicationAdministration')).get(adm.stdout.trim());
+  assert.equal(ma.request.reference, `MedicationRequest/${mr.id}`);
+  assert.deepEqual(ma.medicationCodeableConcept, mr.medicationCodeableConcept);
+  assert.equal(ma.dosage.dose.value, 500);
+  assert.equal((await w.fhir.fhir(`Provenance/dt-${adm.stdout.trim()}`)).status, 200);
 });
 
 test('a patient registered during downtime: entries wait until a person links it, then go to the EHR', async (t) => {
