@@ -23,6 +23,7 @@
 
 #include "bridge/chart.h"
 #include "bridge/config.h"
+#include "bridge/downtime-ops.h"
 #include "bridge/downtime.h"
 #include "bridge/log.h"
 #include "bridge/password.h"
@@ -554,64 +555,13 @@ static char *read_text_file(const char *path, size_t *len)
 /* A cached resource of the patient as a parsed body; prints why not. */
 static json_t *cached_resource(ctx *c, const char *type, const char *id, const char *patient)
 {
-	char *body = NULL;
-	size_t len = 0;
-	int rc = store_get_resource(c->st, c->server, type, id, &body, &len, NULL, 0);
-	if (rc == STORE_E_NOTFOUND) {
-		fprintf(stderr, "fhir-redcap-bridge chart: no cached %s/%s\n", type, id);
-		return NULL;
-	}
-	if (rc != 0) {
-		fprintf(stderr, "fhir-redcap-bridge: %s\n", store_errmsg(c->st));
-		return NULL;
-	}
-	json_error_t jerr;
-	json_t *r = json_loadb(body, len, 0, &jerr);
-	free(body);
-	if (!r) {
-		fprintf(stderr, "fhir-redcap-bridge chart: the cached %s/%s is not valid JSON\n", type, id);
-		return NULL;
-	}
-	/* The resource must belong to the patient charted for. */
-	json_t *subj = json_object_get(r, "subject");
-	if (!subj)
-		subj = json_object_get(r, "patient");
-	const char *ref = json_string_value(json_object_get(subj, "reference"));
-	char want[256];
-	snprintf(want, sizeof(want), "Patient/%s", patient);
-	if (!ref || strcmp(ref, want) != 0) {
-		fprintf(stderr, "fhir-redcap-bridge chart: %s/%s is not this patient's\n", type, id);
-		json_decref(r);
-		return NULL;
-	}
+	char err[512];
+	int rc = 0;
+	json_t *r = downtime_ops_cached_resource(c->st, c->server, type, id, patient, &rc, err, sizeof(err));
+	if (!r)
+		fprintf(stderr, "fhir-redcap-bridge%s: %s\n",
+			rc == DOWNTIME_OPS_E_NOTFOUND || rc == -EINVAL ? " chart" : "", err);
 	return r;
-}
-
-/* A temporary id: "DT-" and 10 characters of base32. */
-static int new_temp_id(char out[16])
-{
-	static const char alphabet[] = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789";
-	unsigned char rnd[10];
-	if (RAND_bytes(rnd, sizeof(rnd)) != 1)
-		return -EIO;
-	memcpy(out, "DT-", 3);
-	for (size_t i = 0; i < sizeof(rnd); i++)
-		out[3 + i] = alphabet[rnd[i] % 32];
-	out[13] = '\0';
-	return 0;
-}
-
-static bool date_ok(const char *s)
-{
-	int y, m, d;
-	char tail;
-	if (!s || strlen(s) != 10 || sscanf(s, "%4d-%2d-%2d%c", &y, &m, &d, &tail) != 3 || s[4] != '-' || s[7] != '-')
-		return false;
-	static const int mdays[] = { 31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31 };
-	if (y < 1850 || m < 1 || m > 12 || d < 1 || d > mdays[m - 1])
-		return false;
-	bool leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
-	return !(m == 2 && d == 29 && !leap);
 }
 
 static int chart_register(ctx *c, const dopts *o, const store_user *u)
@@ -621,37 +571,20 @@ static int chart_register(ctx *c, const dopts *o, const store_user *u)
 				"required\n");
 		return EX_USAGE;
 	}
-	if (!date_ok(o->birth_date)) {
-		fprintf(stderr, "fhir-redcap-bridge chart register: --birth-date: expected a date YYYY-MM-DD\n");
+	downtime_ops_person p = { .family = o->family, .given = o->given, .birth_date = o->birth_date,
+				  .gender = o->gender };
+	char id[DOWNTIME_OPS_TEMP_ID_SIZE], err[512];
+	int rc = downtime_ops_register(c->st, &p, u->name, util_wall_ms(), id, NULL, err, sizeof(err));
+	if (rc == DOWNTIME_OPS_E_INVALID) {
+		for (char *q = err; *q && *q != ':'; q++)
+			if (*q == '_')
+				*q = '-'; /* the field as its option: birth_date -> --birth-date */
+		fprintf(stderr, "fhir-redcap-bridge chart register: --%s\n", err);
 		return EX_REFUSED;
 	}
-	if (strcmp(o->gender, "male") != 0 && strcmp(o->gender, "female") != 0 && strcmp(o->gender, "other") != 0 &&
-	    strcmp(o->gender, "unknown") != 0) {
-		fprintf(stderr, "fhir-redcap-bridge chart register: --gender: male, female, other or unknown\n");
-		return EX_REFUSED;
-	}
-	char id[16];
-	if (new_temp_id(id) != 0) {
-		fprintf(stderr, "fhir-redcap-bridge: the random generator failed\n");
-		return EX_REFUSED;
-	}
-	json_t *demo = json_pack("{s:s, s:s, s:s, s:s}", "family", o->family, "given", o->given, "birth_date",
-				 o->birth_date, "gender", o->gender);
-	char *text = demo ? json_dumps(demo, JSON_COMPACT) : NULL;
-	json_decref(demo);
-	int64_t now = util_wall_ms();
-	int rc = text ? store_begin(c->st) : -ENOMEM;
-	if (rc == 0)
-		rc = store_temp_patient_add(c->st, id, text, u->name, now);
-	if (rc == 0)
-		rc = store_audit_add(c->st, u->name, "register", id, "temporary patient", now);
-	if (rc == 0)
-		rc = store_commit(c->st);
-	free(text);
 	if (rc != 0) {
-		store_rollback(c->st);
-		fprintf(stderr, "fhir-redcap-bridge: %s\n", rc == -ENOMEM ? "out of memory" : store_errmsg(c->st));
-		return EX_STORE;
+		fprintf(stderr, "fhir-redcap-bridge: %s\n", err);
+		return rc == -EIO ? EX_REFUSED : EX_STORE;
 	}
 	printf("%s\n", id);
 	return EX_OK;
@@ -842,36 +775,8 @@ int cmd_chart(int argc, char **argv)
 		rc = EX_REFUSED;
 		goto out;
 	}
-	char *body = chart_dumps(e.resource), *prov = chart_dumps(e.provenance);
-	store_chart_entry se = {
-		.uuid = e.uuid,
-		.kind = (char *)chart_kind_name(kind),
-		.server = c.server,
-		.patient = m.id,
-		.temp = m.temp,
-		.author = u.name,
-		.effective = e.effective,
-		.recorded = e.recorded,
-		.target = e.target,
-		.if_match = e.if_match,
-		.body = body,
-		.provenance = prov,
-		.state = m.temp ? STORE_CHART_WAITING_LINK : STORE_CHART_PENDING,
-	};
-	rc = body && prov ? store_begin(c.st) : -ENOMEM;
-	if (rc == 0)
-		rc = store_chart_put(c.st, &se, NULL);
-	if (rc == 0) {
-		char detail[160];
-		snprintf(detail, sizeof(detail), "%s %s", chart_kind_name(kind), e.uuid);
-		rc = store_audit_add(c.st, u.name, "chart", m.id, detail, now);
-	}
-	if (rc == 0)
-		rc = store_commit(c.st);
-	free(body);
-	free(prov);
+	rc = downtime_ops_store_entry(c.st, c.server, &e, m.id, m.temp, u.name, now);
 	if (rc != 0) {
-		store_rollback(c.st);
 		fprintf(stderr, "fhir-redcap-bridge chart: not saved: %s\n",
 			rc == -ENOMEM ? "out of memory" : store_errmsg(c.st));
 		rc = EX_STORE;
@@ -893,63 +798,10 @@ out:
 
 /* ---- summary ----------------------------------------------------------------- */
 
-static int add_entry_cb(void *ud, const store_chart_entry *e)
-{
-	json_t *arr = ud;
-	json_error_t jerr;
-	json_t *res = json_loadb(e->body, e->body_len, 0, &jerr);
-	json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s?, s:o*}", "uuid", e->uuid, "kind", e->kind, "state",
-			      store_chart_state_name(e->state), "author", e->author, "effective", e->effective,
-			      "ehr_ref", e->ehr_ref, "resource", res);
-	return o && json_array_append_new(arr, o) == 0 ? 0 : -ENOMEM;
-}
-
 /* The summary of a resolved patient as a new object (with downtime entries and the EHR state), or NULL. */
 static json_t *build_summary(ctx *c, const patients_match *m, char *err, size_t err_size)
 {
-	char *as_of = NULL, *ehr_state = NULL, *ehr_since = NULL;
-	store_project_get(c->st, DOWNTIME_KV_PROJECT, "last_sync", &as_of);
-	store_project_get(c->st, DOWNTIME_KV_PROJECT, DOWNTIME_KV_STATE, &ehr_state);
-	store_project_get(c->st, DOWNTIME_KV_PROJECT, DOWNTIME_KV_SINCE, &ehr_since);
-	json_t *sum = NULL;
-	if (m->temp) {
-		char *demo = NULL;
-		if (store_temp_patient_get(c->st, m->id, &demo, NULL) == 0) {
-			json_error_t jerr;
-			json_t *d = json_loads(demo, 0, &jerr);
-			sum = json_pack("{s:{s:s, s:b, s:O*}}", "patient", "id", m->id, "temporary", 1, "registered", d);
-			json_decref(d);
-		}
-		free(demo);
-	} else {
-		json_t *res = patients_resources(c->st, c->server, m->id);
-		if (res) {
-			size_t n = json_array_size(res);
-			json_t **v = calloc(n ? n : 1, sizeof(*v));
-			for (size_t i = 0; v && i < n; i++)
-				v[i] = json_array_get(res, i);
-			summary_opts so = { .mrn_system = c->cfg.fhir_mrn_system, .now_ms = util_wall_ms(),
-					    .data_as_of = as_of, .max_labs = 20 };
-			sum = v ? summary_build(v, n, &so, err, err_size) : NULL;
-			free(v);
-			json_decref(res);
-		} else {
-			snprintf(err, err_size, "%s", store_errmsg(c->st));
-		}
-	}
-	if (sum) {
-		/* Linking moves a temporary patient's entries to the EHR patient's id. */
-		json_t *entries = json_array();
-		store_chart_foreach_patient(c->st, m->id, add_entry_cb, entries);
-		json_object_set_new(sum, "downtime_entries", entries);
-		json_object_set_new(sum, "data_as_of", as_of ? json_string(as_of) : json_null());
-		json_object_set_new(sum, "ehr", json_pack("{s:s, s:s?}", "state", ehr_state ? ehr_state : "unknown",
-							  "since", ehr_since));
-	}
-	free(as_of);
-	free(ehr_state);
-	free(ehr_since);
-	return sum;
+	return downtime_ops_summary(c->st, c->server, c->cfg.fhir_mrn_system, m, util_wall_ms(), err, err_size);
 }
 
 static void print_summary_text(json_t *sum, bool temp)
@@ -1008,25 +860,18 @@ int cmd_summary(int argc, char **argv)
 	char err[512];
 	int64_t now = util_wall_ms();
 	if (o.search) {
-		json_t *ids = patients_search(c.st, c.server, o.search, 50, err, sizeof(err));
-		if (!ids) {
+		json_t *rows = downtime_ops_search(c.st, c.server, c.cfg.fhir_mrn_system, o.search, 50, now, err,
+						   sizeof(err));
+		if (!rows) {
 			fprintf(stderr, "fhir-redcap-bridge summary: %s\n", err);
 			ctx_close(&c);
 			return EX_REFUSED;
 		}
-		store_audit_add(c.st, actor, "search", "", "patient search", now);
-		json_t *rows = json_array();
+		char detail[64];
+		snprintf(detail, sizeof(detail), "patient search: %zu found", json_array_size(rows));
+		store_audit_add(c.st, actor, "search", "", detail, now);
 		size_t i;
 		json_t *id;
-		json_array_foreach(ids, i, id)
-		{
-			patients_match m = { .id = (char *)json_string_value(id) };
-			json_t *s = build_summary(&c, &m, err, sizeof(err));
-			json_t *p = json_object_get(s, "patient");
-			if (p)
-				json_array_append(rows, p);
-			json_decref(s);
-		}
 		if (o.json) {
 			char *t = json_dumps(rows, JSON_COMPACT);
 			printf("%s\n", t ? t : "[]");
@@ -1044,7 +889,6 @@ int cmd_summary(int argc, char **argv)
 				printf("no cached patient matches\n");
 		}
 		json_decref(rows);
-		json_decref(ids);
 		ctx_close(&c);
 		return EX_OK;
 	}

@@ -28,6 +28,7 @@
 #include "bridge/patients.h"
 #include "bridge/push.h"
 #include "bridge/sync.h"
+#include "bridge/ui.h"
 #include "bridge/util.h"
 #include "offline-store/outbox.h"
 #include "offline-store/store.h"
@@ -72,6 +73,7 @@ typedef struct app {
 	curate_stats cstats;
 	json_t *cycle_res;       /* the cycle's result, filled as its phases end */
 	downtime *dt;            /* the EHR breaker and the writer of chart entries */
+	ui *ui;                  /* the charting page (run with a "ui" config object) */
 	bool cycle_running;
 	bool cycle_again;        /* start another cycle as soon as this one ends */
 	bool pull_skipped;       /* this cycle skipped the pull: the EHR is down */
@@ -293,6 +295,10 @@ static int load_config(config *cfg, const common_opts *o)
 
 static void app_shutdown(app *a)
 {
+	if (a->ui) {
+		ui_stop(a->ui, NULL, NULL);
+		a->ui = NULL;
+	}
 	if (a->dt) {
 		downtime_stop(a->dt, NULL, NULL);
 		a->dt = NULL;
@@ -881,6 +887,20 @@ static int cmd_sync(int argc, char **argv, bool daemon)
 			uv_run(&a.loop, UV_RUN_DEFAULT);
 			rc = EXIT_SYNC_FAILED;
 			goto out;
+		}
+		if (a.cfg.ui_enabled) {
+			ui_env uenv = { .loop = &a.loop, .cfg = &a.cfg, .st = NULL, .server_id = a.server_id,
+					.dt = a.dt };
+			if (ui_start(&a.ui, &uenv, err, sizeof(err)) != 0) {
+				fprintf(stderr, "fhir-redcap-bridge: cannot start the charting page: %s\n", err);
+				app_shutdown(&a);
+				uv_run(&a.loop, UV_RUN_DEFAULT);
+				rc = EXIT_USAGE;
+				goto out;
+			}
+			const char *colon = strrchr(a.cfg.ui_listen, ':');
+			int hl = colon ? (int)(colon - a.cfg.ui_listen) : (int)strlen(a.cfg.ui_listen);
+			log_info("bridge", "ui: charting page on http://%.*s:%d/", hl, a.cfg.ui_listen, ui_port(a.ui));
 		}
 	}
 	start_cycle(&a);

@@ -10,7 +10,8 @@ top=$(cd "$(dirname "$0")/.." && pwd)
 cd "$top"
 
 pkgs=(meson ninja-build pkg-config gcc libc6-dev libjansson-dev libuv1-dev libcurl4-openssl-dev
-      libsqlite3-dev libssl-dev libmicrohttpd-dev valgrind nodejs npm ca-certificates tzdata)
+      libsqlite3-dev libssl-dev libmicrohttpd-dev valgrind nodejs npm ca-certificates tzdata
+      chromium)   # the charting page's browser test (playwright-core drives /usr/bin/chromium)
 missing=()
 for p in "${pkgs[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -27,7 +28,7 @@ if [ "${#missing[@]}" -gt 0 ]; then
 	DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
-if [ ! -d tests/servers/node_modules/@medplum/fhir-router ] ||
+if [ ! -d tests/servers/node_modules/@medplum/fhir-router ] || [ ! -d tests/servers/node_modules/playwright-core ] ||
    [ tests/servers/package-lock.json -nt tests/servers/node_modules/.package-lock.json ]; then
 	echo "setup: npm ci (tests/servers)"
 	(cd tests/servers && npm ci --no-audit --no-fund --loglevel=error)
