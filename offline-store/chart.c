@@ -12,6 +12,8 @@
  * key, label), like crypto.c's and outbox.c's: one keys the audit chain,
  * one the patient index. Neither is the AES key nor another module's key,
  * so an index hash can never stand for an audit hash or a record-name hash.
+ * The keyed hashes, the AAD encoding and the per-call sealing are encode.c's
+ * (store-internal.h), shared with outbox.c and kv.c.
  *
  * Statements are prepared per call (as kv.c does): these calls run at the
  * rate people type, and a statement per call lets callbacks use the store.
@@ -37,10 +39,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <openssl/core_names.h>
 #include <openssl/crypto.h>
-#include <openssl/evp.h>
-#include <openssl/params.h>
 
 #include "offline-store/crypto.h"
 #include "offline-store/instant.h"
@@ -148,253 +147,251 @@ static void free_secret(char *p, size_t len)
 	free(p);
 }
 
-/* Step a one-shot statement that returns no row, then finalize it. */
-static int exec_once(store *s, sqlite3_stmt *st, const char *what)
-{
-	int rc = sqlite3_step(st);
-	sqlite3_finalize(st);
-	return rc == SQLITE_DONE ? 0 : store__db_fail(s, rc, what);
-}
-
 /* The length of text given as (p, len) with len 0 meaning strlen(p). */
 static size_t text_len(const char *p, size_t len)
 {
 	return p && len == 0 ? strlen(p) : len;
 }
 
-/* ---- AAD and blobs ------------------------------------------------------ */
-
-/* A growable byte string for AADs; oom set on the first failed append. */
-typedef struct bytes {
-	store_buf b;
-	size_t len;
-	bool oom;
-} bytes;
-
-static void bytes_put(bytes *x, const void *p, size_t n)
+/* A LIMIT parameter: 0 (or more than SQLite counts) is no limit. */
+static int64_t sql_limit(size_t limit)
 {
-	if (x->oom)
-		return;
-	if (n > SIZE_MAX - x->len || store__buf_reserve(&x->b, x->len + n) != 0) {
-		x->oom = true;
-		return;
-	}
-	if (n)
-		memcpy(x->b.p + x->len, p, n);
-	x->len += n;
+	return limit == 0 || limit > INT64_MAX ? -1 : (int64_t)limit;
 }
 
-static void be64(uint8_t out[8], int64_t v)
+/* ---- statements ---------------------------------------------------------- */
+
+/* store__prepare() sql with ?1 bound to key, which must outlive the statement. */
+static int prepare_key(store *s, const char *sql, const char *key, sqlite3_stmt **st, const char *what)
 {
-	for (int i = 0; i < 8; i++)
-		out[i] = (uint8_t)((uint64_t)v >> (56 - 8 * i));
+	int rc = store__prepare(s, sql, st, what);
+	if (!rc)
+		sqlite3_bind_text(*st, 1, key, -1, SQLITE_STATIC);
+	return rc;
 }
 
-static int64_t get_be64(const uint8_t *p)
+/* Step st (finalized here): *found says whether it gave a row. 0 or an error (what). */
+static int step_exists(store *s, sqlite3_stmt *st, const char *what, bool *found)
 {
-	uint64_t v = 0;
-	for (int i = 0; i < 8; i++)
-		v = v << 8 | p[i];
-	return (int64_t)v;
-}
-
-static void bytes_i64(bytes *x, int64_t v)
-{
-	uint8_t be[8];
-	be64(be, v);
-	bytes_put(x, be, sizeof(be));
-}
-
-static void bytes_str(bytes *x, const char *str)
-{
-	size_t n = strlen(str);
-	bytes_i64(x, (int64_t)n);
-	bytes_put(x, str, n);
-}
-
-static void bytes_free(bytes *x)
-{
-	store__buf_free(&x->b);
-	x->len = 0;
-	x->oom = false;
-}
-
-/* The AAD of blob `which` of an entry. */
-static int entry_aad(store *s, bytes *a, uint8_t which, const char *uuid, int64_t server, const char *kind,
-		     const char *patient)
-{
-	uint8_t head[3] = { AAD_TAG_CHART, STORE_BLOB_VERSION, which };
-	a->len = 0;
-	bytes_put(a, head, sizeof(head));
-	bytes_str(a, uuid);
-	bytes_i64(a, server);
-	bytes_str(a, kind);
-	bytes_str(a, patient);
-	return a->oom ? store__oom(s) : 0;
-}
-
-static int temp_aad(store *s, bytes *a, const char *id)
-{
-	uint8_t head[2] = { AAD_TAG_TEMP, STORE_BLOB_VERSION };
-	a->len = 0;
-	bytes_put(a, head, sizeof(head));
-	bytes_str(a, id);
-	return a->oom ? store__oom(s) : 0;
-}
-
-/* Seal pt[0..len) under aad into a new malloc'd blob (*blob, *blob_len). */
-static int seal(store *s, const bytes *aad, const void *pt, size_t len, uint8_t **blob, size_t *blob_len)
-{
-	*blob = NULL;
-	*blob_len = 0;
-	int limit = sqlite3_limit(s->db, SQLITE_LIMIT_LENGTH, -1);
-	if (len > (size_t)limit - STORE_BLOB_OVERHEAD || len > (size_t)INT_MAX - STORE_BLOB_OVERHEAD) {
-		store__seterr(s, "a value of %zu bytes is larger than the store takes", len);
-		return -EFBIG;
-	}
-	uint8_t *b = malloc(len + STORE_BLOB_OVERHEAD);
-	if (!b)
-		return store__oom(s);
-	if (store_crypto_seal(&s->crypto, NULL, aad->b.p, aad->len, pt ? pt : "", len, b) != 0) {
-		free(b);
-		store__seterr(s, "cannot encrypt a value for the store");
-		return -EIO;
-	}
-	*blob = b;
-	*blob_len = len + STORE_BLOB_OVERHEAD;
+	int src = sqlite3_step(st);
+	sqlite3_finalize(st);
+	if (src != SQLITE_ROW && src != SQLITE_DONE)
+		return store__db_fail(s, src, what);
+	*found = src == SQLITE_ROW;
 	return 0;
 }
 
 /*
- * Open the blob in column col of st under aad into a new NUL-terminated
- * string (*out, *out_len). A NULL column gives *out NULL and 0. what and
- * whose name the blob in messages (e.g. "body", "chart entry <uuid>").
+ * A row about to be added under key: -EEXIST when sql (?1 = key) gives a row
+ * already ("<thing> <key> exists already"), 0 when it gives none, else an
+ * error (what).
  */
-static int unseal_col(store *s, const bytes *aad, sqlite3_stmt *st, int col, const char *what, const char *kind_of,
-		      const char *whose, char **out, size_t *out_len)
+static int must_be_new(store *s, const char *sql, const char *key, const char *thing, const char *what)
 {
-	*out = NULL;
-	if (out_len)
-		*out_len = 0;
-	if (sqlite3_column_type(st, col) == SQLITE_NULL)
-		return 0;
-	const void *blob = sqlite3_column_blob(st, col);
-	size_t blob_len = (size_t)sqlite3_column_bytes(st, col);
-	size_t cap = blob_len >= STORE_BLOB_OVERHEAD ? blob_len - STORE_BLOB_OVERHEAD : 0, len = 0;
-	char *p = malloc(cap + 1);
-	if (!p)
-		return store__oom(s);
-	int rc = store_crypto_open(&s->crypto, aad->b.p, aad->len, blob ? blob : (const void *)"", blob_len,
-				   (uint8_t *)p, &len);
-	if (rc) {
-		free(p); /* wiped by store_crypto_open */
-		if (rc == STORE_E_CORRUPT)
-			store__seterr(s, "the stored %s of %s %s failed authentication: the store %s is damaged or was "
-					 "tampered with", what, kind_of, whose, s->db_path);
-		else
-			store__seterr(s, "cannot decrypt the stored %s of %s %s", what, kind_of, whose);
+	sqlite3_stmt *st = NULL;
+	bool found = false;
+	int rc = prepare_key(s, sql, key, &st, what);
+	if (rc || (rc = step_exists(s, st, what, &found)) != 0)
 		return rc;
+	if (found) {
+		store__seterr(s, "%s %s exists already", thing, key);
+		return -EEXIST;
 	}
-	p[len] = '\0';
-	*out = p;
-	if (out_len)
-		*out_len = len;
 	return 0;
+}
+
+/*
+ * Step st (left to the caller) to its one row: 0 when there is one,
+ * STORE_E_NOTFOUND ("no <thing> <key>") when there is none, else an error
+ * (what).
+ */
+static int step_one(store *s, sqlite3_stmt *st, const char *thing, const char *key, const char *what)
+{
+	int src = sqlite3_step(st);
+	if (src == SQLITE_ROW)
+		return 0;
+	if (src == SQLITE_DONE) {
+		store__seterr(s, "no %s %s", thing, key);
+		return STORE_E_NOTFOUND;
+	}
+	return store__db_fail(s, src, what);
+}
+
+/* ---- rows as JSON -------------------------------------------------------- */
+
+/* How a column becomes a JSON value. */
+typedef enum json_kind {
+	J_INT,      /* integer */
+	J_BOOL,     /* integer, true when non-zero */
+	J_TEXT,     /* string ("" for NULL) */
+	J_TEXT_OPT, /* string, or null for NULL */
+	J_STATE,    /* a chart entry state, by name */
+} json_kind;
+
+/* One key of a listed object and the kind of the column that gives it. */
+typedef struct json_col {
+	const char *key;
+	json_kind kind;
+} json_col;
+
+#define N_COLS(cols) (sizeof(cols) / sizeof((cols)[0]))
+
+/* Column col of st as a new JSON value of kind k; NULL only on OOM. */
+static json_t *col_value(sqlite3_stmt *st, int col, json_kind k)
+{
+	switch (k) {
+	case J_INT:
+		return json_integer(sqlite3_column_int64(st, col));
+	case J_BOOL:
+		return json_boolean(sqlite3_column_int(st, col) != 0);
+	case J_TEXT:
+		return col_json(st, col);
+	case J_TEXT_OPT:
+		return col_json_opt(st, col);
+	case J_STATE:
+		return json_string(store_chart_state_name(sqlite3_column_int(st, col)));
+	}
+	return NULL;
+}
+
+/*
+ * The rows of st (prepared and bound by the caller, finalized here) as a new
+ * array of objects. Per row, pre (if not NULL) fills the object first from
+ * the columns before `first`; then column first + i gives key cols[i].key.
+ * NULL on failure, the message set (what for a database failure).
+ */
+static json_t *rows_json(store *s, sqlite3_stmt *st, int (*pre)(store *s, sqlite3_stmt *st, json_t *o), int first,
+			 const json_col *cols, size_t n, const char *what)
+{
+	json_t *arr = json_array();
+	int rc = arr ? 0 : store__oom(s), src = SQLITE_DONE;
+	while (!rc && (src = sqlite3_step(st)) == SQLITE_ROW) {
+		json_t *o = json_object();
+		if (!o || json_array_append_new(arr, o) != 0) {
+			rc = store__oom(s);
+			break;
+		}
+		if (pre && (rc = pre(s, st, o)) != 0)
+			break;
+		for (size_t i = 0; !rc && i < n; i++)
+			/* json_object_set_new() consumes the value even when it fails. */
+			if (json_object_set_new(o, cols[i].key, col_value(st, first + (int)i, cols[i].kind)) != 0)
+				rc = store__oom(s);
+	}
+	if (!rc && src != SQLITE_DONE)
+		rc = store__db_fail(s, src, what);
+	sqlite3_finalize(st);
+	if (rc) {
+		json_decref(arr);
+		return NULL;
+	}
+	return arr;
+}
+
+/* ---- blobs bound to their row -------------------------------------------- */
+
+/* What an entry's blobs are bound to: their AAD names these. */
+typedef struct entry_key {
+	const char *uuid;
+	int64_t server;
+	const char *kind, *patient;
+} entry_key;
+
+/* The AAD of blob `which` of an entry, into a. */
+static int entry_aad(store *s, store_bytes *a, uint8_t which, const entry_key *k)
+{
+	uint8_t head[3] = { AAD_TAG_CHART, STORE_BLOB_VERSION, which };
+	store__bytes_reset(a);
+	store__bytes_put(a, head, sizeof(head));
+	store__bytes_str(a, k->uuid);
+	store__bytes_i64(a, k->server);
+	store__bytes_str(a, k->kind);
+	store__bytes_str(a, k->patient);
+	return a->oom ? store__oom(s) : 0;
+}
+
+/* The AAD of a temporary patient's demographics, into a. */
+static int temp_aad(store *s, store_bytes *a, const char *id)
+{
+	uint8_t head[2] = { AAD_TAG_TEMP, STORE_BLOB_VERSION };
+	store__bytes_reset(a);
+	store__bytes_put(a, head, sizeof(head));
+	store__bytes_str(a, id);
+	return a->oom ? store__oom(s) : 0;
+}
+
+/* Seal text[0..len) as blob `which` of the entry k into a new malloc'd blob (*blob, *blob_len). */
+static int entry_seal(store *s, const entry_key *k, uint8_t which, const char *text, size_t len, uint8_t **blob,
+		      size_t *blob_len)
+{
+	store_bytes aad = STORE_BYTES_NULL;
+	int rc = entry_aad(s, &aad, which, k);
+	if (!rc)
+		rc = store__seal(s, aad.b.p, aad.len, text, len, blob, blob_len);
+	store__bytes_free(&aad);
+	return rc;
+}
+
+/* The blob in column col of st: false (and nothing) for SQL NULL. */
+static bool col_blob(sqlite3_stmt *st, int col, const void **blob, size_t *len)
+{
+	if (sqlite3_column_type(st, col) == SQLITE_NULL)
+		return false;
+	*blob = sqlite3_column_blob(st, col);
+	*len = (size_t)sqlite3_column_bytes(st, col);
+	return true;
+}
+
+/*
+ * Open blob `which` of the entry k, in column col of st, into a new
+ * NUL-terminated string (*out, *out_len); a NULL column gives *out NULL and
+ * 0. what names the blob in messages (e.g. "body").
+ */
+static int entry_unseal(store *s, const entry_key *k, uint8_t which, sqlite3_stmt *st, int col, const char *what,
+			char **out, size_t *out_len)
+{
+	const void *blob = NULL;
+	size_t len = 0;
+	*out = NULL;
+	*out_len = 0;
+	if (!col_blob(st, col, &blob, &len))
+		return 0;
+	store_bytes aad = STORE_BYTES_NULL;
+	int rc = entry_aad(s, &aad, which, k);
+	if (!rc)
+		rc = store__unseal(s, aad.b.p, aad.len, blob, len, out, out_len, "the stored %s of chart entry %s",
+				   what, k->uuid);
+	store__bytes_free(&aad);
+	return rc;
+}
+
+/* Open the demographics of temporary patient id, in column col of st, as entry_unseal() does. */
+static int temp_unseal(store *s, const char *id, sqlite3_stmt *st, int col, char **out, size_t *out_len)
+{
+	const void *blob = NULL;
+	size_t len = 0;
+	*out = NULL;
+	*out_len = 0;
+	if (!col_blob(st, col, &blob, &len))
+		return 0;
+	store_bytes aad = STORE_BYTES_NULL;
+	int rc = temp_aad(s, &aad, id);
+	if (!rc)
+		rc = store__unseal(s, aad.b.p, aad.len, blob, len, out, out_len,
+				   "the stored demographics of temporary patient %s", id);
+	store__bytes_free(&aad);
+	return rc;
 }
 
 /* ---- keyed hashes (audit, index) ---------------------------------------- */
 
-typedef struct kmac {
-	EVP_MAC *mac;
-	EVP_MAC_CTX *ctx;
-	bool failed; /* an update failed since kmac_begin() */
-} kmac;
-
-static void kmac_free(kmac *m)
-{
-	EVP_MAC_CTX_free(m->ctx);
-	EVP_MAC_free(m->mac);
-	m->ctx = NULL;
-	m->mac = NULL;
-}
-
-/* Set up m for HMAC-SHA-256 under the sub-key HMAC(store key, label). */
-static int kmac_init(store *s, kmac *m, const char *label)
-{
-	uint8_t key[32];
-	size_t n = 0;
-	int rc = -EIO;
-	OSSL_PARAM params[] = {
-		OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, (char *)"SHA256", 0),
-		OSSL_PARAM_construct_end(),
-	};
-	memset(m, 0, sizeof(*m));
-	if (!EVP_Q_mac(NULL, "HMAC", NULL, "SHA256", NULL, s->crypto.key, STORE_KEY_LEN, (const unsigned char *)label,
-		       strlen(label), key, sizeof(key), &n) ||
-	    n != sizeof(key))
-		goto fail;
-	rc = -ENOMEM;
-	if (!(m->mac = EVP_MAC_fetch(NULL, "HMAC", NULL)) || !(m->ctx = EVP_MAC_CTX_new(m->mac)))
-		goto fail;
-	rc = -EIO;
-	if (EVP_MAC_init(m->ctx, key, sizeof(key), params) != 1)
-		goto fail;
-	OPENSSL_cleanse(key, sizeof(key));
-	return 0;
-fail:
-	OPENSSL_cleanse(key, sizeof(key));
-	kmac_free(m);
-	store__seterr(s, "cannot set up the store's keyed hash");
-	return rc;
-}
-
-static void kmac_bytes(kmac *m, const void *p, size_t n)
-{
-	if (n && EVP_MAC_update(m->ctx, p, n) != 1)
-		m->failed = true;
-}
-
-static void kmac_i64(kmac *m, int64_t v)
-{
-	uint8_t be[8];
-	be64(be, v);
-	kmac_bytes(m, be, sizeof(be));
-}
-
-/* A length-prefixed blob. */
-static void kmac_blob(kmac *m, const void *p, size_t n)
-{
-	kmac_i64(m, (int64_t)n);
-	kmac_bytes(m, p, n);
-}
-
 /* A presence byte, then the length-prefixed string: NULL and "" differ. */
-static void kmac_opt_str(kmac *m, const char *str)
+static void kmac_opt_str(store_kmac *m, const char *str)
 {
 	uint8_t present = str != NULL;
-	kmac_bytes(m, &present, 1);
+	store__kmac_bytes(m, &present, 1);
 	if (str)
-		kmac_blob(m, str, strlen(str));
-}
-
-static void kmac_begin(kmac *m, uint8_t domain)
-{
-	/* A NULL key re-initialises HMAC with the key given in kmac_init(). */
-	m->failed = EVP_MAC_init(m->ctx, NULL, 0, NULL) != 1;
-	kmac_bytes(m, &domain, 1);
-}
-
-/* The first out_len (<= 32) bytes of the HMAC. */
-static int kmac_end(store *s, kmac *m, uint8_t *out, size_t out_len)
-{
-	uint8_t full[32];
-	size_t n = 0;
-	if (m->failed || EVP_MAC_final(m->ctx, full, &n, sizeof(full)) != 1 || n != sizeof(full)) {
-		store__seterr(s, "cannot compute a keyed hash");
-		return -EIO;
-	}
-	memcpy(out, full, out_len);
-	return 0;
+		store__kmac_str(m, str);
 }
 
 /* ---- users -------------------------------------------------------------- */
@@ -423,40 +420,20 @@ void store_user_deinit(store_user *u)
 typedef struct user_args {
 	const char *name, *role, *display, *pwhash;
 	int64_t now_ms;
-	bool flag;
+	const char *sql; /* user_set_impl(): ?1 name, ?2 pwhash if set, else value */
+	int64_t value;
 	unsigned max_failures;
 	int64_t lock_ms;
 	bool *locked_now;
 } user_args;
 
-/* Does user name exist? 0 with *found, or an error. */
-static int user_exists(store *s, const char *name, bool *found)
-{
-	sqlite3_stmt *st = NULL;
-	int rc = store__prepare(s, "SELECT 1 FROM users WHERE name = ?1", &st, "cannot look up a user");
-	if (rc)
-		return rc;
-	sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
-	int src = sqlite3_step(st);
-	sqlite3_finalize(st);
-	if (src != SQLITE_ROW && src != SQLITE_DONE)
-		return store__db_fail(s, src, "cannot look up a user");
-	*found = src == SQLITE_ROW;
-	return 0;
-}
-
 static int user_add_impl(store *s, void *ud)
 {
 	const user_args *a = ud;
-	bool found = false;
-	int rc = user_exists(s, a->name, &found);
+	sqlite3_stmt *st = NULL;
+	int rc = must_be_new(s, "SELECT 1 FROM users WHERE name = ?1", a->name, "the user", "cannot look up a user");
 	if (rc)
 		return rc;
-	if (found) {
-		store__seterr(s, "the user %s exists already", a->name);
-		return -EEXIST;
-	}
-	sqlite3_stmt *st = NULL;
 	if ((rc = store__prepare(s,
 				 "INSERT INTO users(name, role, display, pwhash, created_ms)"
 				 " VALUES(?1, ?2, ?3, ?4, ?5)",
@@ -467,7 +444,7 @@ static int user_add_impl(store *s, void *ud)
 	sqlite3_bind_text(st, 3, a->display ? a->display : "", -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 4, a->pwhash, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 5, a->now_ms);
-	return exec_once(s, st, "cannot add a user");
+	return store__exec_once(s, st, "cannot add a user");
 }
 
 int store_user_add(store *s, const char *name, const char *role, const char *display, const char *pwhash,
@@ -493,30 +470,22 @@ int store_user_get(store *s, const char *name, store_user *out)
 	if (!user_name_ok(name))
 		return bad_arg(s, "store_user_get", "bad user name");
 	sqlite3_stmt *st = NULL;
-	int rc = store__prepare(s,
-				"SELECT name, role, display, pwhash, disabled, failures, locked_until_ms, created_ms,"
-				" last_login_ms FROM users WHERE name = ?1",
-				&st, "cannot read a user");
+	int rc = prepare_key(s,
+			     "SELECT name, role, display, pwhash, disabled, failures, locked_until_ms, created_ms,"
+			     " last_login_ms FROM users WHERE name = ?1",
+			     name, &st, "cannot read a user");
 	if (rc)
 		return rc;
-	sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
-	int src = sqlite3_step(st);
-	if (src == SQLITE_ROW) {
-		if (!dup_req(st, 0, &out->name) || !dup_req(st, 1, &out->role) || !dup_req(st, 2, &out->display) ||
-		    !dup_req(st, 3, &out->pwhash)) {
-			rc = store__oom(s);
-		} else {
-			out->disabled = sqlite3_column_int(st, 4) != 0;
-			out->failures = sqlite3_column_int(st, 5);
-			out->locked_until_ms = sqlite3_column_int64(st, 6);
-			out->created_ms = sqlite3_column_int64(st, 7);
-			out->last_login_ms = sqlite3_column_int64(st, 8);
-		}
-	} else if (src == SQLITE_DONE) {
-		store__seterr(s, "no user %s", name);
-		rc = STORE_E_NOTFOUND;
-	} else {
-		rc = store__db_fail(s, src, "cannot read a user");
+	if ((rc = step_one(s, st, "user", name, "cannot read a user")) == 0 &&
+	    (!dup_req(st, 0, &out->name) || !dup_req(st, 1, &out->role) || !dup_req(st, 2, &out->display) ||
+	     !dup_req(st, 3, &out->pwhash)))
+		rc = store__oom(s);
+	if (!rc) {
+		out->disabled = sqlite3_column_int(st, 4) != 0;
+		out->failures = sqlite3_column_int(st, 5);
+		out->locked_until_ms = sqlite3_column_int64(st, 6);
+		out->created_ms = sqlite3_column_int64(st, 7);
+		out->last_login_ms = sqlite3_column_int64(st, 8);
 	}
 	sqlite3_finalize(st);
 	if (rc)
@@ -524,42 +493,22 @@ int store_user_get(store *s, const char *name, store_user *out)
 	return rc;
 }
 
+static const json_col user_cols[] = {
+	{ "name", J_TEXT },     { "role", J_TEXT },            { "display", J_TEXT },    { "disabled", J_BOOL },
+	{ "failures", J_INT },  { "locked_until_ms", J_INT },  { "created_ms", J_INT },  { "last_login_ms", J_INT },
+};
+
 json_t *store_user_list(store *s)
 {
 	if (!s)
 		return NULL;
 	sqlite3_stmt *st = NULL;
-	json_t *arr = json_array();
-	if (!arr) {
-		store__oom(s);
+	if (store__prepare(s,
+			   "SELECT name, role, display, disabled, failures, locked_until_ms, created_ms,"
+			   " last_login_ms FROM users ORDER BY name",
+			   &st, "cannot list the users") != 0)
 		return NULL;
-	}
-	int rc = store__prepare(s,
-				"SELECT name, role, display, disabled, failures, locked_until_ms, created_ms,"
-				" last_login_ms FROM users ORDER BY name",
-				&st, "cannot list the users");
-	int src = SQLITE_DONE;
-	while (!rc && (src = sqlite3_step(st)) == SQLITE_ROW) {
-		json_t *o = json_object();
-		/* json_object_set_new() consumes the value even when it fails. */
-		if (!o || json_array_append_new(arr, o) != 0 || json_object_set_new(o, "name", col_json(st, 0)) != 0 ||
-		    json_object_set_new(o, "role", col_json(st, 1)) != 0 ||
-		    json_object_set_new(o, "display", col_json(st, 2)) != 0 ||
-		    json_object_set_new(o, "disabled", json_boolean(sqlite3_column_int(st, 3) != 0)) != 0 ||
-		    json_object_set_new(o, "failures", json_integer(sqlite3_column_int64(st, 4))) != 0 ||
-		    json_object_set_new(o, "locked_until_ms", json_integer(sqlite3_column_int64(st, 5))) != 0 ||
-		    json_object_set_new(o, "created_ms", json_integer(sqlite3_column_int64(st, 6))) != 0 ||
-		    json_object_set_new(o, "last_login_ms", json_integer(sqlite3_column_int64(st, 7))) != 0)
-			rc = store__oom(s);
-	}
-	if (!rc && src != SQLITE_DONE)
-		rc = store__db_fail(s, src, "cannot list the users");
-	sqlite3_finalize(st);
-	if (rc) {
-		json_decref(arr);
-		return NULL;
-	}
-	return arr;
+	return rows_json(s, st, NULL, 0, user_cols, N_COLS(user_cols), "cannot list the users");
 }
 
 /* Run a one-row UPDATE of users (?1 = name); STORE_E_NOTFOUND when no row changed. */
@@ -576,15 +525,18 @@ static int user_update(store *s, sqlite3_stmt *st, const char *name, const char 
 	return 0;
 }
 
-static int user_disable_impl(store *s, void *ud)
+/* A one-row UPDATE of users: a->sql with ?1 the name and ?2 a->pwhash if set, else a->value. */
+static int user_set_impl(store *s, void *ud)
 {
 	const user_args *a = ud;
 	sqlite3_stmt *st = NULL;
-	int rc = store__prepare(s, "UPDATE users SET disabled = ?2 WHERE name = ?1", &st, "cannot update a user");
+	int rc = prepare_key(s, a->sql, a->name, &st, "cannot update a user");
 	if (rc)
 		return rc;
-	sqlite3_bind_text(st, 1, a->name, -1, SQLITE_STATIC);
-	sqlite3_bind_int(st, 2, a->flag);
+	if (a->pwhash)
+		sqlite3_bind_text(st, 2, a->pwhash, -1, SQLITE_STATIC);
+	else
+		sqlite3_bind_int64(st, 2, a->value);
 	return user_update(s, st, a->name, "cannot update a user");
 }
 
@@ -594,21 +546,8 @@ int store_user_set_disabled(store *s, const char *name, bool disabled)
 		return -EINVAL;
 	if (!user_name_ok(name))
 		return bad_arg(s, "store_user_set_disabled", "bad user name");
-	user_args a = { .name = name, .flag = disabled };
-	return store__write(s, "store_user_set_disabled", user_disable_impl, &a);
-}
-
-static int user_password_impl(store *s, void *ud)
-{
-	const user_args *a = ud;
-	sqlite3_stmt *st = NULL;
-	int rc = store__prepare(s, "UPDATE users SET pwhash = ?2, failures = 0, locked_until_ms = 0 WHERE name = ?1",
-				&st, "cannot update a user");
-	if (rc)
-		return rc;
-	sqlite3_bind_text(st, 1, a->name, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 2, a->pwhash, -1, SQLITE_STATIC);
-	return user_update(s, st, a->name, "cannot update a user");
+	user_args a = { .name = name, .sql = "UPDATE users SET disabled = ?2 WHERE name = ?1", .value = disabled };
+	return store__write(s, "store_user_set_disabled", user_set_impl, &a);
 }
 
 int store_user_set_password(store *s, const char *name, const char *pwhash)
@@ -617,38 +556,32 @@ int store_user_set_password(store *s, const char *name, const char *pwhash)
 		return -EINVAL;
 	if (!user_name_ok(name) || !str_ok(pwhash, STORE_CHART_MAX_KEY, true))
 		return bad_arg(s, "store_user_set_password", "bad user name or password hash");
-	user_args a = { .name = name, .pwhash = pwhash };
-	return store__write(s, "store_user_set_password", user_password_impl, &a);
+	user_args a = { .name = name,
+			.sql = "UPDATE users SET pwhash = ?2, failures = 0, locked_until_ms = 0 WHERE name = ?1",
+			.pwhash = pwhash };
+	return store__write(s, "store_user_set_password", user_set_impl, &a);
 }
 
 static int user_failed_impl(store *s, void *ud)
 {
 	const user_args *a = ud;
 	sqlite3_stmt *st = NULL;
-	int rc = store__prepare(s, "SELECT failures FROM users WHERE name = ?1", &st, "cannot read a user");
+	int rc = prepare_key(s, "SELECT failures FROM users WHERE name = ?1", a->name, &st, "cannot read a user");
 	if (rc)
 		return rc;
-	sqlite3_bind_text(st, 1, a->name, -1, SQLITE_STATIC);
-	int src = sqlite3_step(st);
-	int64_t failures = src == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
+	rc = step_one(s, st, "user", a->name, "cannot read a user");
+	int64_t failures = rc ? 0 : sqlite3_column_int64(st, 0);
 	sqlite3_finalize(st);
-	if (src == SQLITE_DONE) {
-		store__seterr(s, "no user %s", a->name);
-		return STORE_E_NOTFOUND;
-	}
-	if (src != SQLITE_ROW)
-		return store__db_fail(s, src, "cannot read a user");
+	if (rc)
+		return rc;
 	failures = failures < 0 ? 1 : failures + 1;
 	bool lock = a->max_failures > 0 && failures >= (int64_t)a->max_failures;
-	if ((rc = store__prepare(s,
-				 lock ? "UPDATE users SET failures = 0, locked_until_ms = ?2 WHERE name = ?1"
-				      : "UPDATE users SET failures = ?2 WHERE name = ?1",
-				 &st, "cannot update a user")) != 0)
-		return rc;
-	sqlite3_bind_text(st, 1, a->name, -1, SQLITE_STATIC);
 	int64_t until = a->now_ms > 0 && a->lock_ms > INT64_MAX - a->now_ms ? INT64_MAX : a->now_ms + a->lock_ms;
-	sqlite3_bind_int64(st, 2, lock ? until : failures);
-	if ((rc = user_update(s, st, a->name, "cannot update a user")) != 0)
+	user_args set = { .name = a->name,
+			  .sql = lock ? "UPDATE users SET failures = 0, locked_until_ms = ?2 WHERE name = ?1"
+				      : "UPDATE users SET failures = ?2 WHERE name = ?1",
+			  .value = lock ? until : failures };
+	if ((rc = user_set_impl(s, &set)) != 0)
 		return rc;
 	*a->locked_now = lock;
 	return 0;
@@ -673,27 +606,16 @@ int store_user_login_failed(store *s, const char *name, int64_t now_ms, unsigned
 	return rc;
 }
 
-static int user_ok_impl(store *s, void *ud)
-{
-	const user_args *a = ud;
-	sqlite3_stmt *st = NULL;
-	int rc = store__prepare(s, "UPDATE users SET failures = 0, last_login_ms = ?2 WHERE name = ?1", &st,
-				"cannot update a user");
-	if (rc)
-		return rc;
-	sqlite3_bind_text(st, 1, a->name, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 2, a->now_ms);
-	return user_update(s, st, a->name, "cannot update a user");
-}
-
 int store_user_login_ok(store *s, const char *name, int64_t now_ms)
 {
 	if (!s)
 		return -EINVAL;
 	if (!user_name_ok(name))
 		return bad_arg(s, "store_user_login_ok", "bad user name");
-	user_args a = { .name = name, .now_ms = now_ms };
-	return store__write(s, "store_user_login_ok", user_ok_impl, &a);
+	user_args a = { .name = name,
+			.sql = "UPDATE users SET failures = 0, last_login_ms = ?2 WHERE name = ?1",
+			.value = now_ms };
+	return store__write(s, "store_user_login_ok", user_set_impl, &a);
 }
 
 /* ---- chart entries: reading ---------------------------------------------- */
@@ -789,25 +711,18 @@ static int entry_from_row(store *s, sqlite3_stmt *st, store_chart_entry *e)
 	    !dup_opt(st, C_IF_MATCH, &e->if_match) || !dup_opt(st, C_LAST_ERROR, &e->last_error) ||
 	    !dup_opt(st, C_EHR_REF, &e->ehr_ref) || !dup_opt(st, C_DECIDED_BY, &e->decided_by))
 		return store__oom(s);
-	bytes aad = { 0 };
-	int rc = entry_aad(s, &aad, BLOB_BODY, e->uuid, e->server, e->kind, e->patient);
-	if (!rc && sqlite3_column_type(st, C_BODY) == SQLITE_NULL) {
+	if (sqlite3_column_type(st, C_BODY) == SQLITE_NULL) {
 		store__seterr(s, "chart entry %s has no body: the store %s is damaged", e->uuid, s->db_path);
-		rc = STORE_E_CORRUPT;
+		return STORE_E_CORRUPT;
 	}
+	entry_key k = { e->uuid, e->server, e->kind, e->patient };
+	int rc = entry_unseal(s, &k, BLOB_BODY, st, C_BODY, "body", &e->body, &e->body_len);
 	if (!rc)
-		rc = unseal_col(s, &aad, st, C_BODY, "body", "chart entry", e->uuid, &e->body, &e->body_len);
+		rc = entry_unseal(s, &k, BLOB_PROVENANCE, st, C_PROVENANCE, "provenance", &e->provenance,
+				  &e->provenance_len);
 	if (!rc)
-		rc = entry_aad(s, &aad, BLOB_PROVENANCE, e->uuid, e->server, e->kind, e->patient);
-	if (!rc)
-		rc = unseal_col(s, &aad, st, C_PROVENANCE, "provenance", "chart entry", e->uuid, &e->provenance,
-				&e->provenance_len);
-	if (!rc)
-		rc = entry_aad(s, &aad, BLOB_CONFLICT, e->uuid, e->server, e->kind, e->patient);
-	if (!rc)
-		rc = unseal_col(s, &aad, st, C_CONFLICT, "conflicting version", "chart entry", e->uuid, &e->conflict,
-				&e->conflict_len);
-	bytes_free(&aad);
+		rc = entry_unseal(s, &k, BLOB_CONFLICT, st, C_CONFLICT, "conflicting version", &e->conflict,
+				  &e->conflict_len);
 	return rc;
 }
 
@@ -819,20 +734,12 @@ int store_chart_get(store *s, const char *uuid, store_chart_entry *out)
 	if (!str_ok(uuid, STORE_CHART_MAX_KEY, true))
 		return bad_arg(s, "store_chart_get", "bad uuid");
 	sqlite3_stmt *st = NULL;
-	int rc = store__prepare(s, "SELECT " ENTRY_COLS " FROM chart_entries WHERE uuid = ?1", &st,
-				"cannot read a chart entry");
+	int rc = prepare_key(s, "SELECT " ENTRY_COLS " FROM chart_entries WHERE uuid = ?1", uuid, &st,
+			     "cannot read a chart entry");
 	if (rc)
 		return rc;
-	sqlite3_bind_text(st, 1, uuid, -1, SQLITE_STATIC);
-	int src = sqlite3_step(st);
-	if (src == SQLITE_ROW) {
+	if ((rc = step_one(s, st, "chart entry", uuid, "cannot read a chart entry")) == 0)
 		rc = entry_from_row(s, st, out);
-	} else if (src == SQLITE_DONE) {
-		store__seterr(s, "no chart entry %s", uuid);
-		rc = STORE_E_NOTFOUND;
-	} else {
-		rc = store__db_fail(s, src, "cannot read a chart entry");
-	}
 	sqlite3_finalize(st);
 	if (rc)
 		store_chart_entry_deinit(out);
@@ -856,7 +763,7 @@ int store_chart_due(store *s, int64_t server, int64_t now_ms, size_t limit, stor
 		return rc;
 	sqlite3_bind_int64(st, 1, server);
 	sqlite3_bind_int64(st, 2, now_ms);
-	sqlite3_bind_int64(st, 3, limit == 0 || limit > INT64_MAX ? -1 : (int64_t)limit);
+	sqlite3_bind_int64(st, 3, sql_limit(limit));
 	store_chart_entry *v = NULL;
 	size_t cnt = 0, cap = 0;
 	int src = SQLITE_DONE;
@@ -925,13 +832,12 @@ int store_chart_foreach_patient(store *s, const char *patient, store_chart_cb cb
 	if (!str_ok(patient, STORE_CHART_MAX_KEY, true) || !cb)
 		return bad_arg(s, "store_chart_foreach_patient", "bad patient or no callback");
 	sqlite3_stmt *st = NULL;
-	int rc = store__prepare(s,
-				"SELECT " ENTRY_COLS " FROM chart_entries INDEXED BY chart_patient WHERE patient = ?1"
-				" ORDER BY effective_us, seq",
-				&st, "cannot list a patient's chart entries");
+	int rc = prepare_key(s,
+			     "SELECT " ENTRY_COLS " FROM chart_entries INDEXED BY chart_patient WHERE patient = ?1"
+			     " ORDER BY effective_us, seq",
+			     patient, &st, "cannot list a patient's chart entries");
 	if (rc)
 		return rc;
-	sqlite3_bind_text(st, 1, patient, -1, SQLITE_STATIC);
 	int src = SQLITE_DONE;
 	while ((src = sqlite3_step(st)) == SQLITE_ROW) {
 		store_chart_entry e = STORE_CHART_ENTRY_NULL;
@@ -947,6 +853,14 @@ int store_chart_foreach_patient(store *s, const char *patient, store_chart_cb cb
 	sqlite3_finalize(st);
 	return rc;
 }
+
+/* The keys of store_chart_list()'s objects, in the order of its columns. */
+static const json_col list_cols[] = {
+	{ "seq", J_INT },         { "uuid", J_TEXT },     { "kind", J_TEXT },           { "patient", J_TEXT },
+	{ "temp", J_BOOL },       { "author", J_TEXT },   { "effective", J_TEXT },      { "recorded", J_TEXT },
+	{ "target", J_TEXT_OPT }, { "state", J_STATE },   { "attempts", J_INT },        { "last_error", J_TEXT_OPT },
+	{ "ehr_ref", J_TEXT_OPT }, { "written_ms", J_INT }, { "decided_by", J_TEXT_OPT }, { "decided_ms", J_INT },
+};
 
 json_t *store_chart_list(store *s, const store_chart_filter *f)
 {
@@ -972,52 +886,16 @@ json_t *store_chart_list(store *s, const store_chart_filter *f)
 		return NULL;
 	}
 	sqlite3_stmt *st = NULL;
-	json_t *arr = json_array();
-	if (!arr) {
-		store__oom(s);
+	if (store__prepare(s, sql, &st, "cannot list the chart entries") != 0)
 		return NULL;
-	}
-	int rc = store__prepare(s, sql, &st, "cannot list the chart entries");
-	int src = SQLITE_DONE;
-	if (!rc) {
-		if (f->author)
-			sqlite3_bind_text(st, 1, f->author, -1, SQLITE_STATIC);
-		if (f->patient)
-			sqlite3_bind_text(st, 2, f->patient, -1, SQLITE_STATIC);
-		if (f->state >= 0)
-			sqlite3_bind_int(st, 3, f->state);
-		sqlite3_bind_int64(st, 4, f->limit == 0 || f->limit > INT64_MAX ? -1 : (int64_t)f->limit);
-	}
-	while (!rc && (src = sqlite3_step(st)) == SQLITE_ROW) {
-		json_t *o = json_object();
-		if (!o || json_array_append_new(arr, o) != 0 ||
-		    json_object_set_new(o, "seq", json_integer(sqlite3_column_int64(st, 0))) != 0 ||
-		    json_object_set_new(o, "uuid", col_json(st, 1)) != 0 ||
-		    json_object_set_new(o, "kind", col_json(st, 2)) != 0 ||
-		    json_object_set_new(o, "patient", col_json(st, 3)) != 0 ||
-		    json_object_set_new(o, "temp", json_boolean(sqlite3_column_int(st, 4) != 0)) != 0 ||
-		    json_object_set_new(o, "author", col_json(st, 5)) != 0 ||
-		    json_object_set_new(o, "effective", col_json(st, 6)) != 0 ||
-		    json_object_set_new(o, "recorded", col_json(st, 7)) != 0 ||
-		    json_object_set_new(o, "target", col_json_opt(st, 8)) != 0 ||
-		    json_object_set_new(o, "state", json_string(store_chart_state_name(sqlite3_column_int(st, 9)))) !=
-			    0 ||
-		    json_object_set_new(o, "attempts", json_integer(sqlite3_column_int64(st, 10))) != 0 ||
-		    json_object_set_new(o, "last_error", col_json_opt(st, 11)) != 0 ||
-		    json_object_set_new(o, "ehr_ref", col_json_opt(st, 12)) != 0 ||
-		    json_object_set_new(o, "written_ms", json_integer(sqlite3_column_int64(st, 13))) != 0 ||
-		    json_object_set_new(o, "decided_by", col_json_opt(st, 14)) != 0 ||
-		    json_object_set_new(o, "decided_ms", json_integer(sqlite3_column_int64(st, 15))) != 0)
-			rc = store__oom(s);
-	}
-	if (!rc && src != SQLITE_DONE)
-		rc = store__db_fail(s, src, "cannot list the chart entries");
-	sqlite3_finalize(st);
-	if (rc) {
-		json_decref(arr);
-		return NULL;
-	}
-	return arr;
+	if (f->author)
+		sqlite3_bind_text(st, 1, f->author, -1, SQLITE_STATIC);
+	if (f->patient)
+		sqlite3_bind_text(st, 2, f->patient, -1, SQLITE_STATIC);
+	if (f->state >= 0)
+		sqlite3_bind_int(st, 3, f->state);
+	sqlite3_bind_int64(st, 4, sql_limit(f->limit));
+	return rows_json(s, st, NULL, 0, list_cols, N_COLS(list_cols), "cannot list the chart entries");
 }
 
 json_t *store_chart_counts(store *s)
@@ -1074,22 +952,15 @@ static int entry_head_get(store *s, const char *uuid, entry_head *h)
 {
 	memset(h, 0, sizeof(*h));
 	sqlite3_stmt *st = NULL;
-	int rc = store__prepare(s, "SELECT server, kind, patient, state FROM chart_entries WHERE uuid = ?1", &st,
-				"cannot read a chart entry");
+	int rc = prepare_key(s, "SELECT server, kind, patient, state FROM chart_entries WHERE uuid = ?1", uuid, &st,
+			     "cannot read a chart entry");
 	if (rc)
 		return rc;
-	sqlite3_bind_text(st, 1, uuid, -1, SQLITE_STATIC);
-	int src = sqlite3_step(st);
-	if (src == SQLITE_ROW) {
+	if ((rc = step_one(s, st, "chart entry", uuid, "cannot read a chart entry")) == 0) {
 		h->server = sqlite3_column_int64(st, 0);
 		h->state = sqlite3_column_int(st, 3);
 		if (!dup_req(st, 1, &h->kind) || !dup_req(st, 2, &h->patient))
 			rc = store__oom(s);
-	} else if (src == SQLITE_DONE) {
-		store__seterr(s, "no chart entry %s", uuid);
-		rc = STORE_E_NOTFOUND;
-	} else {
-		rc = store__db_fail(s, src, "cannot read a chart entry");
 	}
 	sqlite3_finalize(st);
 	if (rc)
@@ -1103,6 +974,26 @@ static int wrong_state(store *s, const char *fn, const char *uuid, int state)
 	return STORE_E_STATE;
 }
 
+/* A bit per state, for entry_head_in(). */
+#define STATE_BIT(state) (1u << (state))
+
+/*
+ * Read the head of entry uuid, which must be in one of the states of mask
+ * (STATE_BIT() bits): else STORE_E_STATE, the message naming fn and the state.
+ * On failure *h holds nothing.
+ */
+static int entry_head_in(store *s, const char *fn, const char *uuid, unsigned mask, entry_head *h)
+{
+	int rc = entry_head_get(s, uuid, h);
+	if (rc)
+		return rc;
+	if (h->state < 0 || h->state >= N_STATES || !(mask & STATE_BIT(h->state))) {
+		rc = wrong_state(s, fn, uuid, h->state);
+		entry_head_free(h);
+	}
+	return rc;
+}
+
 static int server_exists(store *s, int64_t server, bool *found)
 {
 	sqlite3_stmt *st = NULL;
@@ -1110,12 +1001,7 @@ static int server_exists(store *s, int64_t server, bool *found)
 	if (rc)
 		return rc;
 	sqlite3_bind_int64(st, 1, server);
-	int src = sqlite3_step(st);
-	sqlite3_finalize(st);
-	if (src != SQLITE_ROW && src != SQLITE_DONE)
-		return store__db_fail(s, src, "cannot look up a server");
-	*found = src == SQLITE_ROW;
-	return 0;
+	return step_exists(s, st, "cannot look up a server", found);
 }
 
 typedef struct put_args {
@@ -1139,18 +1025,9 @@ static int put_impl(store *s, void *ud)
 		return -EINVAL;
 	}
 	sqlite3_stmt *st = NULL;
-	if ((rc = store__prepare(s, "SELECT 1 FROM chart_entries WHERE uuid = ?1", &st,
-				 "cannot look up a chart entry")) != 0)
+	if ((rc = must_be_new(s, "SELECT 1 FROM chart_entries WHERE uuid = ?1", e->uuid, "chart entry",
+			      "cannot look up a chart entry")) != 0)
 		return rc;
-	sqlite3_bind_text(st, 1, e->uuid, -1, SQLITE_STATIC);
-	int src = sqlite3_step(st);
-	sqlite3_finalize(st);
-	if (src == SQLITE_ROW) {
-		store__seterr(s, "chart entry %s exists already", e->uuid);
-		return -EEXIST;
-	}
-	if (src != SQLITE_DONE)
-		return store__db_fail(s, src, "cannot look up a chart entry");
 	if ((rc = store__prepare(s,
 				 "INSERT INTO chart_entries(uuid, kind, server, patient, temp, author, effective,"
 				 " effective_us, recorded, target, if_match, body, provenance, state, next_at_ms)"
@@ -1173,7 +1050,7 @@ static int put_impl(store *s, void *ud)
 		sqlite3_bind_blob64(st, 13, a->prov, a->prov_len, SQLITE_STATIC);
 	sqlite3_bind_int(st, 14, e->state);
 	sqlite3_bind_int64(st, 15, e->next_at_ms);
-	if ((rc = exec_once(s, st, "cannot add a chart entry")) != 0)
+	if ((rc = store__exec_once(s, st, "cannot add a chart entry")) != 0)
 		return rc;
 	a->seq = sqlite3_last_insert_rowid(s->db);
 	return 0;
@@ -1225,13 +1102,12 @@ int store_chart_put(store *s, const store_chart_entry *e, int64_t *seq)
 	int rc = put_check(s, e, &a.effective_us);
 	if (rc)
 		return rc;
-	bytes aad = { 0 };
+	entry_key k = { e->uuid, e->server, e->kind, e->patient };
 	uint8_t *body = NULL, *prov = NULL;
-	if ((rc = entry_aad(s, &aad, BLOB_BODY, e->uuid, e->server, e->kind, e->patient)) == 0 &&
-	    (rc = seal(s, &aad, e->body, text_len(e->body, e->body_len), &body, &a.body_len)) == 0 && e->provenance &&
-	    (rc = entry_aad(s, &aad, BLOB_PROVENANCE, e->uuid, e->server, e->kind, e->patient)) == 0)
-		rc = seal(s, &aad, e->provenance, text_len(e->provenance, e->provenance_len), &prov, &a.prov_len);
-	bytes_free(&aad);
+	if ((rc = entry_seal(s, &k, BLOB_BODY, e->body, text_len(e->body, e->body_len), &body, &a.body_len)) == 0 &&
+	    e->provenance)
+		rc = entry_seal(s, &k, BLOB_PROVENANCE, e->provenance, text_len(e->provenance, e->provenance_len),
+				&prov, &a.prov_len);
 	if (!rc) {
 		a.body = body;
 		a.prov = prov;
@@ -1274,25 +1150,23 @@ static int written_impl(store *s, void *ud)
 {
 	const mark_args *a = ud;
 	entry_head h;
-	int rc = entry_head_get(s, a->uuid, &h);
+	unsigned from = STATE_BIT(STORE_CHART_PENDING) | STATE_BIT(STORE_CHART_WRITTEN);
+	int rc = entry_head_in(s, a->fn, a->uuid, from, &h);
 	if (rc)
 		return rc;
 	int state = h.state;
 	entry_head_free(&h);
 	if (state == STORE_CHART_WRITTEN)
 		return 0;
-	if (state != STORE_CHART_PENDING)
-		return wrong_state(s, a->fn, a->uuid, state);
 	sqlite3_stmt *st = NULL;
-	if ((rc = store__prepare(s,
-				 "UPDATE chart_entries SET state = 1, ehr_ref = ?2, written_ms = ?3, last_error = NULL"
-				 " WHERE uuid = ?1",
-				 &st, "cannot update a chart entry")) != 0)
+	if ((rc = prepare_key(s,
+			      "UPDATE chart_entries SET state = 1, ehr_ref = ?2, written_ms = ?3, last_error = NULL"
+			      " WHERE uuid = ?1",
+			      a->uuid, &st, "cannot update a chart entry")) != 0)
 		return rc;
-	sqlite3_bind_text(st, 1, a->uuid, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 2, a->text, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 3, a->at_ms);
-	return exec_once(s, st, "cannot update a chart entry");
+	return store__exec_once(s, st, "cannot update a chart entry");
 }
 
 int store_chart_mark_written(store *s, const char *uuid, const char *ehr_ref, int64_t now_ms)
@@ -1309,23 +1183,19 @@ static int retry_impl(store *s, void *ud)
 {
 	const mark_args *a = ud;
 	entry_head h;
-	int rc = entry_head_get(s, a->uuid, &h);
+	int rc = entry_head_in(s, a->fn, a->uuid, STATE_BIT(STORE_CHART_PENDING), &h);
 	if (rc)
 		return rc;
-	int state = h.state;
 	entry_head_free(&h);
-	if (state != STORE_CHART_PENDING)
-		return wrong_state(s, a->fn, a->uuid, state);
 	sqlite3_stmt *st = NULL;
-	if ((rc = store__prepare(s,
-				 "UPDATE chart_entries SET attempts = attempts + 1, next_at_ms = ?2, last_error = ?3"
-				 " WHERE uuid = ?1",
-				 &st, "cannot update a chart entry")) != 0)
+	if ((rc = prepare_key(s,
+			      "UPDATE chart_entries SET attempts = attempts + 1, next_at_ms = ?2, last_error = ?3"
+			      " WHERE uuid = ?1",
+			      a->uuid, &st, "cannot update a chart entry")) != 0)
 		return rc;
-	sqlite3_bind_text(st, 1, a->uuid, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 2, a->at_ms);
 	bind_error(st, 3, a->text);
-	return exec_once(s, st, "cannot update a chart entry");
+	return store__exec_once(s, st, "cannot update a chart entry");
 }
 
 int store_chart_mark_retry(store *s, const char *uuid, int64_t next_at_ms, const char *error)
@@ -1343,33 +1213,27 @@ static int refused_impl(store *s, void *ud)
 {
 	const mark_args *a = ud;
 	entry_head h;
-	int rc = entry_head_get(s, a->uuid, &h);
+	int rc = entry_head_in(s, a->fn, a->uuid, STATE_BIT(STORE_CHART_PENDING), &h);
 	if (rc)
 		return rc;
 	uint8_t *blob = NULL;
 	size_t blob_len = 0;
-	if (h.state != STORE_CHART_PENDING)
-		rc = wrong_state(s, a->fn, a->uuid, h.state);
-	if (!rc && a->new_state == STORE_CHART_CONFLICT && a->json) {
-		bytes aad = { 0 };
-		if ((rc = entry_aad(s, &aad, BLOB_CONFLICT, a->uuid, h.server, h.kind, h.patient)) == 0)
-			rc = seal(s, &aad, a->json, strlen(a->json), &blob, &blob_len);
-		bytes_free(&aad);
-	}
+	entry_key k = { a->uuid, h.server, h.kind, h.patient };
+	if (a->new_state == STORE_CHART_CONFLICT && a->json)
+		rc = entry_seal(s, &k, BLOB_CONFLICT, a->json, strlen(a->json), &blob, &blob_len);
 	entry_head_free(&h);
 	sqlite3_stmt *st = NULL;
 	if (!rc)
-		rc = store__prepare(s,
-				    "UPDATE chart_entries SET state = ?2, last_error = ?3, conflict = ?4"
-				    " WHERE uuid = ?1",
-				    &st, "cannot update a chart entry");
+		rc = prepare_key(s,
+				 "UPDATE chart_entries SET state = ?2, last_error = ?3, conflict = ?4"
+				 " WHERE uuid = ?1",
+				 a->uuid, &st, "cannot update a chart entry");
 	if (!rc) {
-		sqlite3_bind_text(st, 1, a->uuid, -1, SQLITE_STATIC);
 		sqlite3_bind_int(st, 2, a->new_state);
 		bind_error(st, 3, a->text);
 		if (blob)
 			sqlite3_bind_blob64(st, 4, blob, blob_len, SQLITE_STATIC);
-		rc = exec_once(s, st, "cannot update a chart entry");
+		rc = store__exec_once(s, st, "cannot update a chart entry");
 	}
 	free(blob);
 	return rc;
@@ -1401,35 +1265,30 @@ static int decide_impl(store *s, void *ud)
 {
 	const mark_args *a = ud;
 	entry_head h;
-	int rc = entry_head_get(s, a->uuid, &h);
+	unsigned from = STATE_BIT(STORE_CHART_CONFLICT) | STATE_BIT(STORE_CHART_REJECTED);
+	int rc = entry_head_in(s, a->fn, a->uuid, from, &h);
 	if (rc)
 		return rc;
 	uint8_t *blob = NULL;
 	size_t blob_len = 0;
-	if (h.state != STORE_CHART_CONFLICT && h.state != STORE_CHART_REJECTED)
-		rc = wrong_state(s, a->fn, a->uuid, h.state);
-	if (!rc && a->json) {
-		bytes aad = { 0 };
-		if ((rc = entry_aad(s, &aad, BLOB_BODY, a->uuid, h.server, h.kind, h.patient)) == 0)
-			rc = seal(s, &aad, a->json, strlen(a->json), &blob, &blob_len);
-		bytes_free(&aad);
-	}
+	entry_key k = { a->uuid, h.server, h.kind, h.patient };
+	if (a->json)
+		rc = entry_seal(s, &k, BLOB_BODY, a->json, strlen(a->json), &blob, &blob_len);
 	entry_head_free(&h);
 	sqlite3_stmt *st = NULL;
 	/* PENDING: due at once, a fresh start; the kept conflict version goes (the person has seen it). */
 	if (!rc)
-		rc = store__prepare(s,
-				    a->new_state == STORE_CHART_PENDING
-					    ? "UPDATE chart_entries SET state = 0, attempts = 0, next_at_ms = 0,"
-					      " last_error = NULL, conflict = NULL, decided_by = ?2, decided_ms = ?3,"
-					      " body = coalesce(?4, body),"
-					      " if_match = CASE WHEN ?5 IS NULL THEN if_match WHEN ?5 = '' THEN NULL"
-					      " ELSE ?5 END WHERE uuid = ?1"
-					    : "UPDATE chart_entries SET state = 5, decided_by = ?2, decided_ms = ?3"
-					      " WHERE uuid = ?1",
-				    &st, "cannot update a chart entry");
+		rc = prepare_key(s,
+				 a->new_state == STORE_CHART_PENDING
+					 ? "UPDATE chart_entries SET state = 0, attempts = 0, next_at_ms = 0,"
+					   " last_error = NULL, conflict = NULL, decided_by = ?2, decided_ms = ?3,"
+					   " body = coalesce(?4, body),"
+					   " if_match = CASE WHEN ?5 IS NULL THEN if_match WHEN ?5 = '' THEN NULL"
+					   " ELSE ?5 END WHERE uuid = ?1"
+					 : "UPDATE chart_entries SET state = 5, decided_by = ?2, decided_ms = ?3"
+					   " WHERE uuid = ?1",
+				 a->uuid, &st, "cannot update a chart entry");
 	if (!rc) {
-		sqlite3_bind_text(st, 1, a->uuid, -1, SQLITE_STATIC);
 		sqlite3_bind_text(st, 2, a->actor, -1, SQLITE_STATIC);
 		sqlite3_bind_int64(st, 3, a->at_ms);
 		if (a->new_state == STORE_CHART_PENDING) {
@@ -1437,7 +1296,7 @@ static int decide_impl(store *s, void *ud)
 				sqlite3_bind_blob64(st, 4, blob, blob_len, SQLITE_STATIC);
 			sqlite3_bind_text(st, 5, a->if_match, -1, SQLITE_STATIC);
 		}
-		rc = exec_once(s, st, "cannot update a chart entry");
+		rc = store__exec_once(s, st, "cannot update a chart entry");
 	}
 	free(blob);
 	return rc;
@@ -1466,36 +1325,31 @@ static int link_impl(store *s, void *ud)
 {
 	const mark_args *a = ud;
 	entry_head h;
-	int rc = entry_head_get(s, a->uuid, &h);
+	unsigned from = STATE_BIT(STORE_CHART_WAITING_LINK) | STATE_BIT(STORE_CHART_PENDING);
+	int rc = entry_head_in(s, a->fn, a->uuid, from, &h);
 	if (rc)
 		return rc;
 	uint8_t *body = NULL, *prov = NULL;
 	size_t body_len = 0, prov_len = 0;
-	if (h.state != STORE_CHART_WAITING_LINK && h.state != STORE_CHART_PENDING)
-		rc = wrong_state(s, a->fn, a->uuid, h.state);
 	/* The blobs are bound to the patient: both are sealed again for the new one. */
-	bytes aad = { 0 };
-	if (!rc && (rc = entry_aad(s, &aad, BLOB_BODY, a->uuid, h.server, h.kind, a->patient)) == 0 &&
-	    (rc = seal(s, &aad, a->json, strlen(a->json), &body, &body_len)) == 0 && a->provenance &&
-	    (rc = entry_aad(s, &aad, BLOB_PROVENANCE, a->uuid, h.server, h.kind, a->patient)) == 0)
-		rc = seal(s, &aad, a->provenance, strlen(a->provenance), &prov, &prov_len);
-	bytes_free(&aad);
+	entry_key k = { a->uuid, h.server, h.kind, a->patient };
+	if ((rc = entry_seal(s, &k, BLOB_BODY, a->json, strlen(a->json), &body, &body_len)) == 0 && a->provenance)
+		rc = entry_seal(s, &k, BLOB_PROVENANCE, a->provenance, strlen(a->provenance), &prov, &prov_len);
 	entry_head_free(&h);
 	sqlite3_stmt *st = NULL;
 	if (!rc)
-		rc = store__prepare(s,
-				    "UPDATE chart_entries SET patient = ?2, temp = ?3, body = ?4, provenance = ?5,"
-				    " conflict = NULL, state = ?6 WHERE uuid = ?1",
-				    &st, "cannot update a chart entry");
+		rc = prepare_key(s,
+				 "UPDATE chart_entries SET patient = ?2, temp = ?3, body = ?4, provenance = ?5,"
+				 " conflict = NULL, state = ?6 WHERE uuid = ?1",
+				 a->uuid, &st, "cannot update a chart entry");
 	if (!rc) {
-		sqlite3_bind_text(st, 1, a->uuid, -1, SQLITE_STATIC);
 		sqlite3_bind_text(st, 2, a->patient, -1, SQLITE_STATIC);
 		sqlite3_bind_int(st, 3, a->temp);
 		sqlite3_bind_blob64(st, 4, body, body_len, SQLITE_STATIC);
 		if (prov)
 			sqlite3_bind_blob64(st, 5, prov, prov_len, SQLITE_STATIC);
 		sqlite3_bind_int(st, 6, a->new_state);
-		rc = exec_once(s, st, "cannot update a chart entry");
+		rc = store__exec_once(s, st, "cannot update a chart entry");
 	}
 	free(body);
 	free(prov);
@@ -1532,29 +1386,19 @@ static int temp_add_impl(store *s, void *ud)
 {
 	const temp_args *a = ud;
 	sqlite3_stmt *st = NULL;
-	int rc = store__prepare(s, "SELECT 1 FROM temp_patients WHERE id = ?1", &st,
-				"cannot look up a temporary patient");
+	int rc = must_be_new(s, "SELECT 1 FROM temp_patients WHERE id = ?1", a->id, "the temporary patient",
+			     "cannot look up a temporary patient");
 	if (rc)
 		return rc;
-	sqlite3_bind_text(st, 1, a->id, -1, SQLITE_STATIC);
-	int src = sqlite3_step(st);
-	sqlite3_finalize(st);
-	if (src == SQLITE_ROW) {
-		store__seterr(s, "the temporary patient %s exists already", a->id);
-		return -EEXIST;
-	}
-	if (src != SQLITE_DONE)
-		return store__db_fail(s, src, "cannot look up a temporary patient");
-	if ((rc = store__prepare(s,
-				 "INSERT INTO temp_patients(id, body, created_by, created_ms)"
-				 " VALUES(?1, ?2, ?3, ?4)",
-				 &st, "cannot add a temporary patient")) != 0)
+	if ((rc = prepare_key(s,
+			      "INSERT INTO temp_patients(id, body, created_by, created_ms)"
+			      " VALUES(?1, ?2, ?3, ?4)",
+			      a->id, &st, "cannot add a temporary patient")) != 0)
 		return rc;
-	sqlite3_bind_text(st, 1, a->id, -1, SQLITE_STATIC);
 	sqlite3_bind_blob64(st, 2, a->blob, a->blob_len, SQLITE_STATIC);
 	sqlite3_bind_text(st, 3, a->by, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 4, a->now_ms);
-	return exec_once(s, st, "cannot add a temporary patient");
+	return store__exec_once(s, st, "cannot add a temporary patient");
 }
 
 int store_temp_patient_add(store *s, const char *id, const char *json_text, const char *by, int64_t now_ms)
@@ -1571,13 +1415,13 @@ int store_temp_patient_add(store *s, const char *id, const char *json_text, cons
 		store__seterr(s, "%s: the demographics of %s are not a JSON object", fn, id);
 		return -EINVAL;
 	}
-	bytes aad = { 0 };
+	store_bytes aad = STORE_BYTES_NULL;
 	temp_args a = { .id = id, .by = by, .now_ms = now_ms };
 	uint8_t *blob = NULL;
 	int rc = temp_aad(s, &aad, id);
 	if (!rc)
-		rc = seal(s, &aad, json_text, strlen(json_text), &blob, &a.blob_len);
-	bytes_free(&aad);
+		rc = store__seal(s, aad.b.p, aad.len, json_text, strlen(json_text), &blob, &a.blob_len);
+	store__bytes_free(&aad);
 	if (!rc) {
 		a.blob = blob;
 		rc = store__write(s, fn, temp_add_impl, &a);
@@ -1597,33 +1441,20 @@ int store_temp_patient_get(store *s, const char *id, char **json_text, char **li
 	if (!str_ok(id, STORE_CHART_MAX_KEY, true))
 		return bad_arg(s, "store_temp_patient_get", "bad id");
 	sqlite3_stmt *st = NULL;
-	int rc = store__prepare(s, "SELECT body, linked_patient FROM temp_patients WHERE id = ?1", &st,
-				"cannot read a temporary patient");
+	int rc = prepare_key(s, "SELECT body, linked_patient FROM temp_patients WHERE id = ?1", id, &st,
+			     "cannot read a temporary patient");
 	if (rc)
 		return rc;
-	sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
-	int src = sqlite3_step(st);
 	char *text = NULL, *linked = NULL;
 	size_t len = 0;
-	if (src == SQLITE_ROW) {
-		bytes aad = { 0 };
-		rc = temp_aad(s, &aad, id);
-		if (!rc)
-			rc = unseal_col(s, &aad, st, 0, "demographics", "temporary patient", id, &text, &len);
-		bytes_free(&aad);
-		if (!rc && !text) {
-			store__seterr(s, "temporary patient %s has no demographics: the store %s is damaged", id,
-				      s->db_path);
-			rc = STORE_E_CORRUPT;
-		}
-		if (!rc && !dup_opt(st, 1, &linked))
-			rc = store__oom(s);
-	} else if (src == SQLITE_DONE) {
-		store__seterr(s, "no temporary patient %s", id);
-		rc = STORE_E_NOTFOUND;
-	} else {
-		rc = store__db_fail(s, src, "cannot read a temporary patient");
+	if ((rc = step_one(s, st, "temporary patient", id, "cannot read a temporary patient")) == 0)
+		rc = temp_unseal(s, id, st, 0, &text, &len);
+	if (!rc && !text) {
+		store__seterr(s, "temporary patient %s has no demographics: the store %s is damaged", id, s->db_path);
+		rc = STORE_E_CORRUPT;
 	}
+	if (!rc && !dup_opt(st, 1, &linked))
+		rc = store__oom(s);
 	sqlite3_finalize(st);
 	if (rc || !json_text)
 		free_secret(text, len);
@@ -1638,99 +1469,74 @@ int store_temp_patient_get(store *s, const char *id, char **json_text, char **li
 	return 0;
 }
 
+/* Set "demographics" of o from a row of store_temp_patient_list() (columns body, id). */
+static int temp_demographics(store *s, sqlite3_stmt *st, json_t *o)
+{
+	const char *id = col_text(st, 1);
+	char *text = NULL;
+	size_t len = 0;
+	if (!id)
+		id = "";
+	int rc = temp_unseal(s, id, st, 0, &text, &len);
+	if (rc)
+		return rc;
+	json_t *demo = text ? json_loads(text, 0, NULL) : NULL;
+	free_secret(text, len);
+	if (!json_is_object(demo)) {
+		json_decref(demo);
+		store__seterr(s, "the demographics of temporary patient %s do not read back: the store %s is damaged",
+			      id, s->db_path);
+		return STORE_E_CORRUPT;
+	}
+	return json_object_set_new(o, "demographics", demo) != 0 ? store__oom(s) : 0;
+}
+
+/* The keys after "demographics", from the columns after the body. */
+static const json_col temp_cols[] = {
+	{ "id", J_TEXT },                 { "created_by", J_TEXT },     { "created_ms", J_INT },
+	{ "linked_patient", J_TEXT_OPT }, { "linked_by", J_TEXT_OPT },  { "linked_ms", J_INT },
+};
+
 json_t *store_temp_patient_list(store *s)
 {
 	if (!s)
 		return NULL;
 	sqlite3_stmt *st = NULL;
-	json_t *arr = json_array();
-	if (!arr) {
-		store__oom(s);
+	if (store__prepare(s,
+			   "SELECT body, id, created_by, created_ms, linked_patient, linked_by, linked_ms"
+			   " FROM temp_patients ORDER BY created_ms, id",
+			   &st, "cannot list the temporary patients") != 0)
 		return NULL;
-	}
-	int rc = store__prepare(s,
-				"SELECT id, body, created_by, created_ms, linked_patient, linked_by, linked_ms"
-				" FROM temp_patients ORDER BY created_ms, id",
-				&st, "cannot list the temporary patients");
-	int src = SQLITE_DONE;
-	bytes aad = { 0 };
-	while (!rc && (src = sqlite3_step(st)) == SQLITE_ROW) {
-		const char *id = col_text(st, 0);
-		char *text = NULL;
-		size_t len = 0;
-		if (!id)
-			id = "";
-		if ((rc = temp_aad(s, &aad, id)) != 0 ||
-		    (rc = unseal_col(s, &aad, st, 1, "demographics", "temporary patient", id, &text, &len)) != 0)
-			break;
-		json_t *demo = text ? json_loads(text, 0, NULL) : NULL;
-		free_secret(text, len);
-		if (!json_is_object(demo)) {
-			json_decref(demo);
-			store__seterr(s, "the demographics of temporary patient %s do not read back: the store %s is "
-					 "damaged", id, s->db_path);
-			rc = STORE_E_CORRUPT;
-			break;
-		}
-		json_t *o = json_object();
-		if (!o || json_array_append_new(arr, o) != 0) {
-			json_decref(demo);
-			rc = store__oom(s);
-			break;
-		}
-		/* demo is consumed by its set_new, which comes first. */
-		if (json_object_set_new(o, "demographics", demo) != 0 ||
-		    json_object_set_new(o, "id", col_json(st, 0)) != 0 ||
-		    json_object_set_new(o, "created_by", col_json(st, 2)) != 0 ||
-		    json_object_set_new(o, "created_ms", json_integer(sqlite3_column_int64(st, 3))) != 0 ||
-		    json_object_set_new(o, "linked_patient", col_json_opt(st, 4)) != 0 ||
-		    json_object_set_new(o, "linked_by", col_json_opt(st, 5)) != 0 ||
-		    json_object_set_new(o, "linked_ms", json_integer(sqlite3_column_int64(st, 6))) != 0)
-			rc = store__oom(s);
-	}
-	bytes_free(&aad);
-	if (!rc && src != SQLITE_DONE)
-		rc = store__db_fail(s, src, "cannot list the temporary patients");
-	sqlite3_finalize(st);
-	if (rc) {
-		json_decref(arr);
-		return NULL;
-	}
-	return arr;
+	return rows_json(s, st, temp_demographics, 1, temp_cols, N_COLS(temp_cols),
+			 "cannot list the temporary patients");
 }
 
 static int temp_link_impl(store *s, void *ud)
 {
 	const temp_args *a = ud;
 	sqlite3_stmt *st = NULL;
-	int rc = store__prepare(s, "SELECT linked_patient IS NOT NULL FROM temp_patients WHERE id = ?1", &st,
-				"cannot read a temporary patient");
+	int rc = prepare_key(s, "SELECT linked_patient IS NOT NULL FROM temp_patients WHERE id = ?1", a->id, &st,
+			     "cannot read a temporary patient");
 	if (rc)
 		return rc;
-	sqlite3_bind_text(st, 1, a->id, -1, SQLITE_STATIC);
-	int src = sqlite3_step(st);
-	bool linked = src == SQLITE_ROW && sqlite3_column_int(st, 0) != 0;
+	rc = step_one(s, st, "temporary patient", a->id, "cannot read a temporary patient");
+	bool linked = !rc && sqlite3_column_int(st, 0) != 0;
 	sqlite3_finalize(st);
-	if (src == SQLITE_DONE) {
-		store__seterr(s, "no temporary patient %s", a->id);
-		return STORE_E_NOTFOUND;
-	}
-	if (src != SQLITE_ROW)
-		return store__db_fail(s, src, "cannot read a temporary patient");
+	if (rc)
+		return rc;
 	if (linked) {
 		store__seterr(s, "the temporary patient %s is linked already", a->id);
 		return -EALREADY;
 	}
-	if ((rc = store__prepare(s,
-				 "UPDATE temp_patients SET linked_patient = ?2, linked_by = ?3, linked_ms = ?4"
-				 " WHERE id = ?1",
-				 &st, "cannot link a temporary patient")) != 0)
+	if ((rc = prepare_key(s,
+			      "UPDATE temp_patients SET linked_patient = ?2, linked_by = ?3, linked_ms = ?4"
+			      " WHERE id = ?1",
+			      a->id, &st, "cannot link a temporary patient")) != 0)
 		return rc;
-	sqlite3_bind_text(st, 1, a->id, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 2, a->patient, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 3, a->by, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 4, a->now_ms);
-	return exec_once(s, st, "cannot link a temporary patient");
+	return store__exec_once(s, st, "cannot link a temporary patient");
 }
 
 int store_temp_patient_link(store *s, const char *id, const char *patient, const char *by, int64_t now_ms)
@@ -1747,33 +1553,34 @@ int store_temp_patient_link(store *s, const char *id, const char *patient, const
 /* ---- audit ---------------------------------------------------------------- */
 
 /* The hash of an audit row (prev: the previous hash as stored, any length). */
-static int audit_row_hash(store *s, kmac *m, int64_t seq, int64_t ts_ms, const char *actor, const char *action,
+static int audit_row_hash(store *s, store_kmac *m, int64_t seq, int64_t ts_ms, const char *actor, const char *action,
 			  const char *subject, const char *detail, const void *prev, size_t prev_len,
 			  uint8_t out[AUDIT_HASH_LEN])
 {
-	kmac_begin(m, HASH_AUDIT_ROW);
-	kmac_i64(m, seq);
-	kmac_i64(m, ts_ms);
+	store__kmac_begin(m, HASH_AUDIT_ROW);
+	store__kmac_i64(m, seq);
+	store__kmac_i64(m, ts_ms);
 	kmac_opt_str(m, actor);
 	kmac_opt_str(m, action);
 	kmac_opt_str(m, subject);
 	kmac_opt_str(m, detail);
-	kmac_blob(m, prev, prev_len);
-	return kmac_end(s, m, out, AUDIT_HASH_LEN);
+	store__kmac_blob(m, prev, prev_len);
+	return store__kmac_final(s, m, out, AUDIT_HASH_LEN);
 }
 
 /* The head record for the last row (seq, hash): seq || HMAC('h' || seq || hash). */
-static int audit_head(store *s, kmac *m, int64_t seq, const void *hash, size_t hash_len, uint8_t out[AUDIT_HEAD_LEN])
+static int audit_head(store *s, store_kmac *m, int64_t seq, const void *hash, size_t hash_len,
+		      uint8_t out[AUDIT_HEAD_LEN])
 {
-	be64(out, seq);
-	kmac_begin(m, HASH_AUDIT_HEAD);
-	kmac_i64(m, seq);
-	kmac_blob(m, hash, hash_len);
-	return kmac_end(s, m, out + 8, AUDIT_HASH_LEN);
+	store__be64(out, seq);
+	store__kmac_begin(m, HASH_AUDIT_HEAD);
+	store__kmac_i64(m, seq);
+	store__kmac_blob(m, hash, hash_len);
+	return store__kmac_final(s, m, out + 8, AUDIT_HASH_LEN);
 }
 
 typedef struct audit_args {
-	kmac *m;
+	store_kmac *m;
 	const char *actor, *action, *subject, *detail;
 	int64_t now_ms;
 } audit_args;
@@ -1828,7 +1635,7 @@ static int audit_add_impl(store *s, void *ud)
 	bool present = false, well_formed = false, head_ok = false;
 	if ((rc = audit_head_read(s, &present, &well_formed, stored)) != 0)
 		return rc;
-	int64_t head_seq = well_formed ? get_be64(stored) : 0;
+	int64_t head_seq = well_formed ? store__be64_get(stored) : 0;
 	if (src == SQLITE_DONE) {
 		head_ok = !present;
 	} else if (well_formed && head_seq == last && last_len == AUDIT_HASH_LEN) {
@@ -1854,7 +1661,7 @@ static int audit_add_impl(store *s, void *ud)
 	sqlite3_bind_text(st, 6, a->detail, -1, SQLITE_STATIC);
 	sqlite3_bind_blob(st, 7, prev, sizeof(prev), SQLITE_STATIC);
 	sqlite3_bind_blob(st, 8, hash, sizeof(hash), SQLITE_STATIC);
-	if ((rc = exec_once(s, st, "cannot write the audit log")) != 0 || !head_ok)
+	if ((rc = store__exec_once(s, st, "cannot write the audit log")) != 0 || !head_ok)
 		return rc;
 	if ((rc = store__prepare(s,
 				 "INSERT INTO meta(key, value) VALUES('audit_head', ?1)"
@@ -1862,7 +1669,7 @@ static int audit_add_impl(store *s, void *ud)
 				 &st, "cannot write the audit head")) != 0)
 		return rc;
 	sqlite3_bind_blob(st, 1, head, sizeof(head), SQLITE_STATIC);
-	return exec_once(s, st, "cannot write the audit head");
+	return store__exec_once(s, st, "cannot write the audit head");
 }
 
 int store_audit_add(store *s, const char *actor, const char *action, const char *subject, const char *detail,
@@ -1873,54 +1680,34 @@ int store_audit_add(store *s, const char *actor, const char *action, const char 
 	if (!str_ok(actor, STORE_CHART_MAX_KEY, true) || !str_ok(action, STORE_CHART_MAX_KEY, true) ||
 	    !str_ok(subject, STORE_CHART_MAX_KEY, false) || !str_ok(detail, AUDIT_MAX_DETAIL, false))
 		return bad_arg(s, "store_audit_add", "bad actor, action, subject or detail");
-	kmac m;
-	int rc = kmac_init(s, &m, audit_label);
+	store_kmac m;
+	int rc = store__kmac_init(s, &m, audit_label);
 	if (rc)
 		return rc;
 	audit_args a = { &m, actor, action, subject, detail, now_ms };
 	rc = store__write(s, "store_audit_add", audit_add_impl, &a);
-	kmac_free(&m);
+	store__kmac_deinit(&m);
 	return rc;
 }
+
+static const json_col audit_cols[] = {
+	{ "seq", J_INT },     { "ts_ms", J_INT },         { "actor", J_TEXT },
+	{ "action", J_TEXT }, { "subject", J_TEXT_OPT },  { "detail", J_TEXT_OPT },
+};
 
 json_t *store_audit_list(store *s, int64_t after_seq, size_t limit)
 {
 	if (!s)
 		return NULL;
 	sqlite3_stmt *st = NULL;
-	json_t *arr = json_array();
-	if (!arr) {
-		store__oom(s);
+	if (store__prepare(s,
+			   "SELECT seq, ts_ms, actor, action, subject, detail FROM audit WHERE seq > ?1"
+			   " ORDER BY seq LIMIT ?2",
+			   &st, "cannot read the audit log") != 0)
 		return NULL;
-	}
-	int rc = store__prepare(s,
-				"SELECT seq, ts_ms, actor, action, subject, detail FROM audit WHERE seq > ?1"
-				" ORDER BY seq LIMIT ?2",
-				&st, "cannot read the audit log");
-	int src = SQLITE_DONE;
-	if (!rc) {
-		sqlite3_bind_int64(st, 1, after_seq);
-		sqlite3_bind_int64(st, 2, limit == 0 || limit > INT64_MAX ? -1 : (int64_t)limit);
-	}
-	while (!rc && (src = sqlite3_step(st)) == SQLITE_ROW) {
-		json_t *o = json_object();
-		if (!o || json_array_append_new(arr, o) != 0 ||
-		    json_object_set_new(o, "seq", json_integer(sqlite3_column_int64(st, 0))) != 0 ||
-		    json_object_set_new(o, "ts_ms", json_integer(sqlite3_column_int64(st, 1))) != 0 ||
-		    json_object_set_new(o, "actor", col_json(st, 2)) != 0 ||
-		    json_object_set_new(o, "action", col_json(st, 3)) != 0 ||
-		    json_object_set_new(o, "subject", col_json_opt(st, 4)) != 0 ||
-		    json_object_set_new(o, "detail", col_json_opt(st, 5)) != 0)
-			rc = store__oom(s);
-	}
-	if (!rc && src != SQLITE_DONE)
-		rc = store__db_fail(s, src, "cannot read the audit log");
-	sqlite3_finalize(st);
-	if (rc) {
-		json_decref(arr);
-		return NULL;
-	}
-	return arr;
+	sqlite3_bind_int64(st, 1, after_seq);
+	sqlite3_bind_int64(st, 2, sql_limit(limit));
+	return rows_json(s, st, NULL, 0, audit_cols, N_COLS(audit_cols), "cannot read the audit log");
 }
 
 /* A text column as C string or NULL (SQL NULL). */
@@ -1930,7 +1717,7 @@ static const char *col_opt(sqlite3_stmt *st, int col)
 }
 
 /* Walk the chain (st: seq, ts_ms, actor, action, subject, detail, prev_hash, hash by seq). */
-static int audit_walk(store *s, kmac *m, sqlite3_stmt *st, int64_t *bad, int64_t *last_seq,
+static int audit_walk(store *s, store_kmac *m, sqlite3_stmt *st, int64_t *bad, int64_t *last_seq,
 		      uint8_t last_hash[AUDIT_HASH_LEN], bool *any)
 {
 	uint8_t expect_prev[AUDIT_HASH_LEN] = { 0 }, h[AUDIT_HASH_LEN];
@@ -1973,8 +1760,8 @@ static int audit_walk(store *s, kmac *m, sqlite3_stmt *st, int64_t *bad, int64_t
  * forged head names, the first row after a true but older head, or the
  * last row when the head is missing.
  */
-static int audit_check_head(store *s, kmac *m, bool any, int64_t last_seq, const uint8_t last_hash[AUDIT_HASH_LEN],
-			    int64_t *bad)
+static int audit_check_head(store *s, store_kmac *m, bool any, int64_t last_seq,
+			    const uint8_t last_hash[AUDIT_HASH_LEN], int64_t *bad)
 {
 	uint8_t stored[AUDIT_HEAD_LEN], want[AUDIT_HEAD_LEN];
 	bool present = false, well_formed = false;
@@ -1991,7 +1778,7 @@ static int audit_check_head(store *s, kmac *m, bool any, int64_t last_seq, const
 		*bad = last_seq; /* nothing vouches for the end of the log */
 		return STORE_E_CORRUPT;
 	}
-	int64_t head_seq = get_be64(stored);
+	int64_t head_seq = store__be64_get(stored);
 	if (head_seq > last_seq) {
 		*bad = last_seq + 1; /* rows cut off the end */
 		return STORE_E_CORRUPT;
@@ -2042,12 +1829,12 @@ int store_audit_verify(store *s, int64_t *bad_seq)
 	*bad_seq = 0;
 	if (!s)
 		return -EINVAL;
-	kmac m;
+	store_kmac m;
 	bool own = false, any = false;
 	int64_t last_seq = 0, bad = 0;
 	uint8_t last_hash[AUDIT_HASH_LEN];
 	sqlite3_stmt *st = NULL;
-	int rc = kmac_init(s, &m, audit_label);
+	int rc = store__kmac_init(s, &m, audit_label);
 	if (rc)
 		return rc;
 	if ((rc = store__snapshot_begin(s, "cannot read the audit log", &own)) == 0 &&
@@ -2061,7 +1848,7 @@ int store_audit_verify(store *s, int64_t *bad_seq)
 			rc = audit_check_head(s, &m, any, last_seq, last_hash, &bad);
 	}
 	store__snapshot_end(s, own);
-	kmac_free(&m);
+	store__kmac_deinit(&m);
 	if (rc == STORE_E_CORRUPT) {
 		*bad_seq = bad;
 		store__seterr(s, "the audit log of the store %s does not verify at seq %lld: it was altered",
@@ -2075,14 +1862,14 @@ int store_audit_verify(store *s, int64_t *bad_seq)
 /* The keyed hashes of tokens[0..n) into out (n * INDEX_HASH_LEN bytes). */
 static int index_hashes(store *s, const char *const *tokens, size_t n, uint8_t *out)
 {
-	kmac m;
-	int rc = kmac_init(s, &m, index_label);
+	store_kmac m;
+	int rc = store__kmac_init(s, &m, index_label);
 	for (size_t i = 0; !rc && i < n; i++) {
-		kmac_begin(&m, HASH_INDEX_TOKEN);
-		kmac_bytes(&m, tokens[i], strlen(tokens[i]));
-		rc = kmac_end(s, &m, out + i * INDEX_HASH_LEN, INDEX_HASH_LEN);
+		store__kmac_begin(&m, HASH_INDEX_TOKEN);
+		store__kmac_bytes(&m, tokens[i], strlen(tokens[i]));
+		rc = store__kmac_final(s, &m, out + i * INDEX_HASH_LEN, INDEX_HASH_LEN);
 	}
-	kmac_free(&m);
+	store__kmac_deinit(&m);
 	return rc;
 }
 
@@ -2120,7 +1907,7 @@ static int index_set_impl(store *s, void *ud)
 		return rc;
 	sqlite3_bind_int64(st, 1, a->server);
 	sqlite3_bind_text(st, 2, a->patient, -1, SQLITE_STATIC);
-	if ((rc = exec_once(s, st, "cannot update the patient index")) != 0 || a->n == 0)
+	if ((rc = store__exec_once(s, st, "cannot update the patient index")) != 0 || a->n == 0)
 		return rc;
 	if ((rc = store__prepare(s, "INSERT OR IGNORE INTO patient_index(token, server, patient) VALUES(?1, ?2, ?3)",
 				 &st, "cannot update the patient index")) != 0)
@@ -2202,7 +1989,7 @@ json_t *store_patient_index_find(store *s, int64_t server, const char *const *to
 	for (size_t i = 0; i < k; i++)
 		off += (size_t)snprintf(sql + off, sql_cap - off, "%s?%zu", i ? ", " : "", i + 3);
 	snprintf(sql + off, sql_cap - off, ") GROUP BY patient HAVING count(*) = ?2 ORDER BY patient LIMIT %lld",
-		 limit == 0 || limit > INT64_MAX ? -1LL : (long long)limit);
+		 (long long)sql_limit(limit));
 	if ((rc = store__prepare(s, sql, &st, "cannot search the patient index")) != 0)
 		goto out;
 	sqlite3_bind_int64(st, 1, server);

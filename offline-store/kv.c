@@ -18,8 +18,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <openssl/crypto.h>
-
 #include "offline-store/crypto.h"
 #include "offline-store/store-internal.h"
 
@@ -41,34 +39,14 @@ static int bad_args(store *s, const char *fn)
 	return -EINVAL;
 }
 
-/* The AAD of a value: tag, blob version, the name's length and bytes. malloc'd. */
-static uint8_t *kv_aad(const char *name, size_t *len)
+/* The AAD of a value into a (reset first): tag, blob version, the length-prefixed name. */
+static int kv_aad(store *s, store_bytes *a, const char *name)
 {
-	size_t n = strlen(name);
-	uint8_t *a = malloc(2 + 8 + n);
-	if (!a)
-		return NULL;
-	a[0] = AAD_TAG_KV;
-	a[1] = STORE_BLOB_VERSION;
-	for (int i = 0; i < 8; i++)
-		a[2 + i] = (uint8_t)((uint64_t)n >> (56 - 8 * i));
-	memcpy(a + 10, name, n);
-	*len = 10 + n;
-	return a;
-}
-
-static int kv_prepare(store *s, const char *sql, sqlite3_stmt **st, const char *what)
-{
-	int rc = sqlite3_prepare_v2(s->db, sql, -1, st, NULL);
-	return rc == SQLITE_OK ? 0 : store__db_fail(s, rc, what);
-}
-
-/* Run a one-shot statement that returns no row, and finalize it. */
-static int kv_exec(store *s, sqlite3_stmt *st, const char *what)
-{
-	int rc = sqlite3_step(st);
-	sqlite3_finalize(st);
-	return rc == SQLITE_DONE ? 0 : store__db_fail(s, rc, what);
+	uint8_t head[2] = { AAD_TAG_KV, STORE_BLOB_VERSION };
+	store__bytes_reset(a);
+	store__bytes_put(a, head, sizeof(head));
+	store__bytes_str(a, name);
+	return a->oom ? store__oom(s) : 0;
 }
 
 typedef struct kv_put_args {
@@ -81,15 +59,15 @@ static int kv_put_impl(store *s, void *ud)
 {
 	const kv_put_args *a = ud;
 	sqlite3_stmt *st = NULL;
-	int rc = kv_prepare(s,
-			    "INSERT INTO kv(name, value) VALUES(?1, ?2)"
-			    " ON CONFLICT(name) DO UPDATE SET value = excluded.value",
-			    &st, "cannot prepare a key/value write");
+	int rc = store__prepare(s,
+				"INSERT INTO kv(name, value) VALUES(?1, ?2)"
+				" ON CONFLICT(name) DO UPDATE SET value = excluded.value",
+				&st, "cannot prepare a key/value write");
 	if (rc)
 		return rc;
 	sqlite3_bind_text(st, 1, a->name, -1, SQLITE_STATIC);
 	sqlite3_bind_blob64(st, 2, a->blob, a->blob_len, SQLITE_STATIC);
-	return kv_exec(s, st, "cannot write a key/value entry");
+	return store__exec_once(s, st, "cannot write a key/value entry");
 }
 
 int store_kv_put(store *s, const char *name, const void *data, size_t len)
@@ -101,19 +79,17 @@ int store_kv_put(store *s, const char *name, const void *data, size_t len)
 		store__seterr(s, "store_kv_put: a value of %zu bytes is larger than the store takes", len);
 		return -EFBIG;
 	}
-	size_t aad_len = 0, blob_len = len + STORE_BLOB_OVERHEAD;
-	uint8_t *aad = kv_aad(name, &aad_len), *blob = malloc(blob_len);
-	int rc;
-	if (!aad || !blob) {
-		rc = store__oom(s);
-	} else if (store_crypto_seal(&s->crypto, NULL, aad, aad_len, data ? data : "", len, blob) != 0) {
-		store__seterr(s, "cannot encrypt a value for the store");
-		rc = -EIO;
-	} else {
-		kv_put_args a = { name, blob, blob_len };
+	store_bytes aad = STORE_BYTES_NULL;
+	kv_put_args a = { .name = name };
+	uint8_t *blob = NULL;
+	int rc = kv_aad(s, &aad, name);
+	if (!rc)
+		rc = store__seal(s, aad.b.p, aad.len, data, len, &blob, &a.blob_len);
+	store__bytes_free(&aad);
+	if (!rc) {
+		a.blob = blob;
 		rc = store__write(s, "store_kv_put", kv_put_impl, &a);
 	}
-	free(aad);
 	free(blob); /* ciphertext only */
 	return rc;
 }
@@ -121,30 +97,12 @@ int store_kv_put(store *s, const char *name, const void *data, size_t len)
 /* Open the value (blob, n) of name into a new NUL-terminated buffer. */
 static int kv_open(store *s, const char *name, const void *blob, size_t n, char **data, size_t *len)
 {
-	size_t aad_len = 0, pt_len = 0, cap = n >= STORE_BLOB_OVERHEAD ? n - STORE_BLOB_OVERHEAD : 0;
-	uint8_t *aad = kv_aad(name, &aad_len);
-	char *p = malloc(cap + 1);
-	if (!aad || !p) {
-		free(aad);
-		free(p);
-		return store__oom(s);
-	}
-	int rc = store_crypto_open(&s->crypto, aad, aad_len, blob, n, (uint8_t *)p, &pt_len);
-	free(aad);
-	if (rc) {
-		free(p);
-		if (rc == STORE_E_CORRUPT)
-			store__seterr(s, "the stored value %s failed authentication: the store %s is damaged or was "
-					 "tampered with", name, s->db_path);
-		else
-			store__seterr(s, "cannot decrypt the stored value %s", name);
-		return rc;
-	}
-	p[pt_len] = '\0';
-	*data = p;
-	if (len)
-		*len = pt_len;
-	return 0;
+	store_bytes aad = STORE_BYTES_NULL;
+	int rc = kv_aad(s, &aad, name);
+	if (!rc)
+		rc = store__unseal(s, aad.b.p, aad.len, blob, n, data, len, "the stored value %s", name);
+	store__bytes_free(&aad);
+	return rc;
 }
 
 int store_kv_get(store *s, const char *name, char **data, size_t *len)
@@ -156,7 +114,7 @@ int store_kv_get(store *s, const char *name, char **data, size_t *len)
 		*len = 0;
 	if (!s || !name_ok(name) || !data)
 		return bad_args(s, "store_kv_get");
-	int rc = kv_prepare(s, "SELECT value FROM kv WHERE name = ?1", &st, "cannot read a key/value entry");
+	int rc = store__prepare(s, "SELECT value FROM kv WHERE name = ?1", &st, "cannot read a key/value entry");
 	if (rc)
 		return rc;
 	sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
@@ -164,7 +122,7 @@ int store_kv_get(store *s, const char *name, char **data, size_t *len)
 	if (src == SQLITE_ROW) {
 		const void *blob = sqlite3_column_blob(st, 0);
 		size_t n = (size_t)sqlite3_column_bytes(st, 0);
-		rc = kv_open(s, name, blob ? blob : "", n, data, len);
+		rc = kv_open(s, name, blob, n, data, len);
 	} else if (src == SQLITE_DONE) {
 		store__seterr(s, "the store has no value %s", name);
 		rc = STORE_E_NOTFOUND;
@@ -178,11 +136,11 @@ int store_kv_get(store *s, const char *name, char **data, size_t *len)
 static int kv_delete_impl(store *s, void *ud)
 {
 	sqlite3_stmt *st = NULL;
-	int rc = kv_prepare(s, "DELETE FROM kv WHERE name = ?1", &st, "cannot prepare a key/value delete");
+	int rc = store__prepare(s, "DELETE FROM kv WHERE name = ?1", &st, "cannot prepare a key/value delete");
 	if (rc)
 		return rc;
 	sqlite3_bind_text(st, 1, ud, -1, SQLITE_STATIC);
-	return kv_exec(s, st, "cannot delete a key/value entry");
+	return store__exec_once(s, st, "cannot delete a key/value entry");
 }
 
 int store_kv_delete(store *s, const char *name)

@@ -12,7 +12,8 @@
  * equal, so a lookup by hash needs no decryption to re-check. Each hash
  * starts with a domain byte, so a record name, an MRN and a payload can
  * never hash alike; a record name is hashed with its project, so the same
- * person has unrelated hashes in two projects.
+ * person has unrelated hashes in two projects. The hashing and the AAD
+ * encoding are encode.c's, shared with chart.c and kv.c.
  *
  * Statements are prepared once per handle and cached (like store.c), except
  * those whose results are handed to a callback: those are prepared per call
@@ -31,10 +32,7 @@
 #include <string.h>
 #include <time.h>
 
-#include <openssl/core_names.h>
 #include <openssl/crypto.h>
-#include <openssl/evp.h>
-#include <openssl/params.h>
 
 #include "offline-store/crypto.h"
 #include "offline-store/store-internal.h"
@@ -200,9 +198,7 @@ static const char *const ob_sql[OST__N] = {
 
 struct store_outbox {
 	sqlite3_stmt *stmt[OST__N];
-	EVP_MAC *mac;
-	EVP_MAC_CTX *mac_ctx;   /* HMAC-SHA-256 under the name-hash sub-key */
-	bool mac_failed;        /* an update failed since mac_begin() */
+	store_kmac mac; /* under the name-hash sub-key */
 
 	store_names projects;    /* cleared on rollback */
 
@@ -210,7 +206,8 @@ struct store_outbox {
 	int64_t rec_project, rec_id;
 	store_buf rec_name;
 
-	store_buf aad, blob; /* AAD and ciphertext of the value being sealed or opened */
+	store_bytes aad; /* AAD of the value being sealed or opened */
+	store_buf blob;	 /* its ciphertext */
 };
 
 /* ---- small helpers ------------------------------------------------------ */
@@ -284,14 +281,13 @@ static void ob_free(store_outbox *ob)
 		return;
 	for (size_t i = 0; i < OST__N; i++)
 		sqlite3_finalize(ob->stmt[i]);
-	EVP_MAC_CTX_free(ob->mac_ctx);
-	EVP_MAC_free(ob->mac);
+	store__kmac_deinit(&ob->mac);
 	store__names_free(&ob->projects);
 	/* The last record name (PHI) sits here. */
 	if (ob->rec_name.p)
 		OPENSSL_cleanse(ob->rec_name.p, ob->rec_name.cap);
 	store__buf_free(&ob->rec_name);
-	store__buf_free(&ob->aad);
+	store__bytes_free(&ob->aad);
 	store__buf_free(&ob->blob);
 	free(ob);
 }
@@ -319,70 +315,12 @@ static int ob_init(store *s)
 	store_outbox *ob = calloc(1, sizeof(*ob));
 	if (!ob)
 		return store__oom(s);
-	uint8_t key[32];
-	size_t n = 0;
-	int rc = -EIO;
-	OSSL_PARAM params[] = {
-		OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, (char *)"SHA256", 0),
-		OSSL_PARAM_construct_end(),
-	};
-	if (!EVP_Q_mac(NULL, "HMAC", NULL, "SHA256", NULL, s->crypto.key, STORE_KEY_LEN,
-		       (const unsigned char *)name_hash_label, strlen(name_hash_label), key, sizeof(key), &n) ||
-	    n != sizeof(key))
-		goto fail;
-	rc = -ENOMEM;
-	if (!(ob->mac = EVP_MAC_fetch(NULL, "HMAC", NULL)) || !(ob->mac_ctx = EVP_MAC_CTX_new(ob->mac)))
-		goto fail;
-	rc = -EIO;
-	if (EVP_MAC_init(ob->mac_ctx, key, sizeof(key), params) != 1)
-		goto fail;
-	OPENSSL_cleanse(key, sizeof(key));
-	s->ob = ob;
-	return 0;
-fail:
-	OPENSSL_cleanse(key, sizeof(key));
-	ob_free(ob);
-	store__seterr(s, "cannot set up the store's keyed hash");
-	return rc;
-}
-
-static void mac_bytes(store_outbox *ob, const void *p, size_t n)
-{
-	if (n && EVP_MAC_update(ob->mac_ctx, p, n) != 1)
-		ob->mac_failed = true;
-}
-
-static void mac_i64(store_outbox *ob, int64_t v)
-{
-	uint8_t be[8];
-	for (int i = 0; i < 8; i++)
-		be[i] = (uint8_t)((uint64_t)v >> (56 - 8 * i));
-	mac_bytes(ob, be, sizeof(be));
-}
-
-/* Length-prefixed: ("ab", "c") and ("a", "bc") hash differently. */
-static void mac_str(store_outbox *ob, const char *str)
-{
-	size_t n = strlen(str);
-	mac_i64(ob, (int64_t)n);
-	mac_bytes(ob, str, n);
-}
-
-static void mac_begin(store_outbox *ob, uint8_t domain)
-{
-	/* A NULL key re-initialises HMAC with the key given in ob_init(). */
-	ob->mac_failed = EVP_MAC_init(ob->mac_ctx, NULL, 0, NULL) != 1;
-	mac_bytes(ob, &domain, 1);
-}
-
-static int mac_end(store *s, uint8_t out[OB_HASH_LEN])
-{
-	store_outbox *ob = s->ob;
-	size_t n = 0;
-	if (ob->mac_failed || EVP_MAC_final(ob->mac_ctx, out, &n, OB_HASH_LEN) != 1 || n != OB_HASH_LEN) {
-		store__seterr(s, "cannot compute a keyed hash");
-		return -EIO;
+	int rc = store__kmac_init(s, &ob->mac, name_hash_label);
+	if (rc) {
+		ob_free(ob);
+		return rc;
 	}
+	s->ob = ob;
 	return 0;
 }
 
@@ -390,75 +328,44 @@ static int mac_end(store *s, uint8_t out[OB_HASH_LEN])
 static int payload_hash(store *s, uint8_t domain, int64_t rid, const char *event, const char *instrument,
 			int64_t instance, const char *payload, size_t len, uint8_t out[OB_HASH_LEN])
 {
-	store_outbox *ob = s->ob;
-	mac_begin(ob, domain);
-	mac_i64(ob, rid);
-	mac_str(ob, event);
-	mac_str(ob, instrument);
-	mac_i64(ob, instance);
-	mac_bytes(ob, payload, len);
-	return mac_end(s, out);
+	store_kmac *m = &s->ob->mac;
+	store__kmac_begin(m, domain);
+	store__kmac_i64(m, rid);
+	store__kmac_str(m, event);
+	store__kmac_str(m, instrument);
+	store__kmac_i64(m, instance);
+	store__kmac_bytes(m, payload, len);
+	return store__kmac_final(s, m, out, OB_HASH_LEN);
 }
 
-static int aad_put(store *s, size_t *off, const void *p, size_t n)
-{
-	store_outbox *ob = s->ob;
-	if (store__buf_reserve(&ob->aad, *off + n) != 0)
-		return store__oom(s);
-	if (n)
-		memcpy(ob->aad.p + *off, p, n);
-	*off += n;
-	return 0;
-}
-
-static int aad_i64(store *s, size_t *off, int64_t v)
-{
-	uint8_t be[8];
-	for (int i = 0; i < 8; i++)
-		be[i] = (uint8_t)((uint64_t)v >> (56 - 8 * i));
-	return aad_put(s, off, be, sizeof(be));
-}
-
-static int aad_str(store *s, size_t *off, const char *str)
-{
-	size_t n = strlen(str);
-	int rc = aad_i64(s, off, (int64_t)n);
-	return rc ? rc : aad_put(s, off, str, n);
-}
-
-/* AAD of a record name: the project and the name's hash. */
+/* AAD of a record name: the project and the name's hash. Built in ob->aad; *len its length. */
 static int aad_name(store *s, int64_t pid, const uint8_t *hash, size_t *len)
 {
+	store_bytes *a = &s->ob->aad;
 	uint8_t head[2] = { AAD_TAG_NAME, STORE_BLOB_VERSION };
-	size_t off = 0;
-	int rc = aad_put(s, &off, head, sizeof(head));
-	if (!rc)
-		rc = aad_i64(s, &off, pid);
-	if (!rc)
-		rc = aad_put(s, &off, hash, OB_HASH_LEN);
-	*len = off;
-	return rc;
+	store__bytes_reset(a);
+	store__bytes_put(a, head, sizeof(head));
+	store__bytes_i64(a, pid);
+	store__bytes_put(a, hash, OB_HASH_LEN);
+	*len = a->len;
+	return a->oom ? store__oom(s) : 0;
 }
 
 /* AAD of an outbox payload (gen >= 1) or of a review payload (gen 0, tag V): the row's key. */
 static int aad_row(store *s, uint8_t tag, int64_t rid, const char *event, const char *instrument, int64_t instance,
 		   int64_t gen, size_t *len)
 {
+	store_bytes *a = &s->ob->aad;
 	uint8_t head[2] = { tag, STORE_BLOB_VERSION };
-	size_t off = 0;
-	int rc = aad_put(s, &off, head, sizeof(head));
-	if (!rc)
-		rc = aad_i64(s, &off, rid);
-	if (!rc)
-		rc = aad_str(s, &off, event);
-	if (!rc)
-		rc = aad_str(s, &off, instrument);
-	if (!rc)
-		rc = aad_i64(s, &off, instance);
-	if (!rc)
-		rc = aad_i64(s, &off, gen);
-	*len = off;
-	return rc;
+	store__bytes_reset(a);
+	store__bytes_put(a, head, sizeof(head));
+	store__bytes_i64(a, rid);
+	store__bytes_str(a, event);
+	store__bytes_str(a, instrument);
+	store__bytes_i64(a, instance);
+	store__bytes_i64(a, gen);
+	*len = a->len;
+	return a->oom ? store__oom(s) : 0;
 }
 
 /* Seal pt under the AAD in ob->aad into ob->blob. */
@@ -472,7 +379,7 @@ static int seal(store *s, size_t aad_len, const void *pt, size_t pt_len, size_t 
 	}
 	if (store__buf_reserve(&ob->blob, pt_len + STORE_BLOB_OVERHEAD) != 0)
 		return store__oom(s);
-	if (store_crypto_seal(&s->crypto, NULL, ob->aad.p, aad_len, pt, pt_len, ob->blob.p) != 0) {
+	if (store_crypto_seal(&s->crypto, NULL, ob->aad.b.p, aad_len, pt, pt_len, ob->blob.p) != 0) {
 		store__seterr(s, "cannot encrypt a value for the store");
 		return -EIO;
 	}
@@ -480,31 +387,11 @@ static int seal(store *s, size_t aad_len, const void *pt, size_t pt_len, size_t 
 	return 0;
 }
 
-/* Open blob under the AAD in ob->aad into a new NUL-terminated string. */
+/* Open blob under the AAD in ob->aad into a new NUL-terminated string; what names it in messages. */
 static int unseal(store *s, size_t aad_len, const void *blob, size_t blob_len, const char *what, char **out,
 		  size_t *out_len)
 {
-	*out = NULL;
-	size_t n = blob_len >= STORE_BLOB_OVERHEAD ? blob_len - STORE_BLOB_OVERHEAD : 0, len = 0;
-	char *p = malloc(n + 1);
-	if (!p)
-		return store__oom(s);
-	int rc = store_crypto_open(&s->crypto, s->ob->aad.p, aad_len, blob, blob_len, (uint8_t *)p, &len);
-	if (rc) {
-		free(p);
-		if (rc == STORE_E_CORRUPT)
-			store__seterr(s,
-				      "a stored %s failed authentication: the store %s is damaged or was tampered with",
-				      what, s->db_path);
-		else
-			store__seterr(s, "cannot decrypt a stored %s", what);
-		return rc;
-	}
-	p[len] = '\0';
-	*out = p;
-	if (out_len)
-		*out_len = len;
-	return 0;
+	return store__unseal(s, s->ob->aad.b.p, aad_len, blob, blob_len, out, out_len, "a stored %s", what);
 }
 
 static void free_secret(char *p, size_t len)
@@ -574,10 +461,10 @@ static int record_id(store *s, int64_t pid, const char *record, bool create, int
 		return 0;
 	}
 	uint8_t hash[OB_HASH_LEN];
-	mac_begin(ob, HASH_RECORD);
-	mac_i64(ob, pid);
-	mac_bytes(ob, record, len);
-	int rc = mac_end(s, hash);
+	store__kmac_begin(&ob->mac, HASH_RECORD);
+	store__kmac_i64(&ob->mac, pid);
+	store__kmac_bytes(&ob->mac, record, len);
+	int rc = store__kmac_final(s, &ob->mac, hash, OB_HASH_LEN);
 	if (rc)
 		return rc;
 	sqlite3_stmt *st = NULL;
@@ -830,9 +717,9 @@ int store_project_set(store *s, const char *project, const char *key, const char
 
 static int mrn_hash(store *s, const char *mrn, uint8_t out[OB_HASH_LEN])
 {
-	mac_begin(s->ob, HASH_MRN);
-	mac_bytes(s->ob, mrn, strlen(mrn));
-	return mac_end(s, out);
+	store__kmac_begin(&s->ob->mac, HASH_MRN);
+	store__kmac_bytes(&s->ob->mac, mrn, strlen(mrn));
+	return store__kmac_final(s, &s->ob->mac, out, OB_HASH_LEN);
 }
 
 typedef struct mrn_args {
@@ -2003,10 +1890,10 @@ int store_keyed_digest(store *s, const char *label, const void *data, size_t len
 		return -EINVAL;
 	if ((rc = ob_init(s)) != 0)
 		return rc;
-	mac_begin(s->ob, HASH_CALLER);
-	mac_str(s->ob, label);
-	mac_bytes(s->ob, data, len);
-	if ((rc = mac_end(s, h)) != 0)
+	store__kmac_begin(&s->ob->mac, HASH_CALLER);
+	store__kmac_str(&s->ob->mac, label);
+	store__kmac_bytes(&s->ob->mac, data, len);
+	if ((rc = store__kmac_final(s, &s->ob->mac, h, OB_HASH_LEN)) != 0)
 		return rc;
 	for (size_t i = 0; i < OB_HASH_LEN; i++)
 		snprintf(out + 2 * i, 3, "%02x", h[i]);

@@ -1,7 +1,8 @@
 /*
  * offline-store/store-internal.h — internal to offline-store/: the store
- * handle and the helpers store.c lends to the other files of the store
- * (outbox.c). Nothing outside offline-store/ includes this.
+ * handle, the helpers store.c lends to the other files of the store
+ * (outbox.c, kv.c, chart.c), and the encodings they share (encode.c).
+ * Nothing outside offline-store/ includes this.
  *
  * Names are store__*: the library is linked into the program, so its
  * internal symbols must not collide with anyone else's.
@@ -78,6 +79,8 @@ int store__oom(store *s);
 int store__stmt_cached(store *s, sqlite3_stmt **slot, const char *sql, sqlite3_stmt **out);
 /* A statement for one call, which the caller finalizes: a callback fed from it may use the store. */
 int store__prepare(store *s, const char *sql, sqlite3_stmt **st, const char *what);
+/* Run a store__prepare statement that returns no row, and finalize it. */
+int store__exec_once(store *s, sqlite3_stmt *st, const char *what);
 /* Ready a cached statement for its next use: reset, bindings cleared. */
 void store__stmt_done(sqlite3_stmt *st);
 /* Run a cached statement that returns no row. */
@@ -126,6 +129,68 @@ int store__patient_id(store *s, int64_t server, const char *patient, bool create
 /* Open the body blob of (server, type, id, version_id) into out (NUL-terminated); *len its length. */
 int store__open_body(store *s, int64_t server, const char *type, const char *id, const char *version_id,
 		     const uint8_t *blob, size_t blob_len, store_buf *out, size_t *len);
+
+/* ---- provided by encode.c: AADs, keyed hashes, per-call blobs ------------ */
+
+/*
+ * One encoding for AADs and keyed-hash inputs: integers 8 bytes big-endian,
+ * strings and blobs prefixed by their length as such an integer.
+ */
+void store__be64(uint8_t out[8], int64_t v);
+int64_t store__be64_get(const uint8_t p[8]);
+
+/* A growable byte string (an AAD being built); after a failed append the others do nothing. */
+typedef struct store_bytes {
+	store_buf b;
+	size_t len;
+	bool oom; /* an append failed since the last reset */
+} store_bytes;
+
+#define STORE_BYTES_NULL { .len = 0 }
+
+void store__bytes_reset(store_bytes *x);
+void store__bytes_put(store_bytes *x, const void *p, size_t n);
+void store__bytes_i64(store_bytes *x, int64_t v);
+/* Length-prefixed. */
+void store__bytes_str(store_bytes *x, const char *str);
+void store__bytes_free(store_bytes *x);
+
+/*
+ * HMAC-SHA-256 under the sub-key HMAC(store key, label), one hash at a time:
+ * begin (a domain byte), feed, final. A failed feed is reported by final.
+ */
+typedef struct store_kmac {
+	EVP_MAC *mac;
+	EVP_MAC_CTX *ctx;
+	bool failed; /* a feed failed since store__kmac_begin() */
+} store_kmac;
+
+#define STORE_KMAC_NULL { .mac = NULL }
+
+/* 0, or -ENOMEM / -EIO with the message set. */
+int store__kmac_init(store *s, store_kmac *m, const char *label);
+/* Idempotent. */
+void store__kmac_deinit(store_kmac *m);
+void store__kmac_begin(store_kmac *m, uint8_t domain);
+void store__kmac_bytes(store_kmac *m, const void *p, size_t n);
+void store__kmac_i64(store_kmac *m, int64_t v);
+/* Length-prefixed. */
+void store__kmac_blob(store_kmac *m, const void *p, size_t n);
+void store__kmac_str(store_kmac *m, const char *str);
+/* The first out_len (<= 32) bytes of the hash; 0 or -EIO (message set). */
+int store__kmac_final(store *s, store_kmac *m, uint8_t *out, size_t out_len);
+
+/* Seal pt[0..len) under aad into a new malloc'd blob; 0, -EFBIG, -ENOMEM or -EIO (message set). */
+int store__seal(store *s, const void *aad, size_t aad_len, const void *pt, size_t len, uint8_t **blob,
+		size_t *blob_len);
+/*
+ * Open blob under aad into a new NUL-terminated string (*out_len its length
+ * if out_len); on failure the message names the blob as fmt says (e.g. "the
+ * stored value %s"). 0, STORE_E_CORRUPT, -ENOMEM, -EINVAL or -EIO.
+ */
+__attribute__((format(printf, 8, 9))) int store__unseal(store *s, const void *aad, size_t aad_len, const void *blob,
+							size_t blob_len, char **out, size_t *out_len, const char *fmt,
+							...);
 
 /* ---- provided by outbox.c ------------------------------------------------ */
 

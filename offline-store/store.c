@@ -1649,6 +1649,13 @@ int store__prepare(store *s, const char *sql, sqlite3_stmt **st, const char *wha
 	return prepare(s, sql, st, what);
 }
 
+int store__exec_once(store *s, sqlite3_stmt *st, const char *what)
+{
+	int rc = sqlite3_step(st);
+	sqlite3_finalize(st);
+	return rc == SQLITE_DONE ? 0 : db_fail(s, rc, what);
+}
+
 void store__stmt_done(sqlite3_stmt *st)
 {
 	stmt_done(st);

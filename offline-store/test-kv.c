@@ -18,33 +18,6 @@
 /* A stand-in for record ids: must never be found in the files. */
 #define MARKER "MRN-KV-77341"
 
-
-/* Run SQL on a plain connection to the store's file. */
-static int raw_exec(const char *db_path, const char *sql)
-{
-	sqlite3 *db = NULL;
-	int rc = sqlite3_open_v2(db_path, &db, SQLITE_OPEN_READWRITE, NULL);
-	if (rc == SQLITE_OK)
-		rc = sqlite3_exec(db, sql, NULL, NULL, NULL);
-	if (rc != SQLITE_OK)
-		fprintf(stderr, "raw_exec(%s): %s\n", sql, sqlite3_errmsg(db));
-	sqlite3_close(db);
-	return rc;
-}
-
-static int64_t q_int(const char *db_path, const char *sql)
-{
-	sqlite3 *db = NULL;
-	sqlite3_stmt *st = NULL;
-	int64_t v = -1;
-	if (sqlite3_open_v2(db_path, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK &&
-	    sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW)
-		v = sqlite3_column_int64(st, 0);
-	sqlite3_finalize(st);
-	sqlite3_close(db);
-	return v;
-}
-
 /* The value of name as a string ("<rc>" on failure), in a static buffer. */
 static const char *get_str(store *s, const char *name)
 {
@@ -291,16 +264,7 @@ static void test_kv_no_clear_text(void)
 	CHECK(file_has(f.wal, "export:study:7")); /* the scan sees the clear names */
 	CHECK(!file_has(f.wal, MARKER));
 	CHECK(!file_has(f.db, MARKER));
-	sqlite3 *db = NULL;
-	REQUIRE(sqlite3_open_v2(f.db, &db, SQLITE_OPEN_READWRITE, NULL) == SQLITE_OK);
-	sqlite3_stmt *q = NULL;
-	REQUIRE(sqlite3_prepare_v2(db, "PRAGMA wal_checkpoint(FULL)", -1, &q, NULL) == SQLITE_OK);
-	CHECK(sqlite3_step(q) == SQLITE_ROW);
-	CHECK_INT(sqlite3_column_int(q, 0), 0);
-	CHECK(sqlite3_column_int(q, 1) > 0);
-	CHECK_INT(sqlite3_column_int(q, 2), sqlite3_column_int(q, 1));
-	sqlite3_finalize(q);
-	sqlite3_close(db);
+	fx_checkpoint(&f);
 	CHECK(file_has(f.db, "export:study:7"));
 	CHECK(!file_has(f.db, MARKER));
 	CHECK(!file_has(f.wal, MARKER));

@@ -20,36 +20,6 @@
 
 /* ---- fixture ------------------------------------------------------------ */
 
-
-/* fx with an open RW store and one server. */
-static store *fx_setup(fx *f, int64_t *srv)
-{
-	if (!fx_init(f))
-		return NULL;
-	store *s = fx_open(f, STORE_RW);
-	if (s && store_server_id(s, "https://ehr.example.org/fhir", srv) != 0) {
-		store_close(s);
-		return NULL;
-	}
-	return s;
-}
-
-/* One integer from a query on a plain SQLite connection (sees committed data only); -1 on error. */
-static int64_t q_int(const fx *f, const char *sql)
-{
-	sqlite3 *db = NULL;
-	sqlite3_stmt *st = NULL;
-	int64_t v = -1;
-	if (sqlite3_open_v2(f->db, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK &&
-	    sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW)
-		v = sqlite3_column_int64(st, 0);
-	else
-		fprintf(stderr, "q_int(%s): %s\n", sql, sqlite3_errmsg(db));
-	sqlite3_finalize(st);
-	sqlite3_close(db);
-	return v;
-}
-
 static int put_res(store *s, int64_t srv, const char *type, const char *id, const char *vid, const char *patient,
 		   const char *body)
 {
@@ -391,6 +361,35 @@ static void test_project_kv(void)
 	fx_deinit(&f);
 }
 
+/*
+ * The keyed hashes under a known key, against values computed apart from
+ * this code (Python's hmac): sub-key = HMAC-SHA-256(key, "fhir-redcap-bridge
+ * store name-hash v1"), then HMAC(sub-key, domain byte || input), strings
+ * length-prefixed by 8 bytes big-endian. A store written before keeps
+ * working only while these stay the same.
+ */
+static void test_keyed_hashes_known_answer(void)
+{
+	fx f;
+	int64_t srv = 0;
+	REQUIRE(fx_init(&f));
+	REQUIRE(fx_known_key(&f));
+	store *s = fx_open(&f, STORE_RW);
+	REQUIRE(s);
+	REQUIRE(store_server_id(s, "https://ehr.example.org/fhir", &srv) == 0);
+	char d[65];
+	/* 'c' || len("label") || "label" || "data" */
+	CHECK_INT(store_keyed_digest(s, "label", "data", 4, d), 0);
+	CHECK_STR(d, "34ddea199e670f6528d5cf3b7980c950fd5efbf33bdcddad1ccbe5720ce1e60a");
+	/* 'm' || "MRN1" */
+	CHECK_INT(store_mrn_set(s, srv, "p1", "MRN1"), 0);
+	CHECK_INT(q_int(f.db, "SELECT count(*) FROM mrns WHERE mrn_hash ="
+			      " x'1A44DD3CF66AAA55FF7C59EF77692EAE1CA7EBFD848E11A94C8263FEE4C509D5'"),
+		  1);
+	store_close(s);
+	fx_deinit(&f);
+}
+
 static void test_mrn_index(void)
 {
 	fx f;
@@ -517,10 +516,10 @@ static void test_instances(void)
 	CHECK_INT(store_instance(s, "P", "R1", "", "vitals", "Observation", "", &n), -EINVAL);
 	CHECK_INT(n, 0);
 	store_close(s);
-	CHECK_INT(q_int(&f, "SELECT count(*) FROM instances"), 11);
+	CHECK_INT(q_int(f.db, "SELECT count(*) FROM instances"), 11);
 	/* Dense: per (record, event, instrument) the numbers are 1..n */
-	CHECK_INT(q_int(&f, "SELECT count(*) FROM (SELECT record, event, instrument FROM instances"
-			    " GROUP BY record, event, instrument HAVING max(instance) <> count(*))"),
+	CHECK_INT(q_int(f.db, "SELECT count(*) FROM (SELECT record, event, instrument FROM instances"
+			      " GROUP BY record, event, instrument HAVING max(instance) <> count(*))"),
 		  0);
 
 	s = fx_open(&f, STORE_RO);
@@ -559,14 +558,14 @@ static void test_outbox_put_and_gen(void)
 	/* unchanged */
 	CHECK_INT(oput(s, "P", "R1", "", "", 0, "{\"record_id\":\"R1\",\"dob\":\"2000-01-01\"}", &changed), 0);
 	CHECK_INT(changed, 0);
-	CHECK_INT(q_int(&f, "SELECT gen FROM outbox"), 1);
+	CHECK_INT(q_int(f.db, "SELECT gen FROM outbox"), 1);
 
 	/* done; the same payload again changes nothing */
 	CHECK_INT(store_outbox_done(s, id, 1), 0);
 	CHECK_STR(due_str(s, "P", 0, 10, NULL, NULL), "");
 	CHECK_INT(oput(s, "P", "R1", "", "", 0, "{\"record_id\":\"R1\",\"dob\":\"2000-01-01\"}", &changed), 0);
 	CHECK_INT(changed, 0);
-	CHECK_INT(q_int(&f, "SELECT state FROM outbox"), STORE_OUTBOX_DONE);
+	CHECK_INT(q_int(f.db, "SELECT state FROM outbox"), STORE_OUTBOX_DONE);
 
 	/* changed: gen 2, pending again */
 	CHECK_INT(oput(s, "P", "R1", "", "", 0, "{\"record_id\":\"R1\",\"dob\":\"2000-01-02\"}", &changed), 0);
@@ -577,7 +576,7 @@ static void test_outbox_put_and_gen(void)
 
 	/* retry: only with the current gen */
 	CHECK_INT(store_outbox_retry(s, id, 1, 99999, "stale"), 0);
-	CHECK_INT(q_int(&f, "SELECT attempts FROM outbox"), 0);
+	CHECK_INT(q_int(f.db, "SELECT attempts FROM outbox"), 0);
 	CHECK_INT(store_outbox_retry(s, id, 2, 5000, "HTTP 503"), 0);
 	CHECK_INT(store_outbox_retry(s, id, 2, 6000, "HTTP 502"), 0);
 	CHECK_STR(due_str(s, "P", 5999, 10, NULL, NULL), "");
@@ -594,12 +593,12 @@ static void test_outbox_put_and_gen(void)
 	CHECK(n == 1 && rows[0].last_error[0] == '\0');
 	store_outbox_rows_free(rows, n);
 	CHECK_INT(store_outbox_done(s, id, 2), 0);
-	CHECK_INT(q_int(&f, "SELECT state FROM outbox"), STORE_OUTBOX_PENDING);
+	CHECK_INT(q_int(f.db, "SELECT state FROM outbox"), STORE_OUTBOX_PENDING);
 	CHECK_INT(store_outbox_done(s, id, 3), 0);
-	CHECK_INT(q_int(&f, "SELECT state FROM outbox"), STORE_OUTBOX_DONE);
+	CHECK_INT(q_int(f.db, "SELECT state FROM outbox"), STORE_OUTBOX_DONE);
 	CHECK_INT(store_outbox_done(s, id, 3), 0); /* again: fine */
 	CHECK_INT(store_outbox_retry(s, id, 3, 1, "late"), 0); /* done rows are not retried */
-	CHECK_INT(q_int(&f, "SELECT state FROM outbox"), STORE_OUTBOX_DONE);
+	CHECK_INT(q_int(f.db, "SELECT state FROM outbox"), STORE_OUTBOX_DONE);
 	CHECK_INT(store_outbox_done(s, id + 100, 1), STORE_E_NOTFOUND);
 	CHECK_INT(store_outbox_retry(s, id + 100, 1, 1, ""), STORE_E_NOTFOUND);
 
@@ -614,7 +613,7 @@ static void test_outbox_put_and_gen(void)
 	CHECK_INT(changed, 1);
 	CHECK_INT(oput(s, "P", "R1", "", "vitals", 2, "{}", &changed), 0);
 	CHECK_INT(changed, 0);
-	CHECK_INT(q_int(&f, "SELECT count(*) FROM outbox"), 5);
+	CHECK_INT(q_int(f.db, "SELECT count(*) FROM outbox"), 5);
 
 	/* Inside a transaction: rolled back with it. */
 	REQUIRE(store_begin(s) == 0);
@@ -662,7 +661,7 @@ static void test_outbox_hold_release(void)
 	/* The same payload again: still held. A new one: pending, gen 2. */
 	CHECK_INT(oput(s, "P", "R1", "", "", 0, "{\"v\":1}", &changed), 0);
 	CHECK_INT(changed, 0);
-	CHECK_INT(q_int(&f, "SELECT state FROM outbox WHERE gen = 1 AND state = 2 LIMIT 1"), 2);
+	CHECK_INT(q_int(f.db, "SELECT state FROM outbox WHERE gen = 1 AND state = 2 LIMIT 1"), 2);
 	CHECK_INT(oput(s, "P", "R2", "", "", 0, "{\"v\":22}", &changed), 0);
 	CHECK_INT(changed, 1);
 	CHECK_STR(due_str(s, "P", 0, 10, NULL, NULL), "R2/#0:{\"v\":22};R3/#0:{\"v\":3}");
@@ -685,7 +684,7 @@ static void test_outbox_hold_release(void)
 	CHECK_INT(store_outbox_release(s, "P", NULL, &released), 0);
 	CHECK_INT(released, 2);
 	CHECK_STR(due_str(s, "P", 0, 10, NULL, NULL), "R1/#0:{\"v\":1};R2/#0:{\"v\":22};R3/#0:{\"v\":3}");
-	CHECK_INT(q_int(&f, "SELECT count(*) FROM outbox WHERE reasons IS NOT NULL OR attempts <> 0"), 0);
+	CHECK_INT(q_int(f.db, "SELECT count(*) FROM outbox WHERE reasons IS NOT NULL OR attempts <> 0"), 0);
 	CHECK_INT(pstat(s, "P", "held"), 0);
 	/* Released rows keep their gen: a done for it counts. */
 	CHECK_INT(store_outbox_done(s, id1, 1), 0);
@@ -782,10 +781,7 @@ static void test_outbox_status_json(void)
 	char sql[160];
 	snprintf(sql, sizeof(sql), "UPDATE outbox SET state_at = state_at - 60 WHERE id = %lld", (long long)rows[2].id);
 	store_outbox_rows_free(rows, n);
-	sqlite3 *db = NULL;
-	REQUIRE(sqlite3_open_v2(f.db, &db, SQLITE_OPEN_READWRITE, NULL) == SQLITE_OK);
-	CHECK(sqlite3_exec(db, sql, NULL, NULL, NULL) == SQLITE_OK);
-	sqlite3_close(db);
+	CHECK(raw_exec(f.db, sql) == SQLITE_OK);
 
 	j = store_outbox_status_json(s, 10);
 	REQUIRE(j);
@@ -902,7 +898,7 @@ static void test_provenance(void)
 	json_decref(p);
 	CHECK(store_provenance_get(s, "P", "R1", "") == NULL);
 	CHECK_INT(store_provenance_put(s, "P", "R1", "", "", 0, "", "r", "Patient", "p1", ""), -EINVAL);
-	CHECK_INT(q_int(&f, "SELECT count(*) FROM provenance"), 7);
+	CHECK_INT(q_int(f.db, "SELECT count(*) FROM provenance"), 7);
 	store_close(s);
 	fx_deinit(&f);
 }
@@ -1166,17 +1162,7 @@ static void test_no_phi_on_disk(void)
 	CHECK(!file_has(f.wal, "MRN44"));
 	CHECK(!file_has(f.db, MARKER));
 	CHECK(!file_has(f.db, "MRN44"));
-	sqlite3 *db = NULL;
-	REQUIRE(sqlite3_open_v2(f.db, &db, SQLITE_OPEN_READWRITE, NULL) == SQLITE_OK);
-	/* The PRAGMA reads the header first (the C call on a fresh connection does not know it is WAL yet). */
-	sqlite3_stmt *q = NULL;
-	REQUIRE(sqlite3_prepare_v2(db, "PRAGMA wal_checkpoint(FULL)", -1, &q, NULL) == SQLITE_OK);
-	CHECK(sqlite3_step(q) == SQLITE_ROW);
-	CHECK_INT(sqlite3_column_int(q, 0), 0); /* not busy */
-	CHECK(sqlite3_column_int(q, 1) > 0);
-	CHECK_INT(sqlite3_column_int(q, 2), sqlite3_column_int(q, 1)); /* every frame copied */
-	sqlite3_finalize(q);
-	sqlite3_close(db);
+	fx_checkpoint(&f);
 	CHECK(file_has(f.db, "heart_rate"));
 	CHECK(file_has(f.db, "Study"));
 	CHECK(!file_has(f.db, MARKER));
@@ -1216,11 +1202,8 @@ static void test_tampering_detected(void)
 	REQUIRE(oput(s, "P", "R1", "", "", 0, "{\"v\":1}", &changed) == 0);
 	REQUIRE(oput(s, "P", "R2", "", "", 0, "{\"v\":2}", &changed) == 0);
 	store_close(s);
-	sqlite3 *db = NULL;
-	REQUIRE(sqlite3_open_v2(f.db, &db, SQLITE_OPEN_READWRITE, NULL) == SQLITE_OK);
-	CHECK(sqlite3_exec(db, "UPDATE outbox SET payload = (SELECT payload FROM outbox WHERE id = 2) WHERE id = 1",
-			   NULL, NULL, NULL) == SQLITE_OK);
-	sqlite3_close(db);
+	CHECK(raw_exec(f.db, "UPDATE outbox SET payload = (SELECT payload FROM outbox WHERE id = 2) WHERE id = 1") ==
+	      SQLITE_OK);
 	s = fx_open(&f, STORE_RW);
 	REQUIRE(s);
 	store_outbox_row *rows = (store_outbox_row *)&f;
@@ -1232,11 +1215,12 @@ static void test_tampering_detected(void)
 	fx_deinit(&f);
 }
 
-static int raw_exec(sqlite3 *db, const char *sql)
+/* Run SQL on an open plain connection. */
+static int db_exec(sqlite3 *db, const char *sql)
 {
 	int rc = sqlite3_exec(db, sql, NULL, NULL, NULL);
 	if (rc != SQLITE_OK)
-		fprintf(stderr, "raw_exec(%.60s): %s\n", sql, sqlite3_errmsg(db));
+		fprintf(stderr, "db_exec(%.60s): %s\n", sql, sqlite3_errmsg(db));
 	return rc;
 }
 
@@ -1266,9 +1250,9 @@ static void test_upgrade_from_v1(void)
 	REQUIRE(sqlite3_open_v2(v1, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL) == SQLITE_OK);
 	char sql[1200];
 	snprintf(sql, sizeof(sql), "PRAGMA page_size = %d; PRAGMA journal_mode = WAL", STORE_PAGE_SIZE);
-	CHECK(raw_exec(db, sql) == SQLITE_OK);
-	CHECK(raw_exec(db, "BEGIN") == SQLITE_OK);
-	CHECK(raw_exec(db, store_migrations[0].sql) == SQLITE_OK);
+	CHECK(db_exec(db, sql) == SQLITE_OK);
+	CHECK(db_exec(db, "BEGIN") == SQLITE_OK);
+	CHECK(db_exec(db, store_migrations[0].sql) == SQLITE_OK);
 	snprintf(sql, sizeof(sql),
 		 "ATTACH '%s' AS cur;"
 		 " INSERT INTO meta SELECT * FROM cur.meta; INSERT INTO servers SELECT * FROM cur.servers;"
@@ -1277,25 +1261,25 @@ static void test_upgrade_from_v1(void)
 		 " INSERT INTO resource_versions SELECT * FROM cur.resource_versions;"
 		 " INSERT INTO cursors SELECT * FROM cur.cursors;",
 		 f.db);
-	CHECK(raw_exec(db, sql) == SQLITE_OK);
+	CHECK(db_exec(db, sql) == SQLITE_OK);
 	snprintf(sql, sizeof(sql), "PRAGMA application_id = %d; PRAGMA user_version = 1; COMMIT; DETACH cur",
 		 STORE_APPLICATION_ID);
-	CHECK(raw_exec(db, sql) == SQLITE_OK);
+	CHECK(db_exec(db, sql) == SQLITE_OK);
 	sqlite3_close(db);
 	/* The v1 store replaces the current one. */
 	REQUIRE(rename(v1, f.db) == 0);
 	unlink(f.wal);
 
 	fx v = f;
-	CHECK_INT(q_int(&v, "PRAGMA user_version"), 1);
-	CHECK_INT(q_int(&v, "SELECT count(*) FROM sqlite_schema WHERE name = 'waiting'"), 0);
+	CHECK_INT(q_int(v.db, "PRAGMA user_version"), 1);
+	CHECK_INT(q_int(v.db, "SELECT count(*) FROM sqlite_schema WHERE name = 'waiting'"), 0);
 	/* RO refuses the old schema; RW upgrades it. */
 	store *ro = NULL;
 	char err[1024];
 	CHECK_INT(store_open(&ro, f.db, f.key, STORE_RO, err, sizeof(err)), STORE_E_SCHEMA);
 	s = fx_open(&f, STORE_RW);
 	REQUIRE(s);
-	CHECK_INT(q_int(&v, "PRAGMA user_version"), store_schema_version());
+	CHECK_INT(q_int(v.db, "PRAGMA user_version"), store_schema_version());
 	CHECK_INT(store_schema_version(), 4);
 	names w;
 	/* Every patient with data waits, in patient order (p2 was interned first). */
@@ -1323,6 +1307,7 @@ int main(int argc, char **argv)
 		HARNESS_TEST(test_waiting_crash_safety),
 		HARNESS_TEST(test_foreach_patient_resource),
 		HARNESS_TEST(test_project_kv),
+		HARNESS_TEST(test_keyed_hashes_known_answer),
 		HARNESS_TEST(test_mrn_index),
 		HARNESS_TEST(test_refusals),
 		HARNESS_TEST(test_instances),

@@ -36,19 +36,6 @@ static void write_text(const char *path, const char *text, mode_t mode)
 	close(fd);
 }
 
-/* Run SQL on the database with a plain SQLite connection. */
-static int raw_exec(const char *db_path, const char *sql)
-{
-	sqlite3 *db = NULL;
-	int rc = sqlite3_open_v2(db_path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL);
-	if (rc == SQLITE_OK)
-		rc = sqlite3_exec(db, sql, NULL, NULL, NULL);
-	if (rc != SQLITE_OK)
-		fprintf(stderr, "raw_exec(%s): %s\n", sql, sqlite3_errmsg(db));
-	sqlite3_close(db);
-	return rc;
-}
-
 static int put(store *s, int64_t srv, const char *type, const char *id, const char *vid, const char *lu,
 	       const char *patient, const char *body, int *is_new)
 {
