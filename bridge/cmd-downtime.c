@@ -22,6 +22,7 @@
 #include <openssl/rand.h>
 
 #include "bridge/chart.h"
+#include "bridge/cli.h"
 #include "bridge/config.h"
 #include "bridge/downtime-ops.h"
 #include "bridge/downtime.h"
@@ -222,15 +223,7 @@ static int parse(const char *cmd, int argc, char **argv, dopts *o)
 	}
 	o->args = argv + optind;
 	o->n_args = argc - optind;
-	if (!o->config)
-		o->config = getenv("FHIR_REDCAP_BRIDGE_CONFIG");
-	if (!o->config) {
-		fprintf(stderr, "fhir-redcap-bridge %s: --config FILE is required\n", cmd);
-		return -2;
-	}
-	if (o->log_level && log_level_option(o->log_level) != 0)
-		return -2;
-	return 0;
+	return cli_finish_options(cmd, &o->config, o->log_level);
 }
 
 /* The config, the store (read-write) and the EHR's server id. */
@@ -244,15 +237,8 @@ static int ctx_open(ctx *c, const dopts *o)
 {
 	char err[1024];
 	*c = (ctx){ .cfg = CONFIG_NULL };
-	if (config_load(&c->cfg, o->config, err, sizeof(err)) != 0) {
-		fprintf(stderr, "fhir-redcap-bridge: %s\n", err);
+	if (cli_load_config(&c->cfg, o->config, o->log_level != NULL) != 0)
 		return EX_USAGE;
-	}
-	if (!o->log_level && c->cfg.log_level) {
-		log_level lv;
-		if (log_level_parse(c->cfg.log_level, &lv) == 0)
-			log_set_level(lv);
-	}
 	if (store_open(&c->st, c->cfg.store_path, c->cfg.store_key_file, STORE_RW, err, sizeof(err)) != 0) {
 		fprintf(stderr, "fhir-redcap-bridge: %s\n", err);
 		config_deinit(&c->cfg);
@@ -276,16 +262,6 @@ static void ctx_close(ctx *c)
 static const char *or_dash(const char *s)
 {
 	return s && *s ? s : "-";
-}
-
-static const char *os_user(void)
-{
-	const char *u = getenv("SUDO_USER");
-	if (!u || !*u)
-		u = getenv("USER");
-	if (!u || !*u)
-		u = getlogin();
-	return u && *u ? u : "unknown";
 }
 
 /* A known, enabled user; prints why not. */
@@ -466,7 +442,7 @@ int cmd_users(int argc, char **argv)
 		bool dis = verb[0] == 'd';
 		rc = store_user_set_disabled(c.st, name, dis);
 		if (rc == 0)
-			rc = store_audit_add(c.st, os_user(), dis ? "user-disable" : "user-enable", name, "", now);
+			rc = store_audit_add(c.st, cli_os_user(), dis ? "user-disable" : "user-enable", name, "", now);
 		if (rc == STORE_E_NOTFOUND)
 			fprintf(stderr, "fhir-redcap-bridge users: no user '%s'\n", name);
 		else if (rc != 0)
@@ -496,7 +472,7 @@ int cmd_users(int argc, char **argv)
 	if (rc == 0)
 		rc = add ? store_user_add(c.st, name, role, o.display, hash, now) : store_user_set_password(c.st, name, hash);
 	if (rc == 0)
-		rc = store_audit_add(c.st, os_user(), add ? "user-add" : "user-passwd", name, add ? role : "", now);
+		rc = store_audit_add(c.st, cli_os_user(), add ? "user-add" : "user-passwd", name, add ? role : "", now);
 	if (rc == 0)
 		rc = store_commit(c.st);
 	OPENSSL_cleanse(hash, sizeof(hash));
@@ -850,7 +826,7 @@ int cmd_summary(int argc, char **argv)
 	ctx c;
 	if ((rc = ctx_open(&c, &o)) != 0)
 		return rc;
-	const char *actor = o.user ? o.user : os_user();
+	const char *actor = o.user ? o.user : cli_os_user();
 	store_user u = STORE_USER_NULL;
 	if (o.user && (rc = check_user(&c, o.user, &u)) != 0) {
 		ctx_close(&c);
@@ -1129,7 +1105,7 @@ int cmd_review_downtime(int argc, char **argv)
 	ctx c;
 	if ((rc = ctx_open(&c, &o)) != 0)
 		return rc;
-	const char *actor = o.by ? o.by : os_user();
+	const char *actor = o.by ? o.by : cli_os_user();
 	if (strcmp(verb, "entries") == 0) {
 		json_t *all = json_array();
 		int states[] = { STORE_CHART_CONFLICT, STORE_CHART_REJECTED, STORE_CHART_WAITING_LINK };

@@ -7,6 +7,7 @@
  *   batches (csv or json) -> finish: rename the files, drop the checkpoint.
  */
 #include "bridge/export.h"
+#include "bridge/cli.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -225,15 +226,11 @@ static int parse_opts(int argc, char **argv, ex_opts *o)
 		fprintf(stderr, "fhir-redcap-bridge export: unexpected argument '%s'\n", argv[optind]);
 		return -2;
 	}
-	if (!o->config)
-		o->config = getenv("FHIR_REDCAP_BRIDGE_CONFIG");
-	if (!o->config || !o->project) {
+	if (!o->project) {
 		fprintf(stderr, "fhir-redcap-bridge export: --config FILE and --project NAME are required\n");
 		return -2;
 	}
-	if (o->log_level && log_level_option(o->log_level) != 0)
-		return -2;
-	return 0;
+	return cli_finish_options("export", &o->config, o->log_level);
 }
 
 /* ---- failing, files ------------------------------------------------------------ */
@@ -901,15 +898,8 @@ static int mkdir_p(const char *dir)
 static int setup(ex *x)
 {
 	char err[1024];
-	if (config_load(&x->cfg, x->o.config, err, sizeof(err)) != 0) {
-		fprintf(stderr, "fhir-redcap-bridge: %s\n", err);
+	if (cli_load_config(&x->cfg, x->o.config, x->o.log_level != NULL) != 0)
 		return EX_USAGE;
-	}
-	if (!x->o.log_level && x->cfg.log_level) {
-		log_level lv;
-		if (log_level_parse(x->cfg.log_level, &lv) == 0)
-			log_set_level(lv);
-	}
 	for (size_t i = 0; i < x->cfg.n_redcap_projects; i++)
 		if (strcmp(x->cfg.redcap_projects[i].name, x->o.project) == 0)
 			x->cp = &x->cfg.redcap_projects[i];

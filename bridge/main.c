@@ -17,6 +17,7 @@
 #include <uv.h>
 
 #include "bridge/auth.h"
+#include "bridge/cli.h"
 #include "bridge/cmd-downtime.h"
 #include "bridge/config.h"
 #include "bridge/curate.h"
@@ -265,30 +266,12 @@ static int parse_opts(const char *cmd, int argc, char **argv, common_opts *o)
 		fprintf(stderr, "fhir-redcap-bridge %s: unexpected argument '%s'\n", cmd, argv[optind]);
 		return -2;
 	}
-	if (!o->config)
-		o->config = getenv("FHIR_REDCAP_BRIDGE_CONFIG");
-	if (!o->config) {
-		fprintf(stderr, "fhir-redcap-bridge %s: --config FILE is required\n", cmd);
-		return -2;
-	}
-	if (o->log_level && log_level_option(o->log_level) != 0)
-		return -2;
-	return 0;
+	return cli_finish_options(cmd, &o->config, o->log_level);
 }
 
 static int load_config(config *cfg, const common_opts *o)
 {
-	char err[1024];
-	if (config_load(cfg, o->config, err, sizeof(err)) != 0) {
-		fprintf(stderr, "fhir-redcap-bridge: %s\n", err);
-		return EXIT_USAGE;
-	}
-	if (!o->log_level && cfg->log_level) {
-		log_level lv;
-		if (log_level_parse(cfg->log_level, &lv) == 0)
-			log_set_level(lv);
-	}
-	return 0;
+	return cli_load_config(cfg, o->config, o->log_level != NULL) == 0 ? 0 : EXIT_USAGE;
 }
 
 /* ---- sync / run ---------------------------------------------------------- */
@@ -1219,14 +1202,7 @@ static int cmd_explain(int argc, char **argv)
 
 static const char *review_actor(const common_opts *o)
 {
-	if (o->actor)
-		return o->actor;
-	const char *u = getenv("SUDO_USER");
-	if (!u || !*u)
-		u = getenv("USER");
-	if (!u || !*u)
-		u = getlogin();
-	return u && *u ? u : "unknown";
+	return o->actor ? o->actor : cli_os_user();
 }
 
 static int cmd_review(int argc, char **argv)

@@ -2,7 +2,7 @@
 // bridge config, run the bridge binary, read the server's and the store's
 // contents.
 import { spawn } from 'node:child_process';
-import { mkdtempSync, writeFileSync, rmSync, chmodSync, copyFileSync } from 'node:fs';
+import { mkdtempSync, writeFileSync, rmSync, chmodSync, copyFileSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -189,4 +189,18 @@ export function writeExampleConfig(dir, fhirBase, redcapUrl, opts = {}) {
     downtime: opts.downtime,
     ui: opts.ui,
   });
+}
+
+// Generated synthetic data (tests/servers/generate.mjs with args) written as
+// NDJSON to dir/name; resolves to {file, resources}.
+export async function generateData(dir, args, name = 'data.ndjson') {
+  const out = join(dir, name);
+  await new Promise((res, rej) => {
+    const p = spawn(process.execPath, [join(sourceRoot, 'tests/servers/generate.mjs'), ...args, '--out', out],
+      { stdio: ['ignore', 'ignore', 'pipe'] });
+    let err = '';
+    p.stderr.on('data', (d) => { err += d; });
+    p.on('close', (code) => (code === 0 ? res() : rej(new Error(`generate.mjs failed: ${err}`))));
+  });
+  return { file: out, resources: readFileSync(out, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l)) };
 }

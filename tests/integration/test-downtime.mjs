@@ -10,30 +10,19 @@ import { join } from 'node:path';
 
 import {
   startFhirServer, startRedcapEmulator, writeExampleConfig, runBridge, syncOnce, status, tempDir, cleanup,
-  sourceRoot, bridgeBin, sleep,
+  bridgeBin, sleep, generateData,
 } from './lib.mjs';
 
 const MRN_SYSTEM = 'urn:oid:1.2.36.146.595.217.0.1';
 const DT_SYSTEM = 'urn:oid:2.16.840.1.113883.3.9999.1';
 const PASSWORD = 'correct horse battery staple\n';
-const generator = join(sourceRoot, 'tests/servers/generate.mjs');
 
-async function generate(dir, args) {
-  const out = join(dir, 'data.ndjson');
-  await new Promise((res, rej) => {
-    const p = spawn(process.execPath, [generator, ...args, '--out', out], { stdio: ['ignore', 'ignore', 'pipe'] });
-    let err = '';
-    p.stderr.on('data', (d) => { err += d; });
-    p.on('close', (code) => (code === 0 ? res() : rej(new Error(`generate.mjs failed: ${err}`))));
-  });
-  return { file: out, resources: readFileSync(out, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l)) };
-}
 
 // FHIR server with generated patients, REDCap emulator, a config with
 // charting on, a first sync, and a clinician "nurse1".
 async function world(t, { patients = 5, seed = '41', downtime = {}, redcap = true } = {}) {
   const dir = tempDir('frb-downtime-');
-  const data = await generate(dir, ['--patients', String(patients), '--seed', seed]);
+  const data = await generateData(dir, ['--patients', String(patients), '--seed', seed]);
   const fhir = await startFhirServer(['--load', data.file]);
   const rc = redcap ? await startRedcapEmulator() : null;
   const cfgPath = writeExampleConfig(dir, fhir.base, rc ? rc.url : 'http://127.0.0.1:9/api/', {

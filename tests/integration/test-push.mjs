@@ -10,30 +10,17 @@ import { join } from 'node:path';
 
 import {
   startFhirServer, startRedcapEmulator, writeExampleConfig, runBridge, syncOnce, status, tempDir, cleanup,
-  sourceRoot, bridgeBin, exampleDir, sleep, EXAMPLE_TOKEN,
+  sourceRoot, bridgeBin, exampleDir, sleep, EXAMPLE_TOKEN, generateData,
 } from './lib.mjs';
 import { expectedProject, compareProject } from './expected.mjs';
 
 const MRN_SYSTEM = 'urn:oid:1.2.36.146.595.217.0.1';
-const generator = join(sourceRoot, 'tests/servers/generate.mjs');
 
-// Write generated NDJSON to dir/name and return the parsed resources.
-async function generate(dir, name, args) {
-  const out = join(dir, name);
-  await new Promise((res, rej) => {
-    const p = spawn(process.execPath, [generator, ...args, '--out', out], { stdio: ['ignore', 'ignore', 'pipe'] });
-    let err = '';
-    p.stderr.on('data', (d) => { err += d; });
-    p.on('close', (code) => (code === 0 ? res() : rej(new Error(`generate.mjs failed: ${err}`))));
-  });
-  const resources = readFileSync(out, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l));
-  return { file: out, resources };
-}
 
 // One world: FHIR server loaded with a data set, an emulator, a config.
 async function world(t, { genArgs, mapping = 'mapping.json', emulatorArgs, cfg = {} }) {
   const dir = tempDir('frb-push-');
-  const data = await generate(dir, 'data.ndjson', genArgs);
+  const data = await generateData(dir, genArgs);
   const fhir = await startFhirServer(['--load', data.file]);
   const redcap = await startRedcapEmulator(emulatorArgs);
   if (mapping === 'mapping-hmac.json')
@@ -439,7 +426,7 @@ test('a longitudinal project: rows go to their events; check wants an event on e
     ],
   };
   writeFileSync(join(dir, 'long.json'), JSON.stringify(mapping, null, 2));
-  const data = await generate(dir, 'data.ndjson', ['--patients', '4', '--seed', '26']);
+  const data = await generateData(dir, ['--patients', '4', '--seed', '26']);
   const fhir = await startFhirServer(['--load', data.file]);
   const redcap = await startRedcapEmulator([
     '--project', `long=${join(dir, 'dict.csv')},longitudinal=${join(dir, 'events.json')}`,

@@ -11,7 +11,7 @@ import { readFileSync, existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
 
-import { startFhirServer, writeConfig, runBridge, syncOnce, tempDir, cleanup, sourceRoot, bridgeBin, sleep } from './lib.mjs';
+import { startFhirServer, writeConfig, runBridge, syncOnce, tempDir, cleanup, sourceRoot, bridgeBin, sleep, generateData } from './lib.mjs';
 
 const require = createRequire(join(sourceRoot, 'tests/servers/package.json'));
 const { chromium } = require('playwright-core');
@@ -20,18 +20,7 @@ const CHROMIUM = '/usr/bin/chromium';
 const MRN_SYSTEM = 'urn:oid:1.2.36.146.595.217.0.1';
 const DT_SYSTEM = 'urn:oid:2.16.840.1.113883.3.9999.1';
 const PASSWORD = 'correct horse battery staple';
-const generator = join(sourceRoot, 'tests/servers/generate.mjs');
 
-async function generate(dir, args) {
-  const out = join(dir, 'data.ndjson');
-  await new Promise((res, rej) => {
-    const p = spawn(process.execPath, [generator, ...args, '--out', out], { stdio: ['ignore', 'ignore', 'pipe'] });
-    let err = '';
-    p.stderr.on('data', (d) => { err += d; });
-    p.on('close', (code) => (code === 0 ? res() : rej(new Error(`generate.mjs failed: ${err}`))));
-  });
-  return readFileSync(out, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l));
-}
 
 async function waitFor(what, fn, timeoutMs = 60000, stepMs = 300) {
   const t0 = Date.now();
@@ -61,7 +50,7 @@ describe('charting page', { timeout: 170000 }, () => {
   before(async () => {
     assert.ok(existsSync(CHROMIUM), `${CHROMIUM} is missing: tests/setup.sh installs the chromium package`);
     W.dir = tempDir('frb-ui-');
-    W.resources = await generate(W.dir, ['--patients', '4', '--seed', '7', '--obs-per-patient', '300']);
+    W.resources = (await generateData(W.dir, ['--patients', '4', '--seed', '7', '--obs-per-patient', '300'])).resources;
     W.fhir = await startFhirServer(['--load', join(W.dir, 'data.ndjson')]);
     W.cfgPath = writeConfig(W.dir, W.fhir.base, {
       fhir: { mrn_system: MRN_SYSTEM, poll_interval_s: 60, timeout_s: 3 },
