@@ -1243,27 +1243,47 @@ static void table_print(table *t, sbuf *b, const char *indent)
 	*t = (table){ 0 };
 }
 
+/* A column of a text section: its header and the item's string at key, or,
+ * when list is set, the strings of the array at key joined by "; ". */
+typedef struct text_col {
+	const char *header;
+	const char *key;
+	bool list;
+} text_col;
+
 /* A section: its heading with the item count, then a table of its items
  * (header row first) or "none in the cache". */
-typedef void (*row_fn)(const json_t *item, const char **cells, sbuf *scratch);
-
-static void render_section(sbuf *b, const char *title, const json_t *items, const char *const *header, size_t ncols,
-			   row_fn row)
+static void render_section(sbuf *b, const char *title, const json_t *items, const text_col *cols, size_t ncols)
 {
 	table t = { .ncols = ncols };
-	const json_t *it;
-	size_t i;
+	const char *header[TABLE_MAX_COLS] = { 0 };
+	const json_t *it, *s;
+	size_t i, k;
 
 	sb_printf(b, "\n%s (%zu)\n", title, json_array_size(items));
 	if (json_array_size(items) == 0) {
 		sb_puts(b, "  none in the cache\n");
 		return;
 	}
+	for (size_t c = 0; c < ncols; c++)
+		header[c] = cols[c].header;
 	table_row(&t, header);
 	json_array_foreach(items, i, it) {
 		const char *cells[TABLE_MAX_COLS] = { 0 };
 		sbuf scratch = { 0 };
-		row(it, cells, &scratch);
+		for (size_t c = 0; c < ncols; c++) {
+			if (!cols[c].list) {
+				cells[c] = get_str(it, cols[c].key);
+				continue;
+			}
+			json_array_foreach(json_object_get(it, cols[c].key), k, s) {
+				if (json_is_string(s)) {
+					sb_sep(&scratch, "; ");
+					sb_puts(&scratch, json_string_value(s));
+				}
+			}
+			cells[c] = sb_str(&scratch);
+		}
 		t.oom |= scratch.oom;
 		table_row(&t, cells);
 		sb_free(&scratch);
@@ -1271,57 +1291,7 @@ static void render_section(sbuf *b, const char *title, const json_t *items, cons
 	table_print(&t, b, "  ");
 }
 
-static void allergy_row(const json_t *it, const char **cells, sbuf *scratch)
-{
-	const json_t *rx;
-	size_t i;
-
-	json_array_foreach(json_object_get(it, "reactions"), i, rx) {
-		if (json_is_string(rx)) {
-			sb_sep(scratch, "; ");
-			sb_puts(scratch, json_string_value(rx));
-		}
-	}
-	cells[0] = get_str(it, "text");
-	cells[1] = get_str(it, "criticality");
-	cells[2] = get_str(it, "verification");
-	cells[3] = sb_str(scratch);
-	cells[4] = get_str(it, "recorded");
-}
-
-static void medication_row(const json_t *it, const char **cells, sbuf *scratch)
-{
-	cells[0] = get_str(it, "text");
-	cells[1] = get_str(it, "status");
-	cells[2] = get_str(it, "dosage");
-	cells[3] = get_str(it, "authored");
-	cells[4] = get_str(it, "source");
-}
-
-static void problem_row(const json_t *it, const char **cells, sbuf *scratch)
-{
-	cells[0] = get_str(it, "text");
-	cells[1] = get_str(it, "onset");
-	cells[2] = get_str(it, "category");
-}
-
-static void vital_row(const json_t *it, const char **cells, sbuf *scratch)
-{
-	cells[0] = get_str(it, "display");
-	cells[1] = get_str(it, "value");
-	cells[2] = get_str(it, "unit");
-	cells[3] = get_str(it, "time");
-}
-
-static void lab_row(const json_t *it, const char **cells, sbuf *scratch)
-{
-	cells[0] = get_str(it, "display");
-	cells[1] = get_str(it, "value");
-	cells[2] = get_str(it, "unit");
-	cells[3] = get_str(it, "interpretation");
-	cells[4] = get_str(it, "time");
-	cells[5] = get_str(it, "reference_range");
-}
+#define SECTION_COLS(a) (a), sizeof(a) / sizeof((a)[0])
 
 /*
  * Render a summary as text (see summary.h). Reads summary only; *out is
@@ -1329,11 +1299,21 @@ static void lab_row(const json_t *it, const char **cells, sbuf *scratch)
  */
 int summary_render_text(const json_t *summary, char **out)
 {
-	static const char *const h_allergy[] = { "SUBSTANCE", "CRITICALITY", "VERIFICATION", "REACTIONS", "RECORDED" };
-	static const char *const h_med[] = { "MEDICATION", "STATUS", "DOSAGE", "AUTHORED", "SOURCE" };
-	static const char *const h_problem[] = { "PROBLEM", "ONSET", "CATEGORY" };
-	static const char *const h_vital[] = { "VITAL SIGN", "VALUE", "UNIT", "TIME" };
-	static const char *const h_lab[] = { "TEST", "VALUE", "UNIT", "FLAG", "TIME", "REFERENCE RANGE" };
+	static const text_col allergy[] = { { "SUBSTANCE", "text", false },
+					    { "CRITICALITY", "criticality", false },
+					    { "VERIFICATION", "verification", false },
+					    { "REACTIONS", "reactions", true },
+					    { "RECORDED", "recorded", false } };
+	static const text_col med[] = { { "MEDICATION", "text", false }, { "STATUS", "status", false },
+					{ "DOSAGE", "dosage", false }, { "AUTHORED", "authored", false },
+					{ "SOURCE", "source", false } };
+	static const text_col problem[] = { { "PROBLEM", "text", false }, { "ONSET", "onset", false },
+					    { "CATEGORY", "category", false } };
+	static const text_col vital[] = { { "VITAL SIGN", "display", false }, { "VALUE", "value", false },
+					  { "UNIT", "unit", false }, { "TIME", "time", false } };
+	static const text_col lab[] = { { "TEST", "display", false }, { "VALUE", "value", false },
+					{ "UNIT", "unit", false }, { "FLAG", "interpretation", false },
+					{ "TIME", "time", false }, { "REFERENCE RANGE", "reference_range", false } };
 	const json_t *p = json_object_get(summary, "patient"), *age = json_object_get(p, "age");
 	const char *asof = get_str(summary, "data_as_of");
 	char born[128];
@@ -1369,11 +1349,11 @@ int summary_render_text(const json_t *summary, char **out)
 	table_row(&t, (const char *const[]){ "Id", get_str(p, "id") });
 	table_print(&t, &b, "");
 
-	render_section(&b, "Allergies", json_object_get(summary, "allergies"), h_allergy, 5, allergy_row);
-	render_section(&b, "Medications", json_object_get(summary, "medications"), h_med, 5, medication_row);
-	render_section(&b, "Problems", json_object_get(summary, "problems"), h_problem, 3, problem_row);
-	render_section(&b, "Vital signs, latest of each", json_object_get(summary, "vitals"), h_vital, 4, vital_row);
-	render_section(&b, "Labs, latest of each, newest first", json_object_get(summary, "labs"), h_lab, 6, lab_row);
+	render_section(&b, "Allergies", json_object_get(summary, "allergies"), SECTION_COLS(allergy));
+	render_section(&b, "Medications", json_object_get(summary, "medications"), SECTION_COLS(med));
+	render_section(&b, "Problems", json_object_get(summary, "problems"), SECTION_COLS(problem));
+	render_section(&b, "Vital signs, latest of each", json_object_get(summary, "vitals"), SECTION_COLS(vital));
+	render_section(&b, "Labs, latest of each, newest first", json_object_get(summary, "labs"), SECTION_COLS(lab));
 	if (b.oom || !b.p) {
 		sb_free(&b);
 		return -ENOMEM;

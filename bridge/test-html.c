@@ -101,24 +101,35 @@ static void test_buf_cap_is_sticky(void)
 	html_buf_deinit(&z);
 }
 
+/* An input and the text it must give. */
+typedef struct str_case {
+	const char *in, *out;
+} str_case;
+
+/* Check fn on each case; a mismatch names the case's index. */
+static void check_cases(char *(*fn)(const char *), const str_case *cases, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		char *t = fn(cases[i].in);
+		CHECK_STR(t, cases[i].out);
+		if (!t || strcmp(t, cases[i].out) != 0)
+			fprintf(stderr, "  (case %zu)\n", i);
+		free(t);
+	}
+}
+
 static void test_esc_specials(void)
 {
-	char *t = esc("<a href=\"x\" title='y'>&amp;</a>");
-	CHECK_STR(t, "&lt;a href=&quot;x&quot; title=&#39;y&#39;&gt;&amp;amp;&lt;/a&gt;");
-	free(t);
-	t = esc("plain text\twith\nlines\r\n");
-	CHECK_STR(t, "plain text\twith\nlines\r\n");
-	free(t);
-	t = esc("");
-	CHECK_STR(t, "");
-	free(t);
-	t = esc(NULL);
-	CHECK_STR(t, "");
-	free(t);
-	/* Control characters other than tab/LF/CR become U+FFFD. */
-	t = esc("a\x01" "b\x7f" "c");
-	CHECK_STR(t, "a\xEF\xBF\xBD" "b\xEF\xBF\xBD" "c");
-	free(t);
+	static const str_case cases[] = {
+		{ "<a href=\"x\" title='y'>&amp;</a>",
+		  "&lt;a href=&quot;x&quot; title=&#39;y&#39;&gt;&amp;amp;&lt;/a&gt;" },
+		{ "plain text\twith\nlines\r\n", "plain text\twith\nlines\r\n" },
+		{ "", "" },
+		{ NULL, "" },
+		/* Control characters other than tab/LF/CR become U+FFFD. */
+		{ "a\x01" "b\x7f" "c", "a\xEF\xBF\xBD" "b\xEF\xBF\xBD" "c" },
+	};
+	check_cases(esc, cases, sizeof(cases) / sizeof(cases[0]));
 }
 
 static void test_esc_utf8(void)
@@ -129,9 +140,7 @@ static void test_esc_utf8(void)
 	CHECK_STR(t, ok);
 	free(t);
 
-	static const struct {
-		const char *in, *out;
-	} cases[] = {
+	static const str_case cases[] = {
 		{ "a\x80z", "a\xEF\xBF\xBDz" },                       /* lone continuation */
 		{ "a\xC0\xAFz", "a\xEF\xBF\xBD\xEF\xBF\xBDz" },       /* overlong '/': C0 never valid */
 		{ "a\xE0\x80\xAFz", "a\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBDz" }, /* overlong 3-byte */
@@ -142,13 +151,7 @@ static void test_esc_utf8(void)
 		{ "a\xE2\x82<", "a\xEF\xBF\xBD&lt;" },                /* truncated before a special */
 		{ "\xFF\xFE", "\xEF\xBF\xBD\xEF\xBF\xBD" },
 	};
-	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-		t = esc(cases[i].in);
-		CHECK_STR(t, cases[i].out);
-		if (!t || strcmp(t, cases[i].out) != 0)
-			fprintf(stderr, "  (case %zu)\n", i);
-		free(t);
-	}
+	check_cases(esc, cases, sizeof(cases) / sizeof(cases[0]));
 }
 
 static void test_escn_binary(void)
@@ -163,18 +166,13 @@ static void test_escn_binary(void)
 
 static void test_attr_url(void)
 {
-	char *t = url("Doe, Jane & co/ü?=#+%");
-	CHECK_STR(t, "Doe%2C%20Jane%20%26%20co%2F%C3%BC%3F%3D%23%2B%25");
-	free(t);
-	t = url("AZaz09-._~");
-	CHECK_STR(t, "AZaz09-._~");
-	free(t);
-	t = url("\"><script>");
-	CHECK_STR(t, "%22%3E%3Cscript%3E");
-	free(t);
-	t = url(NULL);
-	CHECK_STR(t, "");
-	free(t);
+	static const str_case cases[] = {
+		{ "Doe, Jane & co/ü?=#+%", "Doe%2C%20Jane%20%26%20co%2F%C3%BC%3F%3D%23%2B%25" },
+		{ "AZaz09-._~", "AZaz09-._~" },
+		{ "\"><script>", "%22%3E%3Cscript%3E" },
+		{ NULL, "" },
+	};
+	check_cases(url, cases, sizeof(cases) / sizeof(cases[0]));
 }
 
 int main(int argc, char **argv)

@@ -123,6 +123,34 @@ static const char *item_str(const json_t *sum, const char *section, size_t i, co
 	return json_string_value(json_object_get(json_array_get(json_object_get(sum, section), i), key));
 }
 
+/* An expected string member of an item: item i of a section, its key, the string. */
+typedef struct item_want {
+	size_t i;
+	const char *key, *want;
+} item_want;
+
+/* Check each expected member of section; a mismatch names the item and the key. */
+static void check_items(const json_t *sum, const char *section, const item_want *w, size_t n)
+{
+	for (size_t k = 0; k < n; k++) {
+		const char *got = item_str(sum, section, w[k].i, w[k].key);
+		CHECK_STR(got, w[k].want);
+		if (!got || strcmp(got, w[k].want) != 0)
+			fprintf(stderr, "  (%s[%zu].%s)\n", section, w[k].i, w[k].key);
+	}
+}
+
+/* A variant of an example resource: the example's name and the patch on it. */
+typedef struct variant_spec {
+	const char *name, *patch;
+} variant_spec;
+
+static void add_variants(rset *s, const variant_spec *v, size_t n)
+{
+	for (size_t k = 0; k < n; k++)
+		add(s, variant(v[k].name, v[k].patch));
+}
+
 /* The ids of a section joined with ',' into buf. */
 static const char *ids(const json_t *sum, const char *section, char *buf, size_t size)
 {
@@ -180,10 +208,13 @@ static void test_example_chart(void)
 
 	/* Allergies: high criticality first, then by text. */
 	CHECK_STR(ids(sum, "allergies", buf, sizeof(buf)), "example,medication,nkla");
-	CHECK_STR(item_str(sum, "allergies", 0, "text"), "Cashew nuts");
-	CHECK_STR(item_str(sum, "allergies", 0, "criticality"), "high");
-	CHECK_STR(item_str(sum, "allergies", 0, "verification"), "confirmed");
-	CHECK_STR(item_str(sum, "allergies", 0, "recorded"), "2014-10-09T14:58:00+11:00");
+	static const item_want allergies_want[] = {
+		{ 0, "text", "Cashew nuts" },
+		{ 0, "criticality", "high" },
+		{ 0, "verification", "confirmed" },
+		{ 0, "recorded", "2014-10-09T14:58:00+11:00" },
+	};
+	check_items(sum, "allergies", allergies_want, sizeof(allergies_want) / sizeof(allergies_want[0]));
 	const json_t *rx = json_object_get(json_array_get(json_object_get(sum, "allergies"), 0), "reactions");
 	CHECK_INT(json_array_size(rx), 2);
 	CHECK_STR(json_string_value(json_array_get(rx, 0)), "Anaphylactic reaction (severe)");
@@ -196,41 +227,50 @@ static void test_example_chart(void)
 	 * entered-in-error statement is left out); by text, then id. */
 	CHECK_STR(ids(sum, "medications", buf, sizeof(buf)), "medrx0302,medrx0311,medrx0325,example001,medrx0310");
 	/* From the contained Medication #med0320. */
-	CHECK_STR(item_str(sum, "medications", 0, "text"), "Azithromycin 250mg capsule (product)");
-	CHECK_STR(item_str(sum, "medications", 0, "dosage"), "Two tablets at once");
-	CHECK_STR(item_str(sum, "medications", 0, "authored"), "2015-01-15");
-	CHECK_STR(item_str(sum, "medications", 0, "source"), "request");
-	CHECK_STR(item_str(sum, "medications", 2, "text"), "Nystatin 100UNT/MG Topical Ointment");
-	CHECK_STR(item_str(sum, "medications", 2, "status"), "on-hold");
-	CHECK_STR(item_str(sum, "medications", 3, "source"), "statement");
-	CHECK_STR(item_str(sum, "medications", 3, "text"), "Tylenol PM");
-	CHECK_STR(item_str(sum, "medications", 3, "authored"), "2015-01-23");
+	static const item_want medications_want[] = {
+		{ 0, "text", "Azithromycin 250mg capsule (product)" },
+		{ 0, "dosage", "Two tablets at once" },
+		{ 0, "authored", "2015-01-15" },
+		{ 0, "source", "request" },
+		{ 2, "text", "Nystatin 100UNT/MG Topical Ointment" },
+		{ 2, "status", "on-hold" },
+		{ 3, "source", "statement" },
+		{ 3, "text", "Tylenol PM" },
+		{ 3, "authored", "2015-01-23" },
+	};
+	check_items(sum, "medications", medications_want, sizeof(medications_want) / sizeof(medications_want[0]));
 
 	/* Problems. */
 	CHECK_STR(ids(sum, "problems", buf, sizeof(buf)), "example2,example,stroke");
-	CHECK_STR(item_str(sum, "problems", 0, "onset"), "approximately November 2012");
-	CHECK_STR(item_str(sum, "problems", 0, "category"), "Problem List Item");
-	CHECK_STR(item_str(sum, "problems", 1, "text"), "Burnt Ear");
-	CHECK_STR(item_str(sum, "problems", 1, "category"), "Encounter Diagnosis");
+	static const item_want problems_want[] = {
+		{ 0, "onset", "approximately November 2012" },
+		{ 0, "category", "Problem List Item" },
+		{ 1, "text", "Burnt Ear" },
+		{ 1, "category", "Encounter Diagnosis" },
+	};
+	check_items(sum, "problems", problems_want, sizeof(problems_want) / sizeof(problems_want[0]));
 
 	/* Vitals in the fixed order, then the others; the entered-in-error
 	 * temperature (Observation/f202) is not among them. */
 	CHECK_STR(ids(sum, "vitals", buf, sizeof(buf)),
 		  "blood-pressure,heart-rate,respiratory-rate,body-temperature,satO2,example,body-height,bmi,"
 		  "head-circumference");
-	CHECK_STR(item_str(sum, "vitals", 0, "code"), "85354-9");
-	CHECK_STR(item_str(sum, "vitals", 0, "display"), "Blood pressure");
-	CHECK_STR(item_str(sum, "vitals", 0, "value"), "107/60");
-	CHECK_STR(item_str(sum, "vitals", 0, "unit"), "mmHg");
-	CHECK_STR(item_str(sum, "vitals", 0, "time"), "2012-09-17");
-	CHECK_STR(item_str(sum, "vitals", 3, "value"), "36.5");
-	CHECK_STR(item_str(sum, "vitals", 4, "code"), "2708-6");  /* coded 2708-6 and 59408-5 */
-	CHECK_STR(item_str(sum, "vitals", 5, "code"), "29463-7"); /* coded 29463-7 and 3141-9 */
-	CHECK_STR(item_str(sum, "vitals", 5, "display"), "Body weight");
-	CHECK_STR(item_str(sum, "vitals", 5, "value"), "185");
-	CHECK_STR(item_str(sum, "vitals", 5, "unit"), "lbs");
-	CHECK_STR(item_str(sum, "vitals", 6, "value"), "66.89999999999999");  /* as written in the example */
-	CHECK_STR(item_str(sum, "vitals", 8, "display"), "Head Circumference");
+	static const item_want vitals_want[] = {
+		{ 0, "code", "85354-9" },
+		{ 0, "display", "Blood pressure" },
+		{ 0, "value", "107/60" },
+		{ 0, "unit", "mmHg" },
+		{ 0, "time", "2012-09-17" },
+		{ 3, "value", "36.5" },
+		{ 4, "code", "2708-6" }, /* coded 2708-6 and 59408-5 */
+		{ 5, "code", "29463-7" }, /* coded 29463-7 and 3141-9 */
+		{ 5, "display", "Body weight" },
+		{ 5, "value", "185" },
+		{ 5, "unit", "lbs" },
+		{ 6, "value", "66.89999999999999" }, /* as written in the example */
+		{ 8, "display", "Head Circumference" },
+	};
+	check_items(sum, "vitals", vitals_want, sizeof(vitals_want) / sizeof(vitals_want[0]));
 	CHECK_INT(json_array_size(json_object_get(sum, "labs")), 0);  /* no Observation of category laboratory */
 
 	const json_t *counts = json_object_get(sum, "counts");
@@ -406,21 +446,27 @@ static void test_allergy_rules(void)
 
 	add(&s, load("Patient-example"));
 	/* Left out. */
-	add(&s, variant("AllergyIntolerance-example", "{'id': 'inactive', 'clinicalStatus': {'coding': [{'system':"
-			"'http://terminology.hl7.org/CodeSystem/allergyintolerance-clinical', 'code': 'inactive'}]}}"));
-	add(&s, variant("AllergyIntolerance-example", "{'id': 'resolved', 'clinicalStatus': {'coding': [{'code':"
-			" 'resolved'}]}}"));
-	add(&s, variant("AllergyIntolerance-example", "{'id': 'eie', 'verificationStatus': {'coding': [{'code':"
-			" 'entered-in-error'}]}}"));
-	add(&s, variant("AllergyIntolerance-example", "{'id': 'refuted', 'verificationStatus': {'coding': [{'code':"
-			" 'refuted'}]}}"));
+	static const variant_spec variants[] = {
+		{ "AllergyIntolerance-example", "{'id': 'inactive', 'clinicalStatus': {'coding': [{'system':"
+		  "'http://terminology.hl7.org/CodeSystem/allergyintolerance-clinical', 'code': 'inactive'}]}}" },
+		{ "AllergyIntolerance-example", "{'id': 'resolved', 'clinicalStatus': {'coding': [{'code':"
+		  " 'resolved'}]}}" },
+		{ "AllergyIntolerance-example", "{'id': 'eie', 'verificationStatus': {'coding': [{'code':"
+		  " 'entered-in-error'}]}}" },
+		{ "AllergyIntolerance-example", "{'id': 'refuted', 'verificationStatus': {'coding': [{'code':"
+		  " 'refuted'}]}}" },
+	};
+	add_variants(&s, variants, sizeof(variants) / sizeof(variants[0]));
 	/* Kept: no clinical status, or one without a code. */
-	add(&s, variant("AllergyIntolerance-medication", "{'id': 'nostatus', 'clinicalStatus': null, 'criticality':"
-			" 'low', 'meta': {'versionId': '3'}}"));
-	add(&s, variant("AllergyIntolerance-medication", "{'id': 'textstatus', 'clinicalStatus': {'text': '?'},"
-			" 'criticality': 'unable-to-assess', 'code': {'coding': [{'code': '7980'}]},"
-			" 'reaction': [{'severity': 'mild'}, {'description': 'itching'}, {}]}"));
-	add(&s, variant("AllergyIntolerance-nkla", "{'id': 'nocode', 'code': null}"));
+	static const variant_spec variants2[] = {
+		{ "AllergyIntolerance-medication", "{'id': 'nostatus', 'clinicalStatus': null, 'criticality':"
+		  " 'low', 'meta': {'versionId': '3'}}" },
+		{ "AllergyIntolerance-medication", "{'id': 'textstatus', 'clinicalStatus': {'text': '?'},"
+		  " 'criticality': 'unable-to-assess', 'code': {'coding': [{'code': '7980'}]},"
+		  " 'reaction': [{'severity': 'mild'}, {'description': 'itching'}, {}]}" },
+		{ "AllergyIntolerance-nkla", "{'id': 'nocode', 'code': null}" },
+	};
+	add_variants(&s, variants2, sizeof(variants2) / sizeof(variants2[0]));
 	REQUIRE(!s.bad);
 	json_t *sum = build(&s, &o);
 	REQUIRE(sum);
@@ -454,27 +500,30 @@ static void test_medication_rules(void)
 	add(&s, variant("MedicationRequest-medrx0302", "{'id': 'nostatus', 'status': null}"));
 	add(&s, variant("MedicationStatement-example001", "{'id': 'st-hold', 'status': 'on-hold'}"));
 	/* Kept, with their texts. */
-	add(&s, variant("MedicationRequest-medrx0310", "{'id': 'built', 'meta': {'versionId': '7'},"
-			" 'dosageInstruction': [{'timing': {'repeat': {'frequency': 1, 'period': 4, 'periodMax': 6,"
-			" 'periodUnit': 'h'}}, 'asNeededCodeableConcept': {'coding': [{'display': 'Restless Legs'}]},"
-			" 'route': {'coding': [{'display': 'Oral Route'}]}, 'doseAndRate': [{'doseRange':"
-			" {'low': {'value': 1, 'unit': 'TAB'}, 'high': {'value': 2, 'unit': 'TAB'}}}]}]}"));
-	add(&s, variant("MedicationRequest-medrx0325", "{'id': 'coding-display', 'medicationCodeableConcept':"
-			" {'coding': [{'code': '1'}, {'code': '2', 'display': 'B drug'}]},"
-			" 'dosageInstruction': [{'doseAndRate': [{'doseQuantity': {'value': 100, 'code': 'mg'}}],"
-			" 'timing': {'repeat': {'frequency': 3, 'period': 1, 'periodUnit': 'd'}},"
-			" 'asNeededBoolean': true}]}"));
-	add(&s, variant("MedicationRequest-medrx0325", "{'id': 'coding-code', 'medicationCodeableConcept':"
-			" {'coding': [{'code': 'C-code'}]}, 'dosageInstruction': [{'timing': {'code':"
-			" {'text': 'QD'}}}]}"));
-	add(&s, variant("MedicationRequest-medrx0302", "{'id': 'ref-display', 'medicationReference':"
-			" {'reference': '#med0320', 'display': 'A by display'}, 'dosageInstruction': []}"));
-	add(&s, variant("MedicationRequest-medrx0302", "{'id': 'ref-unresolved', 'medicationReference':"
-			" {'reference': '#nothere'}}"));
-	add(&s, variant("MedicationStatement-example001", "{'id': 'st-period', 'effectiveDateTime': null,"
-			" 'effectivePeriod': {'start': '2020-01-01'}, 'medicationReference': {'display': 'D'}}"));
-	add(&s, variant("MedicationStatement-example001", "{'id': 'st-asserted', 'effectiveDateTime': null,"
-			" 'medicationReference': {'display': 'E'}}"));
+	static const variant_spec variants3[] = {
+		{ "MedicationRequest-medrx0310", "{'id': 'built', 'meta': {'versionId': '7'},"
+		  " 'dosageInstruction': [{'timing': {'repeat': {'frequency': 1, 'period': 4, 'periodMax': 6,"
+		  " 'periodUnit': 'h'}}, 'asNeededCodeableConcept': {'coding': [{'display': 'Restless Legs'}]},"
+		  " 'route': {'coding': [{'display': 'Oral Route'}]}, 'doseAndRate': [{'doseRange':"
+		  " {'low': {'value': 1, 'unit': 'TAB'}, 'high': {'value': 2, 'unit': 'TAB'}}}]}]}" },
+		{ "MedicationRequest-medrx0325", "{'id': 'coding-display', 'medicationCodeableConcept':"
+		  " {'coding': [{'code': '1'}, {'code': '2', 'display': 'B drug'}]},"
+		  " 'dosageInstruction': [{'doseAndRate': [{'doseQuantity': {'value': 100, 'code': 'mg'}}],"
+		  " 'timing': {'repeat': {'frequency': 3, 'period': 1, 'periodUnit': 'd'}},"
+		  " 'asNeededBoolean': true}]}" },
+		{ "MedicationRequest-medrx0325", "{'id': 'coding-code', 'medicationCodeableConcept':"
+		  " {'coding': [{'code': 'C-code'}]}, 'dosageInstruction': [{'timing': {'code':"
+		  " {'text': 'QD'}}}]}" },
+		{ "MedicationRequest-medrx0302", "{'id': 'ref-display', 'medicationReference':"
+		  " {'reference': '#med0320', 'display': 'A by display'}, 'dosageInstruction': []}" },
+		{ "MedicationRequest-medrx0302", "{'id': 'ref-unresolved', 'medicationReference':"
+		  " {'reference': '#nothere'}}" },
+		{ "MedicationStatement-example001", "{'id': 'st-period', 'effectiveDateTime': null,"
+		  " 'effectivePeriod': {'start': '2020-01-01'}, 'medicationReference': {'display': 'D'}}" },
+		{ "MedicationStatement-example001", "{'id': 'st-asserted', 'effectiveDateTime': null,"
+		  " 'medicationReference': {'display': 'E'}}" },
+	};
+	add_variants(&s, variants3, sizeof(variants3) / sizeof(variants3[0]));
 	REQUIRE(!s.bad);
 	json_t *sum = build(&s, &o);
 	REQUIRE(sum);
@@ -482,14 +531,17 @@ static void test_medication_rules(void)
 		  "ref-display,coding-display,coding-code,st-period,st-asserted,built,ref-unresolved");
 	CHECK_STR(item_str(sum, "medications", 0, "text"), "A by display");
 	CHECK(json_is_null(json_object_get(json_array_get(json_object_get(sum, "medications"), 0), "dosage")));
-	CHECK_STR(item_str(sum, "medications", 1, "text"), "B drug");
-	CHECK_STR(item_str(sum, "medications", 1, "dosage"), "100 mg, 3 times per 1 d, as needed");
-	CHECK_STR(item_str(sum, "medications", 2, "text"), "C-code");
-	CHECK_STR(item_str(sum, "medications", 2, "dosage"), "QD");
-	CHECK_STR(item_str(sum, "medications", 3, "authored"), "2020-01-01");
-	CHECK_STR(item_str(sum, "medications", 3, "source"), "statement");
-	CHECK_STR(item_str(sum, "medications", 4, "authored"), "2015-02-22");  /* dateAsserted */
-	CHECK_STR(item_str(sum, "medications", 5, "text"), "Tylenol PM");
+	static const item_want medications_want2[] = {
+		{ 1, "text", "B drug" },
+		{ 1, "dosage", "100 mg, 3 times per 1 d, as needed" },
+		{ 2, "text", "C-code" },
+		{ 2, "dosage", "QD" },
+		{ 3, "authored", "2020-01-01" },
+		{ 3, "source", "statement" },
+		{ 4, "authored", "2015-02-22" }, /* dateAsserted */
+		{ 5, "text", "Tylenol PM" },
+	};
+	check_items(sum, "medications", medications_want2, sizeof(medications_want2) / sizeof(medications_want2[0]));
 	CHECK_STR(item_str(sum, "medications", 5, "dosage"),
 		  "1 - 2 TAB, Oral Route, every 4-6 h, as needed for Restless Legs");
 	CHECK_STR(item_str(sum, "medications", 5, "version_id"), "7");
@@ -505,35 +557,41 @@ static void test_problem_rules(void)
 	char buf[512];
 
 	add(&s, load("Patient-example"));
-	add(&s, variant("Condition-example", "{'id': 'resolved', 'clinicalStatus': {'coding': [{'code':"
-			" 'resolved'}]}}"));
-	add(&s, variant("Condition-example", "{'id': 'inactive', 'clinicalStatus': {'coding': [{'code':"
-			" 'inactive'}]}}"));
-	add(&s, variant("Condition-example", "{'id': 'remission', 'clinicalStatus': {'coding': [{'code':"
-			" 'remission'}]}}"));
-	add(&s, variant("Condition-example", "{'id': 'nostatus', 'clinicalStatus': null}"));
-	add(&s, variant("Condition-example", "{'id': 'eie', 'verificationStatus': {'coding': [{'code':"
-			" 'entered-in-error'}]}}"));
-	add(&s, variant("Condition-example", "{'id': 'refuted', 'verificationStatus': {'coding': [{'code':"
-			" 'refuted'}]}}"));
-	add(&s, variant("Condition-example", "{'id': 'recurrence', 'clinicalStatus': {'coding': [{'code':"
-			" 'recurrence'}]}, 'code': {'text': 'A'}, 'onsetDateTime': null, 'onsetAge': {'value': 52,"
-			" 'unit': 'years'}, 'category': [{'coding': [{'system': 'http://snomed.info/sct', 'code':"
-			" '55607006', 'display': 'Problem'},"
-			" {'system': 'http://terminology.hl7.org/CodeSystem/condition-category',"
-			" 'code': 'problem-list-item'}]}]}"));
-	add(&s, variant("Condition-example", "{'id': 'relapse', 'clinicalStatus': {'coding': [{'code':"
-			" 'relapse'}]}, 'code': {'text': 'B'}, 'onsetDateTime': null, 'onsetRange': {'low':"
-			" {'value': 40, 'unit': 'a'}, 'high': {'value': 45}}, 'category': null}"));
-	add(&s, variant("Condition-example", "{'id': 'period', 'code': {'text': 'C'}, 'onsetDateTime': null,"
-			" 'onsetPeriod': {'start': '2001-02'}, 'category': [{'text': 'Own category'}]}"));
+	static const variant_spec variants4[] = {
+		{ "Condition-example", "{'id': 'resolved', 'clinicalStatus': {'coding': [{'code':"
+		  " 'resolved'}]}}" },
+		{ "Condition-example", "{'id': 'inactive', 'clinicalStatus': {'coding': [{'code':"
+		  " 'inactive'}]}}" },
+		{ "Condition-example", "{'id': 'remission', 'clinicalStatus': {'coding': [{'code':"
+		  " 'remission'}]}}" },
+		{ "Condition-example", "{'id': 'nostatus', 'clinicalStatus': null}" },
+		{ "Condition-example", "{'id': 'eie', 'verificationStatus': {'coding': [{'code':"
+		  " 'entered-in-error'}]}}" },
+		{ "Condition-example", "{'id': 'refuted', 'verificationStatus': {'coding': [{'code':"
+		  " 'refuted'}]}}" },
+		{ "Condition-example", "{'id': 'recurrence', 'clinicalStatus': {'coding': [{'code':"
+		  " 'recurrence'}]}, 'code': {'text': 'A'}, 'onsetDateTime': null, 'onsetAge': {'value': 52,"
+		  " 'unit': 'years'}, 'category': [{'coding': [{'system': 'http://snomed.info/sct', 'code':"
+		  " '55607006', 'display': 'Problem'},"
+		  " {'system': 'http://terminology.hl7.org/CodeSystem/condition-category',"
+		  " 'code': 'problem-list-item'}]}]}" },
+		{ "Condition-example", "{'id': 'relapse', 'clinicalStatus': {'coding': [{'code':"
+		  " 'relapse'}]}, 'code': {'text': 'B'}, 'onsetDateTime': null, 'onsetRange': {'low':"
+		  " {'value': 40, 'unit': 'a'}, 'high': {'value': 45}}, 'category': null}" },
+		{ "Condition-example", "{'id': 'period', 'code': {'text': 'C'}, 'onsetDateTime': null,"
+		  " 'onsetPeriod': {'start': '2001-02'}, 'category': [{'text': 'Own category'}]}" },
+	};
+	add_variants(&s, variants4, sizeof(variants4) / sizeof(variants4[0]));
 	REQUIRE(!s.bad);
 	json_t *sum = build(&s, &o);
 	REQUIRE(sum);
 	CHECK_STR(ids(sum, "problems", buf, sizeof(buf)), "recurrence,relapse,period");
-	CHECK_STR(item_str(sum, "problems", 0, "onset"), "52 years");
-	CHECK_STR(item_str(sum, "problems", 0, "category"), "problem-list-item");
-	CHECK_STR(item_str(sum, "problems", 1, "onset"), "40 - 45 a");
+	static const item_want problems_want2[] = {
+		{ 0, "onset", "52 years" },
+		{ 0, "category", "problem-list-item" },
+		{ 1, "onset", "40 - 45 a" },
+	};
+	check_items(sum, "problems", problems_want2, sizeof(problems_want2) / sizeof(problems_want2[0]));
 	CHECK(json_is_null(json_object_get(json_array_get(json_object_get(sum, "problems"), 1), "category")));
 	CHECK_STR(item_str(sum, "problems", 2, "onset"), "2001-02");
 	CHECK_STR(item_str(sum, "problems", 2, "category"), "Own category");
@@ -558,23 +616,29 @@ static void test_vitals_latest(void)
 			" 'effectivePeriod': {'start': '1999-07-02T09:00:00Z'}, 'valueQuantity': {'value': 60,"
 			" 'code': '/min'}}"));
 	/* Newer, but not shown: entered in error, cancelled, without a value. */
-	add(&s, variant("Observation-heart-rate", "{'id': 'hr-eie', 'status': 'entered-in-error',"
-			" 'effectiveDateTime': '2020-01-01T00:00:00Z'}"));
-	add(&s, variant("Observation-heart-rate", "{'id': 'hr-cancelled', 'status': 'cancelled',"
-			" 'effectiveDateTime': '2020-01-01T00:00:00Z'}"));
-	add(&s, variant("Observation-heart-rate", "{'id': 'hr-novalue', 'valueQuantity': null, 'dataAbsentReason':"
-			" {'text': 'asked'}, 'effectiveDateTime': '2020-01-01T00:00:00Z'}"));
+	static const variant_spec variants5[] = {
+		{ "Observation-heart-rate", "{'id': 'hr-eie', 'status': 'entered-in-error',"
+		  " 'effectiveDateTime': '2020-01-01T00:00:00Z'}" },
+		{ "Observation-heart-rate", "{'id': 'hr-cancelled', 'status': 'cancelled',"
+		  " 'effectiveDateTime': '2020-01-01T00:00:00Z'}" },
+		{ "Observation-heart-rate", "{'id': 'hr-novalue', 'valueQuantity': null, 'dataAbsentReason':"
+		  " {'text': 'asked'}, 'effectiveDateTime': '2020-01-01T00:00:00Z'}" },
+	};
+	add_variants(&s, variants5, sizeof(variants5) / sizeof(variants5[0]));
 	/* Not a vital sign: no category. */
 	add(&s, variant("Observation-heart-rate", "{'id': 'hr-nocat', 'category': null,"
 			" 'effectiveDateTime': '2021-01-01T00:00:00Z'}"));
 	/* Temperature: same instant twice, lastUpdated decides; then the id. */
-	add(&s, variant("Observation-body-temperature", "{'id': 't-a',"
-			" 'effectiveDateTime': '2001-01-01T12:00:00+01:00',"
-			" 'meta': {'lastUpdated': '2001-01-02T00:00:00Z'}, 'valueQuantity': {'value': 37.1}}"));
-	add(&s, variant("Observation-body-temperature", "{'id': 't-b', 'effectiveDateTime': '2001-01-01T11:00:00Z',"
-			" 'meta': {'lastUpdated': '2001-01-01T23:00:00Z'}, 'valueQuantity': {'value': 37.2}}"));
-	add(&s, variant("Observation-respiratory-rate", "{'id': 'rr-a', 'effectiveDateTime': '2001-01-01T11:00:00Z'}"));
-	add(&s, variant("Observation-respiratory-rate", "{'id': 'rr-b', 'effectiveDateTime': '2001-01-01T11:00:00Z'}"));
+	static const variant_spec variants6[] = {
+		{ "Observation-body-temperature", "{'id': 't-a',"
+		  " 'effectiveDateTime': '2001-01-01T12:00:00+01:00',"
+		  " 'meta': {'lastUpdated': '2001-01-02T00:00:00Z'}, 'valueQuantity': {'value': 37.1}}" },
+		{ "Observation-body-temperature", "{'id': 't-b', 'effectiveDateTime': '2001-01-01T11:00:00Z',"
+		  " 'meta': {'lastUpdated': '2001-01-01T23:00:00Z'}, 'valueQuantity': {'value': 37.2}}" },
+		{ "Observation-respiratory-rate", "{'id': 'rr-a', 'effectiveDateTime': '2001-01-01T11:00:00Z'}" },
+		{ "Observation-respiratory-rate", "{'id': 'rr-b', 'effectiveDateTime': '2001-01-01T11:00:00Z'}" },
+	};
+	add_variants(&s, variants6, sizeof(variants6) / sizeof(variants6[0]));
 	/* Blood pressure: the newer panel lacks its diastolic value; a newer
 	 * cancelled one is skipped. */
 	add(&s, load("Observation-blood-pressure"));
@@ -597,18 +661,21 @@ static void test_vitals_latest(void)
 	json_t *sum = build(&s, &o);
 	REQUIRE(sum);
 	CHECK_STR(ids(sum, "vitals", buf, sizeof(buf)), "bp-dar,hr-0900z,rr-b,t-a,avpu,local");
-	CHECK_STR(item_str(sum, "vitals", 0, "value"), "107/?");
-	CHECK_STR(item_str(sum, "vitals", 0, "unit"), "mmHg");
-	CHECK_STR(item_str(sum, "vitals", 1, "value"), "60");
-	CHECK_STR(item_str(sum, "vitals", 1, "unit"), "/min");  /* code when there is no unit */
-	CHECK_STR(item_str(sum, "vitals", 1, "time"), "1999-07-02T09:00:00Z");
-	CHECK_STR(item_str(sum, "vitals", 3, "value"), "37.1");
-	CHECK_STR(item_str(sum, "vitals", 4, "display"), "AVPU");
-	CHECK_STR(item_str(sum, "vitals", 4, "value"), "Alert");
-	CHECK_STR(item_str(sum, "vitals", 4, "time"), "not a time");
-	CHECK_STR(item_str(sum, "vitals", 5, "code"), "PAIN");
-	CHECK_STR(item_str(sum, "vitals", 5, "display"), "Pain score");
-	CHECK_STR(item_str(sum, "vitals", 5, "value"), "3");
+	static const item_want vitals_want2[] = {
+		{ 0, "value", "107/?" },
+		{ 0, "unit", "mmHg" },
+		{ 1, "value", "60" },
+		{ 1, "unit", "/min" }, /* code when there is no unit */
+		{ 1, "time", "1999-07-02T09:00:00Z" },
+		{ 3, "value", "37.1" },
+		{ 4, "display", "AVPU" },
+		{ 4, "value", "Alert" },
+		{ 4, "time", "not a time" },
+		{ 5, "code", "PAIN" },
+		{ 5, "display", "Pain score" },
+		{ 5, "value", "3" },
+	};
+	check_items(sum, "vitals", vitals_want2, sizeof(vitals_want2) / sizeof(vitals_want2[0]));
 	CHECK(json_is_null(json_object_get(json_array_get(json_object_get(sum, "vitals"), 5), "unit")));
 	json_decref(sum);
 	rset_free(&s);
@@ -650,18 +717,21 @@ static void test_labs(void)
 	json_t *sum = build(&s, &o);
 	REQUIRE(sum);
 	CHECK_STR(ids(sum, "labs", buf, sizeof(buf)), "f005,f001-z,coded,ratio,untimed");
-	CHECK_STR(item_str(sum, "labs", 0, "display"), "Hemoglobin [Mass/volume] in Blood");
-	CHECK_STR(item_str(sum, "labs", 0, "value"), "7.2");
-	CHECK_STR(item_str(sum, "labs", 0, "unit"), "g/dl");
-	CHECK_STR(item_str(sum, "labs", 0, "interpretation"), "Low");
-	CHECK_STR(item_str(sum, "labs", 0, "reference_range"), "7.5 - 10 g/dl");
-	CHECK_STR(item_str(sum, "labs", 1, "value"), "9.9");
-	CHECK_STR(item_str(sum, "labs", 1, "display"), "15074-8");  /* no text or display: the code */
-	CHECK_STR(item_str(sum, "labs", 2, "value"), "Group O");
-	CHECK_STR(item_str(sum, "labs", 3, "value"), "1/128");
-	CHECK_STR(item_str(sum, "labs", 3, "reference_range"), "<= 0.5 ratio");
-	CHECK_STR(item_str(sum, "labs", 4, "value"), "yellow");
-	CHECK_STR(item_str(sum, "labs", 4, "reference_range"), ">= 22");
+	static const item_want labs_want[] = {
+		{ 0, "display", "Hemoglobin [Mass/volume] in Blood" },
+		{ 0, "value", "7.2" },
+		{ 0, "unit", "g/dl" },
+		{ 0, "interpretation", "Low" },
+		{ 0, "reference_range", "7.5 - 10 g/dl" },
+		{ 1, "value", "9.9" },
+		{ 1, "display", "15074-8" }, /* no text or display: the code */
+		{ 2, "value", "Group O" },
+		{ 3, "value", "1/128" },
+		{ 3, "reference_range", "<= 0.5 ratio" },
+		{ 4, "value", "yellow" },
+		{ 4, "reference_range", ">= 22" },
+	};
+	check_items(sum, "labs", labs_want, sizeof(labs_want) / sizeof(labs_want[0]));
 	CHECK(json_is_null(json_object_get(json_array_get(json_object_get(sum, "labs"), 4), "time")));
 	CHECK_INT(json_array_size(json_object_get(sum, "vitals")), 0);
 	json_decref(sum);
@@ -672,10 +742,13 @@ static void test_labs(void)
 	REQUIRE(s.r[4]);
 	sum = build(&s, &o);
 	REQUIRE(sum);
-	CHECK_STR(item_str(sum, "labs", 1, "id"), "f001");
-	CHECK_STR(item_str(sum, "labs", 1, "value"), "6.3");
-	CHECK_STR(item_str(sum, "labs", 1, "interpretation"), "High");
-	CHECK_STR(item_str(sum, "labs", 1, "reference_range"), "3.1 - 6.2 mmol/l");
+	static const item_want labs_want2[] = {
+		{ 1, "id", "f001" },
+		{ 1, "value", "6.3" },
+		{ 1, "interpretation", "High" },
+		{ 1, "reference_range", "3.1 - 6.2 mmol/l" },
+	};
+	check_items(sum, "labs", labs_want2, sizeof(labs_want2) / sizeof(labs_want2[0]));
 	json_decref(sum);
 
 	/* At most max_labs, the newest. */

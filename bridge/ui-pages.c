@@ -64,6 +64,124 @@ static void charting_off_page(ui_req *q)
 
 /* ---- home and search -------------------------------------------------------- */
 
+/* ---- list tables: a column spec per table, one renderer ---------------------- */
+
+/* What a row's action column needs: the request, the patient and the forms' state. */
+typedef struct table_ctx {
+	ui_req *q;
+	const char *patient;
+	const ui_form_state *fs;
+} table_ctx;
+
+typedef enum {
+	CELL_TEXT,	/* the string at key, or "-" */
+	CELL_TIME,	/* the instant at key, in the site's time zone */
+	CELL_LIST,	/* the strings of the array at key, joined by "; " */
+	CELL_QUANTITY,	/* the string at key and the "unit" after it, in a value cell */
+	CELL_CALL,	/* whatever put writes */
+} cell_kind;
+
+typedef struct table_col {
+	const char *header;
+	const char *key;
+	cell_kind kind;
+	void (*put)(html_buf *b, const json_t *row); /* CELL_CALL only */
+} table_col;
+
+typedef struct table_spec {
+	const char *id;	/* of the table, or NULL */
+	const table_col *cols;
+	size_t n_cols;
+	bool newest_first;				   /* the list is oldest first: show it backwards */
+	void (*row_attrs)(html_buf *b, const json_t *row); /* after "<tr", or NULL */
+	void (*action)(const table_ctx *c, html_buf *b, const json_t *row); /* a last "Change" column, or NULL */
+} table_spec;
+
+#define TABLE_COLS(a) .cols = (a), .n_cols = sizeof(a) / sizeof((a)[0])
+
+static void put_cell(html_buf *b, const table_col *col, const json_t *row)
+{
+	size_t k;
+	json_t *s;
+	html_puts(b, col->kind == CELL_QUANTITY ? "<td class=\"value\">" : "<td>");
+	switch (col->kind) {
+	case CELL_TEXT:
+		put_or_dash(b, js(row, col->key));
+		break;
+	case CELL_TIME:
+		ui_put_time(b, js(row, col->key));
+		break;
+	case CELL_LIST:
+		json_array_foreach(json_object_get(row, col->key), k, s)
+		{
+			if (k)
+				html_puts(b, "; ");
+			html_esc(b, json_string_value(s));
+		}
+		break;
+	case CELL_QUANTITY:
+		put_or_dash(b, js(row, col->key));
+		if (js(row, "unit")) {
+			html_puts(b, " ");
+			html_esc(b, js(row, "unit"));
+		}
+		break;
+	case CELL_CALL:
+		col->put(b, row);
+		break;
+	}
+	html_puts(b, "</td>");
+}
+
+/* The table of list under spec: the header row, then one row per item. c is for the action column (may be NULL
+ * without one). */
+static void put_table(html_buf *b, const table_spec *spec, const json_t *list, const table_ctx *c)
+{
+	html_puts(b, "<table class=\"list\"");
+	if (spec->id)
+		html_printf(b, " id=\"%s\"", spec->id);
+	html_puts(b, "><thead><tr>");
+	for (size_t k = 0; k < spec->n_cols; k++)
+		html_printf(b, "<th>%s</th>", spec->cols[k].header);
+	if (spec->action)
+		html_puts(b, "<th>Change</th>");
+	html_puts(b, "</tr></thead><tbody>");
+	size_t n = json_array_size(list);
+	for (size_t i = 0; i < n; i++) {
+		const json_t *row = json_array_get(list, spec->newest_first ? n - 1 - i : i);
+		html_puts(b, "<tr");
+		if (spec->row_attrs)
+			spec->row_attrs(b, row);
+		html_puts(b, ">");
+		for (size_t k = 0; k < spec->n_cols; k++)
+			put_cell(b, &spec->cols[k], row);
+		if (spec->action) {
+			html_puts(b, "<td>");
+			spec->action(c, b, row);
+			html_puts(b, "</td>");
+		}
+		html_puts(b, "</tr>");
+	}
+	html_puts(b, "</tbody></table>");
+}
+
+/* A card of the patient page: its title, then the table of list or the none message when list is empty. */
+typedef struct section_spec {
+	const char *id, *title, *none;
+	table_spec table;
+} section_spec;
+
+static void put_section(html_buf *b, const section_spec *sec, const json_t *list, const table_ctx *c)
+{
+	html_printf(b, "<section class=\"card\" id=\"%s\"><h2>%s</h2>", sec->id, sec->title);
+	if (!json_array_size(list)) {
+		html_printf(b, "<p class=\"none\">%s</p></section>", sec->none);
+		return;
+	}
+	put_table(b, &sec->table, list, c);
+	html_puts(b, "</section>");
+}
+
 static void search_form(html_buf *b, const char *text)
 {
 	html_puts(b, "<form method=\"get\" action=\"/search\" class=\"card search\" role=\"search\">"
@@ -87,6 +205,26 @@ void ui_page_home(ui_req *q)
 			      "bridge's configuration. The cached summaries can still be read.</p>");
 	ui_page_end(q, &b, 200);
 }
+
+/* The name cell of a search result: a link to the patient page. */
+static void search_name(html_buf *b, const json_t *p)
+{
+	html_puts(b, "<a href=\"/patient/");
+	html_attr_url(b, js(p, "id"));
+	html_puts(b, "\">");
+	html_esc(b, nz(js(p, "name")) ? js(p, "name") : "(no name)");
+	html_puts(b, "</a>");
+	if (json_is_true(json_object_get(p, "deceased")))
+		html_puts(b, " <span class=\"badge\">deceased</span>");
+}
+
+static const table_col search_cols[] = {
+	{ "Name", NULL, CELL_CALL, search_name },
+	{ "MRN", "mrn", CELL_TEXT, NULL },
+	{ "Birth date", "birth_date", CELL_TEXT, NULL },
+	{ "Gender", "gender", CELL_TEXT, NULL },
+};
+static const table_spec search_table = { .id = "results", TABLE_COLS(search_cols) };
 
 void ui_page_search(ui_req *q)
 {
@@ -130,28 +268,7 @@ void ui_page_search(ui_req *q)
 	} else {
 		html_printf(&b, "<p>%zu patient%s%s</p>", n, n == 1 ? "" : "s",
 			    n == SEARCH_LIMIT ? " (the first ones: narrow the search)" : "");
-		html_puts(&b, "<table class=\"list\" id=\"results\"><thead><tr><th>Name</th><th>MRN</th><th>Birth "
-			      "date</th><th>Gender</th></tr></thead><tbody>");
-		size_t i;
-		json_t *p;
-		json_array_foreach(rows, i, p)
-		{
-			html_puts(&b, "<tr><td><a href=\"/patient/");
-			html_attr_url(&b, js(p, "id"));
-			html_puts(&b, "\">");
-			html_esc(&b, nz(js(p, "name")) ? js(p, "name") : "(no name)");
-			html_puts(&b, "</a>");
-			if (json_is_true(json_object_get(p, "deceased")))
-				html_puts(&b, " <span class=\"badge\">deceased</span>");
-			html_puts(&b, "</td><td>");
-			put_or_dash(&b, js(p, "mrn"));
-			html_puts(&b, "</td><td>");
-			put_or_dash(&b, js(p, "birth_date"));
-			html_puts(&b, "</td><td>");
-			put_or_dash(&b, js(p, "gender"));
-			html_puts(&b, "</td></tr>");
-		}
-		html_puts(&b, "</tbody></table>");
+		put_table(&b, &search_table, rows, NULL);
 	}
 	json_decref(rows);
 	ui_page_end(q, &b, 200);
@@ -528,163 +645,112 @@ static void put_demographics(html_buf *b, const json_t *sum, bool temp)
 	html_puts(b, "</dd></dl></section>");
 }
 
-static void put_allergies(ui_req *q, html_buf *b, const char *patient, const json_t *list, const ui_form_state *fs)
+static void allergy_attrs(html_buf *b, const json_t *a)
 {
-	html_puts(b, "<section class=\"card\" id=\"allergies\"><h2>Allergies</h2>");
-	if (!json_array_size(list)) {
-		html_puts(b, "<p class=\"none\">No active allergy in the cached record.</p></section>");
-		return;
-	}
-	html_puts(b, "<table class=\"list\"><thead><tr><th>Substance</th><th>Criticality</th><th>Reactions</th>"
-		     "<th>Recorded</th><th>Change</th></tr></thead><tbody>");
-	size_t i, k;
-	json_t *a, *r;
-	json_array_foreach(list, i, a)
-	{
-		const char *crit = js(a, "criticality");
-		html_printf(b, "<tr%s><td>", crit && strcmp(crit, "high") == 0 ? " class=\"high\"" : "");
-		put_or_dash(b, js(a, "text"));
-		html_puts(b, "</td><td>");
-		put_or_dash(b, crit);
-		html_puts(b, "</td><td>");
-		json_array_foreach(json_object_get(a, "reactions"), k, r)
-		{
-			if (k)
-				html_puts(b, "; ");
-			html_esc(b, json_string_value(r));
-		}
-		html_puts(b, "</td><td>");
-		ui_put_time(b, js(a, "recorded"));
-		html_puts(b, "</td><td>");
-		if (js(a, "id") && charting_on(q))
-			change_form(q, b, patient, "allergy-error", js(a, "id"), "Entered in error", fs);
-		html_puts(b, "</td></tr>");
-	}
-	html_puts(b, "</tbody></table></section>");
+	const char *crit = js(a, "criticality");
+	if (crit && strcmp(crit, "high") == 0)
+		html_puts(b, " class=\"high\"");
 }
 
-static void put_medications(ui_req *q, html_buf *b, const char *patient, const json_t *list, const ui_form_state *fs)
+static void allergy_action(const table_ctx *c, html_buf *b, const json_t *a)
 {
-	html_puts(b, "<section class=\"card\" id=\"medications\"><h2>Active medications</h2>");
-	if (!json_array_size(list)) {
-		html_puts(b, "<p class=\"none\">No active medication in the cached record.</p></section>");
-		return;
-	}
-	html_puts(b, "<table class=\"list\"><thead><tr><th>Medication</th><th>Dosage</th><th>Status</th><th>Since</th>"
-		     "<th>Change</th></tr></thead><tbody>");
-	size_t i;
-	json_t *m;
-	json_array_foreach(list, i, m)
-	{
-		html_puts(b, "<tr><td>");
-		put_or_dash(b, js(m, "text"));
-		html_puts(b, "</td><td>");
-		put_or_dash(b, js(m, "dosage"));
-		html_puts(b, "</td><td>");
-		put_or_dash(b, js(m, "status"));
-		html_puts(b, "</td><td>");
-		ui_put_time(b, js(m, "authored"));
-		html_puts(b, "</td><td>");
-		const char *src = js(m, "source");
-		if (src && strcmp(src, "request") == 0 && js(m, "id") && charting_on(q))
-			change_form(q, b, patient, "med-stop", js(m, "id"), "Stop", fs);
-		html_puts(b, "</td></tr>");
-	}
-	html_puts(b, "</tbody></table></section>");
+	if (js(a, "id") && charting_on(c->q))
+		change_form(c->q, b, c->patient, "allergy-error", js(a, "id"), "Entered in error", c->fs);
 }
 
-static void put_problems(html_buf *b, const json_t *list)
+static void medication_action(const table_ctx *c, html_buf *b, const json_t *m)
 {
-	html_puts(b, "<section class=\"card\" id=\"problems\"><h2>Problems</h2>");
-	if (!json_array_size(list)) {
-		html_puts(b, "<p class=\"none\">No active problem in the cached record.</p></section>");
-		return;
-	}
-	html_puts(b, "<table class=\"list\"><thead><tr><th>Problem</th><th>Onset</th><th>Category</th></tr></thead>"
-		     "<tbody>");
-	size_t i;
-	json_t *p;
-	json_array_foreach(list, i, p)
-	{
-		html_puts(b, "<tr><td>");
-		put_or_dash(b, js(p, "text"));
-		html_puts(b, "</td><td>");
-		ui_put_time(b, js(p, "onset"));
-		html_puts(b, "</td><td>");
-		put_or_dash(b, js(p, "category"));
-		html_puts(b, "</td></tr>");
-	}
-	html_puts(b, "</tbody></table></section>");
+	const char *src = js(m, "source");
+	if (src && strcmp(src, "request") == 0 && js(m, "id") && charting_on(c->q))
+		change_form(c->q, b, c->patient, "med-stop", js(m, "id"), "Stop", c->fs);
 }
 
-static void put_observations(html_buf *b, const json_t *list, bool labs)
+static void entry_attrs(html_buf *b, const json_t *e)
 {
-	html_printf(b, "<section class=\"card\" id=\"%s\"><h2>%s</h2>", labs ? "labs" : "vitals",
-		    labs ? "Latest labs" : "Latest vital signs");
-	if (!json_array_size(list)) {
-		html_puts(b, "<p class=\"none\">None in the cached record.</p></section>");
-		return;
-	}
-	html_printf(b, "<table class=\"list\"><thead><tr><th>%s</th><th>Value</th>%s<th>Time</th></tr></thead><tbody>",
-		    labs ? "Test" : "Sign", labs ? "<th>Flag</th><th>Reference</th>" : "");
-	size_t i;
-	json_t *o;
-	json_array_foreach(list, i, o)
-	{
-		html_puts(b, "<tr><td>");
-		put_or_dash(b, js(o, "display"));
-		html_puts(b, "</td><td class=\"value\">");
-		put_or_dash(b, js(o, "value"));
-		if (js(o, "unit")) {
-			html_puts(b, " ");
-			html_esc(b, js(o, "unit"));
-		}
-		html_puts(b, "</td>");
-		if (labs) {
-			html_puts(b, "<td>");
-			put_or_dash(b, js(o, "interpretation"));
-			html_puts(b, "</td><td>");
-			put_or_dash(b, js(o, "reference_range"));
-			html_puts(b, "</td>");
-		}
-		html_puts(b, "<td>");
-		ui_put_time(b, js(o, "time"));
-		html_puts(b, "</td></tr>");
-	}
-	html_puts(b, "</tbody></table></section>");
+	html_puts(b, " data-uuid=\"");
+	html_esc(b, js(e, "uuid"));
+	html_puts(b, "\"");
 }
 
-static void put_bridge_entries(html_buf *b, const json_t *list)
+static void entry_what(html_buf *b, const json_t *e)
 {
-	html_puts(b, "<section class=\"card\" id=\"bridge-entries\"><h2>Charted in the bridge</h2>");
-	if (!json_array_size(list)) {
-		html_puts(b, "<p class=\"none\">Nothing charted in the bridge for this patient.</p></section>");
-		return;
-	}
-	html_puts(b, "<table class=\"list\"><thead><tr><th>When</th><th>What</th><th>By</th><th>State</th><th>EHR</th>"
-		     "</tr></thead><tbody>");
-	/* Newest first. */
-	for (size_t i = json_array_size(list); i-- > 0;) {
-		const json_t *e = json_array_get(list, i);
-		html_puts(b, "<tr data-uuid=\"");
-		html_esc(b, js(e, "uuid"));
-		html_puts(b, "\"><td>");
-		ui_put_time(b, js(e, "effective"));
-		html_puts(b, "</td><td>");
-		put_entry_what(b, js(e, "kind") ? js(e, "kind") : "?", json_object_get(e, "resource"));
-		html_puts(b, "</td><td>");
-		put_or_dash(b, js(e, "author"));
-		html_puts(b, "</td><td>");
-		put_state(b, js(e, "state") ? js(e, "state") : "unknown");
-		html_puts(b, "</td><td>");
-		if (js(e, "ehr_ref"))
-			html_esc(b, js(e, "ehr_ref"));
-		else
-			put_or_dash(b, js(e, "last_error"));
-		html_puts(b, "</td></tr>");
-	}
-	html_puts(b, "</tbody></table></section>");
+	put_entry_what(b, js(e, "kind") ? js(e, "kind") : "?", json_object_get(e, "resource"));
 }
+
+static void entry_state(html_buf *b, const json_t *e)
+{
+	put_state(b, js(e, "state") ? js(e, "state") : "unknown");
+}
+
+static void entry_ehr(html_buf *b, const json_t *e)
+{
+	if (js(e, "ehr_ref"))
+		html_esc(b, js(e, "ehr_ref"));
+	else
+		put_or_dash(b, js(e, "last_error"));
+}
+
+static const table_col allergy_cols[] = {
+	{ "Substance", "text", CELL_TEXT, NULL },
+	{ "Criticality", "criticality", CELL_TEXT, NULL },
+	{ "Reactions", "reactions", CELL_LIST, NULL },
+	{ "Recorded", "recorded", CELL_TIME, NULL },
+};
+static const table_col medication_cols[] = {
+	{ "Medication", "text", CELL_TEXT, NULL },
+	{ "Dosage", "dosage", CELL_TEXT, NULL },
+	{ "Status", "status", CELL_TEXT, NULL },
+	{ "Since", "authored", CELL_TIME, NULL },
+};
+static const table_col problem_cols[] = {
+	{ "Problem", "text", CELL_TEXT, NULL },
+	{ "Onset", "onset", CELL_TIME, NULL },
+	{ "Category", "category", CELL_TEXT, NULL },
+};
+static const table_col vital_cols[] = {
+	{ "Sign", "display", CELL_TEXT, NULL },
+	{ "Value", "value", CELL_QUANTITY, NULL },
+	{ "Time", "time", CELL_TIME, NULL },
+};
+static const table_col lab_cols[] = {
+	{ "Test", "display", CELL_TEXT, NULL },
+	{ "Value", "value", CELL_QUANTITY, NULL },
+	{ "Flag", "interpretation", CELL_TEXT, NULL },
+	{ "Reference", "reference_range", CELL_TEXT, NULL },
+	{ "Time", "time", CELL_TIME, NULL },
+};
+static const table_col bridge_entry_cols[] = {
+	{ "When", "effective", CELL_TIME, NULL },
+	{ "What", NULL, CELL_CALL, entry_what },
+	{ "By", "author", CELL_TEXT, NULL },
+	{ "State", NULL, CELL_CALL, entry_state },
+	{ "EHR", NULL, CELL_CALL, entry_ehr },
+};
+
+static const section_spec allergy_section = {
+	"allergies", "Allergies", "No active allergy in the cached record.",
+	{ TABLE_COLS(allergy_cols), .row_attrs = allergy_attrs, .action = allergy_action },
+};
+static const section_spec medication_section = {
+	"medications", "Active medications", "No active medication in the cached record.",
+	{ TABLE_COLS(medication_cols), .action = medication_action },
+};
+static const section_spec problem_section = {
+	"problems", "Problems", "No active problem in the cached record.",
+	{ TABLE_COLS(problem_cols) },
+};
+static const section_spec vital_section = {
+	"vitals", "Latest vital signs", "None in the cached record.",
+	{ TABLE_COLS(vital_cols) },
+};
+static const section_spec lab_section = {
+	"labs", "Latest labs", "None in the cached record.",
+	{ TABLE_COLS(lab_cols) },
+};
+static const section_spec bridge_entry_section = {
+	"bridge-entries", "Charted in the bridge", "Nothing charted in the bridge for this patient.",
+	{ TABLE_COLS(bridge_entry_cols), .newest_first = true, .row_attrs = entry_attrs },
+};
 
 /* A uuid as chart_build makes them (36 lower-case hex digits and dashes). */
 static bool uuid_ok(const char *s)
@@ -849,6 +915,7 @@ static void patient_view(ui_req *q, const patients_match *m, const ui_form_state
 	const char *title = m->temp ? "Temporary patient" : nz(js(json_object_get(sum, "patient"), "name"));
 	ui_page_begin(q, &b, title ? title : "Patient");
 	put_demographics(&b, sum, m->temp);
+	const table_ctx c = { q, m->id, fs };
 	if (!fs)
 		put_saved(q, &b, m->id);
 	else if (fs->target) {
@@ -864,13 +931,13 @@ static void patient_view(ui_req *q, const patients_match *m, const ui_form_state
 		      "<a href=\"#chart-med-admin\">Medication given</a><a href=\"#chart-note\">Note</a>"
 		      "<a href=\"#bridge-entries\">Charted in the bridge</a></nav>");
 	if (!m->temp) {
-		put_allergies(q, &b, m->id, json_object_get(sum, "allergies"), fs);
-		put_medications(q, &b, m->id, json_object_get(sum, "medications"), fs);
-		put_problems(&b, json_object_get(sum, "problems"));
-		put_observations(&b, json_object_get(sum, "vitals"), false);
-		put_observations(&b, json_object_get(sum, "labs"), true);
+		put_section(&b, &allergy_section, json_object_get(sum, "allergies"), &c);
+		put_section(&b, &medication_section, json_object_get(sum, "medications"), &c);
+		put_section(&b, &problem_section, json_object_get(sum, "problems"), &c);
+		put_section(&b, &vital_section, json_object_get(sum, "vitals"), &c);
+		put_section(&b, &lab_section, json_object_get(sum, "labs"), &c);
 	}
-	put_bridge_entries(&b, json_object_get(sum, "downtime_entries"));
+	put_section(&b, &bridge_entry_section, json_object_get(sum, "downtime_entries"), &c);
 	if (charting_on(q)) {
 		vitals_form(q, &b, m->id, fs);
 		med_admin_form(q, &b, m->id, json_object_get(sum, "medications"), fs);
@@ -1198,6 +1265,26 @@ void ui_post_register(ui_req *q)
 
 /* ---- my entries --------------------------------------------------------------- */
 
+/* The patient cell of an entry: a link to the patient page. */
+static void entry_patient(html_buf *b, const json_t *e)
+{
+	html_puts(b, "<a href=\"/patient/");
+	html_attr_url(b, js(e, "patient"));
+	html_puts(b, "\">");
+	html_esc(b, js(e, "patient"));
+	html_puts(b, "</a>");
+}
+
+static const table_col my_entries_cols[] = {
+	{ "Entered", "recorded", CELL_TIME, NULL },
+	{ "When", "effective", CELL_TIME, NULL },
+	{ "Kind", "kind", CELL_TEXT, NULL },
+	{ "Patient", NULL, CELL_CALL, entry_patient },
+	{ "State", NULL, CELL_CALL, entry_state },
+	{ "EHR", NULL, CELL_CALL, entry_ehr },
+};
+static const table_spec my_entries_table = { .id = "entries", TABLE_COLS(my_entries_cols), .row_attrs = entry_attrs };
+
 void ui_page_entries(ui_req *q)
 {
 	store_chart_filter f = { .author = q->user.name, .state = -1, .limit = ENTRIES_LIMIT };
@@ -1216,35 +1303,8 @@ void ui_page_entries(ui_req *q)
 		html_puts(&b, "<p>Newest first. <strong>pending</strong>: goes to the EHR when it is up; "
 			      "<strong>written</strong>: the EHR has it; <strong>waiting_link</strong>: its "
 			      "temporary patient must be linked first; <strong>conflict</strong> and "
-			      "<strong>rejected</strong>: a person reviews it.</p><table class=\"list\" "
-			      "id=\"entries\"><thead><tr><th>Entered</th><th>When</th><th>Kind</th><th>Patient</th>"
-			      "<th>State</th><th>EHR</th></tr></thead><tbody>");
-		size_t i;
-		json_t *e;
-		json_array_foreach(list, i, e)
-		{
-			html_puts(&b, "<tr data-uuid=\"");
-			html_esc(&b, js(e, "uuid"));
-			html_puts(&b, "\"><td>");
-			ui_put_time(&b, js(e, "recorded"));
-			html_puts(&b, "</td><td>");
-			ui_put_time(&b, js(e, "effective"));
-			html_puts(&b, "</td><td>");
-			put_or_dash(&b, js(e, "kind"));
-			html_puts(&b, "</td><td><a href=\"/patient/");
-			html_attr_url(&b, js(e, "patient"));
-			html_puts(&b, "\">");
-			html_esc(&b, js(e, "patient"));
-			html_puts(&b, "</a></td><td>");
-			put_state(&b, js(e, "state") ? js(e, "state") : "unknown");
-			html_puts(&b, "</td><td>");
-			if (js(e, "ehr_ref"))
-				html_esc(&b, js(e, "ehr_ref"));
-			else
-				put_or_dash(&b, js(e, "last_error"));
-			html_puts(&b, "</td></tr>");
-		}
-		html_puts(&b, "</tbody></table>");
+			      "<strong>rejected</strong>: a person reviews it.</p>");
+		put_table(&b, &my_entries_table, list, NULL);
 	}
 	json_decref(list);
 	ui_page_end(q, &b, 200);

@@ -273,36 +273,51 @@ static size_t fields_count(const web_fields *f, const char *name)
 	return c;
 }
 
+/* The query's or the form's parameters of r (borrowed), or NULL without a request. */
+static const web_fields *request_fields(const web_request *r, bool form)
+{
+	if (!r || !r->ctx)
+		return NULL;
+	return form ? &r->ctx->form : &r->ctx->query;
+}
+
+/* The value of the i-th parameter called name in f (NULL: none), or NULL. */
+static const char *fields_value(const web_fields *f, const char *name, size_t i)
+{
+	const web_field *v = f ? fields_nth(f, name, i) : NULL;
+	return v ? v->value : NULL;
+}
+
 const char *web_query(const web_request *r, const char *name)
 {
-	return web_query_nth(r, name, 0);
+	return fields_value(request_fields(r, false), name, 0);
 }
 
 size_t web_query_count(const web_request *r, const char *name)
 {
-	return r && r->ctx ? fields_count(&r->ctx->query, name) : 0;
+	const web_fields *f = request_fields(r, false);
+	return f ? fields_count(f, name) : 0;
 }
 
 const char *web_query_nth(const web_request *r, const char *name, size_t i)
 {
-	const web_field *f = r && r->ctx ? fields_nth(&r->ctx->query, name, i) : NULL;
-	return f ? f->value : NULL;
+	return fields_value(request_fields(r, false), name, i);
 }
 
 const char *web_form(const web_request *r, const char *name)
 {
-	return web_form_nth(r, name, 0);
+	return fields_value(request_fields(r, true), name, 0);
 }
 
 size_t web_form_count(const web_request *r, const char *name)
 {
-	return r && r->ctx ? fields_count(&r->ctx->form, name) : 0;
+	const web_fields *f = request_fields(r, true);
+	return f ? fields_count(f, name) : 0;
 }
 
 const char *web_form_nth(const web_request *r, const char *name, size_t i)
 {
-	const web_field *f = r && r->ctx ? fields_nth(&r->ctx->form, name, i) : NULL;
-	return f ? f->value : NULL;
+	return fields_value(request_fields(r, true), name, i);
 }
 
 const char *web_header(const web_request *r, const char *name)
