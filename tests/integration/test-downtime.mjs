@@ -301,6 +301,29 @@ test('the EHR goes dark: down within 30 s; 100 entries charted meanwhile; up wit
   t.diagnostic(`down after ${downMs} ms (${down.ms} ms of polling), up after ${upMs} ms`);
 });
 
+test('while the EHR is down, REDCap pushes of what is already curated go on', async (t) => {
+  const w = await world(t, { patients: 3, seed: '49' });
+  // New data is pulled and curated while REDCap is offline: it waits in the outbox.
+  await w.redcap.control('offline', { system: true });
+  for (let i = 0; i < 3; i++) await chartHr(w, w.patients[i], 70 + i, isoMinus(30 - i));
+  const s1 = await syncOnce(w.cfgPath);
+  assert.equal(s1.result.downtime.written, 3, s1.stderr);
+  assert.equal(s1.code, 1, 'the push could not complete');
+  const pending0 = (await status(w.cfgPath)).outbox.example.pending;
+  assert.ok(pending0 > 0, `rows wait in the outbox (${pending0})`);
+  // The EHR goes dark, the daemon knows it; then REDCap comes back.
+  await w.fhir.control('outage', { mode: 'drop' });
+  const d = startDaemon(t, w.cfgPath);
+  await waitFor('ehr.state down', async () => (await status(w.cfgPath)).ehr.state === 'down', 45000);
+  await w.redcap.control('offline', { system: false });
+  await waitFor('the outbox sent', async () => (await status(w.cfgPath)).outbox.example.pending === 0, 60000, 500);
+  const st = await status(w.cfgPath);
+  assert.equal(st.ehr.state, 'down', 'still down: the rows went to REDCap during the outage');
+  assert.match(d.log, /no pull this cycle; pushing what is curated/);
+  d.proc.kill('SIGTERM');
+  assert.equal((await d.exit).code, 0, d.log.slice(-2000));
+});
+
 test('an EHR that hangs in the middle of a long pull: down within 30 s, the pull stops; back up and the crawl completes', async (t) => {
   const w = await world(t, { patients: 40, seed: '47', redcap: false });
   // New data and slow pages: the daemon's next pull takes a while.

@@ -164,7 +164,7 @@ describe('charting page', { timeout: 170000 }, () => {
     assert.match(await none.text(), /No cached patient matches/);
   });
 
-  test('EHR outage: the banner turns red, a heart rate is saved pending; when the EHR is back it is written, once', async () => {
+  test('EHR outage: the banner turns red, 41 heart rates are saved pending; when the EHR is back each is written, once', async () => {
     await W.fhir.control('outage', { mode: 'drop' });
     await waitFor('the EHR DOWN banner', async () => {
       await go(`/patient/${W.patient.id}`);
@@ -186,6 +186,20 @@ describe('charting page', { timeout: 170000 }, () => {
     assert.equal(entry.state, 'pending');
     assert.equal(entry.author, 'nurse1');
 
+    // More entries through the page's form post while the EHR is dark.
+    const csrf = await W.page.$eval('#chart-vitals input[name=csrf]', (el) => el.value);
+    const cookie = `frb_session=${(await sessionCookie()).value}`;
+    const more = [];
+    for (let i = 0; i < 40; i++) {
+      const body = new URLSearchParams({ csrf, kind: 'vitals', code: 'hr', value: String(60 + i) }).toString();
+      const r = await fetch(`${W.base}/patient/${W.patient.id}/chart`, { method: 'POST', redirect: 'manual',
+        headers: { 'content-type': 'application/x-www-form-urlencoded', cookie, origin: W.base }, body });
+      assert.equal(r.status, 303, `entry ${i}`);
+      more.push(new URL(r.headers.get('location'), W.base).searchParams.get('saved'));
+    }
+    const pending = (await chartList()).filter((e) => e.state === 'pending').map((e) => e.uuid);
+    for (const u of [uuid, ...more]) assert.ok(pending.includes(u), `entry ${u} pending during the outage`);
+
     await W.fhir.control('outage', { mode: 'off' });
     await waitFor('the entry written', async () => {
       await W.page.reload();
@@ -198,6 +212,16 @@ describe('charting page', { timeout: 170000 }, () => {
     const obs = found.body.entry[0].resource;
     assert.equal(obs.subject.reference, `Patient/${W.patient.id}`);
     assert.equal(obs.valueQuantity.value, 72);
+    await waitFor('the page entries written', async () => {
+      const list = await chartList();
+      return more.every((u) => list.some((e) => e.uuid === u && e.state === 'written'));
+    }, 90000, 500);
+    for (const [i, u] of more.entries()) {
+      const f = await W.fhir.fhir('Observation?identifier=' + encodeURIComponent(`${DT_SYSTEM}|${u}`));
+      assert.equal((f.body.entry || []).length, 1, `entry ${u} exactly once in the EHR`);
+      assert.equal(f.body.entry[0].resource.valueQuantity.value, 60 + i);
+      assert.equal((await W.fhir.fhir(`Provenance/dt-${u}`)).status, 200, `entry ${u} has its Provenance`);
+    }
   });
 
   test('a bad value: the message is next to the field and the typed values are kept; nothing is stored', async () => {
@@ -325,7 +349,7 @@ describe('charting page', { timeout: 170000 }, () => {
   test('my entries: newest first with their sync state', async () => {
     await go('/entries');
     const rows = W.page.locator('#entries tbody tr');
-    assert.equal(await rows.count(), 4);
+    assert.equal(await rows.count(), 44, "the 41 of the outage, the confirmed value, the temporary patient's, the stop");
     assert.equal(await rows.nth(0).getAttribute('data-uuid'), W.stopUuid, 'newest first');
     assert.match(await rows.nth(1).textContent(), new RegExp(`${W.tempId}.*waiting_link`));
     assert.equal(await W.page.locator(`#entries tr[data-uuid="${W.hrUuid}"] .state`).textContent(), 'written');
