@@ -52,7 +52,8 @@ struct downtime {
 	http_xfer *xfer;
 	store_chart_entry *batch; /* the entries of the Bundle in flight */
 	size_t n_batch;
-	size_t singles;           /* entries still to send one by one after a refused Bundle */
+	size_t limit;             /* entries per Bundle now: downtime.resync_batch, halved after a refused Bundle */
+	size_t ok_limit;          /* the largest Bundle the EHR took in this run (0: none yet) */
 	bool fetching_conflict;   /* xfer is the GET of a changed resource after a 412 */
 	char *conflict_error;
 	int64_t drain_until_ms;   /* drain: entries due before this moment (every pending one) */
@@ -368,6 +369,7 @@ static void take_response(downtime *d, http_response *r)
 		return;
 	}
 	size_t again = 0;
+	int64_t written_before = d->written;
 	int rc = store_begin(d->env.st);
 	for (size_t i = 0; rc == 0 && i < d->n_batch; i++) {
 		const store_chart_entry *e = &d->batch[i];
@@ -387,16 +389,20 @@ static void take_response(downtime *d, http_response *r)
 	}
 	if (rc == 0)
 		rc = store_commit(d->env.st);
+	free(res);
 	if (rc != 0) {
+		/* Nothing recorded: the entries are sent again and found by their identifiers. */
 		log_error("store", "cannot record the EHR's answer: %s", store_errmsg(d->env.st));
 		store_rollback(d->env.st);
+		d->written = written_before;
+		again = d->n_batch;
+	} else {
+		log_info("fhir", "wrote %zu downtime entr%s to the EHR%s", d->n_batch - again,
+			 d->n_batch - again == 1 ? "y" : "ies", again ? " (some wait for another attempt)" : "");
+		if (d->n_batch > d->ok_limit)
+			d->ok_limit = d->n_batch;
 	}
-	free(res);
-	log_info("fhir", "wrote %zu downtime entr%s to the EHR%s", d->n_batch - again, d->n_batch - again == 1 ? "y" : "ies",
-		 again ? " (some wait for another attempt)" : "");
 	d->retries += (int64_t)again;
-	if (d->singles)
-		d->singles--;
 	batch_free(d);
 	if (again && !d->continuous) {
 		/* sync --once: one attempt per entry; the rest waits for the next run. */
@@ -449,10 +455,12 @@ static void on_bundle(http_response *r, void *ud)
 	fhir_outcome_summary(r->body, r->len, sum, sizeof(sum));
 	snprintf(why, sizeof(why), "HTTP %ld: %s", r->status, sum);
 	if (d->n_batch > 1) {
-		/* Find the entry the EHR refuses: the same entries again, one at a time. */
-		log_warn("fhir", "the EHR refused a Bundle of %zu entries (%s); sending them one by one", d->n_batch,
-			 why);
-		d->singles = d->n_batch;
+		/* Too big for this EHR (some refuse large transactions), or one
+		 * entry it refuses: the same entries again in halves, down to
+		 * the one refused. */
+		d->limit = d->n_batch / 2;
+		log_warn("fhir", "the EHR refused a Bundle of %zu entries (%s); sending %zu at a time", d->n_batch, why,
+			 d->limit);
 		batch_free(d);
 		write_next(d);
 		return;
@@ -472,8 +480,8 @@ static void on_bundle(http_response *r, void *ud)
 	mark_one(d, &d->batch[0], STORE_CHART_REJECTED, NULL, why, NULL);
 	if (store_commit(d->env.st) != 0)
 		store_rollback(d->env.st);
-	if (d->singles)
-		d->singles--;
+	/* The refused one is out of the way: back to the largest Bundle that worked. */
+	d->limit = d->ok_limit ? d->ok_limit : d->env.cfg->downtime_resync_batch;
 	batch_free(d);
 	write_next(d);
 }
@@ -582,7 +590,7 @@ static void write_next(downtime *d)
 	d->busy = true;
 	d->reauthed = false;
 	int64_t now = d->continuous ? util_wall_ms() : d->drain_until_ms;
-	size_t limit = d->singles ? 1 : d->env.cfg->downtime_resync_batch;
+	size_t limit = d->limit;
 	store_chart_entry *due = NULL;
 	size_t n = 0;
 	if (store_chart_due(d->env.st, d->env.server_id, now, limit, &due, &n) != 0) {
@@ -592,7 +600,6 @@ static void write_next(downtime *d)
 	}
 	if (n == 0) {
 		free(due);
-		d->singles = 0;
 		idle(d);
 		return;
 	}
@@ -622,6 +629,7 @@ static downtime *downtime_new(const downtime_env *env)
 	if (!d)
 		return NULL;
 	d->env = *env;
+	d->limit = env->cfg->downtime_resync_batch;
 	d->rng = (uint64_t)util_wall_ms() ^ (uint64_t)(uintptr_t)d;
 	breaker_opts bo = breaker_opts_default();
 	bo.probe_interval_ms = (int64_t)env->cfg->downtime_probe_interval_s * 1000;

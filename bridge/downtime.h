@@ -14,8 +14,11 @@
  *   - 200 transaction-response: each entry marked written (its location kept);
  *   - 412 on a change: the EHR's current version is fetched and the entry
  *     becomes a conflict for a person (review), never an overwrite;
- *   - another 4xx: a Bundle of several entries is resent one entry at a
- *     time; a single entry the EHR refuses is marked rejected (review);
+ *   - another 4xx: a Bundle of several entries is resent in halves (an EHR
+ *     may refuse large transactions: Medplum takes at most 4 entries with
+ *     conditional creates) until it is taken, and the size that worked is
+ *     kept for the run; a single entry the EHR refuses is marked rejected
+ *     (review);
  *   - network errors, timeouts, 5xx: the breaker hears of it; the entries
  *     wait with backoff; 429 waits (Retry-After) without counting as an
  *     outage.

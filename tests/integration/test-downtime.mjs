@@ -283,6 +283,7 @@ test('the EHR goes dark: down within 30 s; 100 entries charted meanwhile; up wit
   assert.equal(st.downtime.pending, 100);
   assert.equal((await w.fhir.control('ids?type=Observation')).length, obsBefore, 'nothing reached the EHR during the outage');
 
+  const tx0 = (await w.fhir.control('stats')).requests.byKind.transaction || 0;
   const t1 = Date.now();
   await w.fhir.control('outage', { mode: 'off' });
   await waitFor('ehr.state up', async () => (await status(w.cfgPath)).ehr.state === 'up', 45000);
@@ -290,6 +291,11 @@ test('the EHR goes dark: down within 30 s; 100 entries charted meanwhile; up wit
   assert.ok(upMs <= 30000, `up after ${upMs} ms`);
   await waitFor('all entries written', async () => (await status(w.cfgPath)).downtime.written === 100, 60000);
   await assertExactlyOnce(w, uuids);
+  // The test server takes at most 4 entries with conditional creates per
+  // transaction: the Bundles of 50 are refused and halved until taken.
+  const txs = ((await w.fhir.control('stats')).requests.byKind.transaction || 0) - tx0;
+  assert.match(d.log, /refused a Bundle of 50 entries .*sending 25 at a time/);
+  assert.ok(txs < 60, `${txs} transactions for 100 entries: the Bundle size adapted instead of falling to one entry each`);
 
   // Then on to REDCap through the normal curation: one vitals instance per entry.
   await assertInRedcapOnce(w, uuids, d);
@@ -298,7 +304,7 @@ test('the EHR goes dark: down within 30 s; 100 entries charted meanwhile; up wit
   d.proc.kill('SIGTERM');
   const ex = await d.exit;
   assert.equal(ex.code, 0, d.log.slice(-2000));
-  t.diagnostic(`down after ${downMs} ms (${down.ms} ms of polling), up after ${upMs} ms`);
+  t.diagnostic(`down after ${downMs} ms (${down.ms} ms of polling), up after ${upMs} ms; ${txs} transactions for 100 entries`);
 });
 
 test('while the EHR is down, REDCap pushes of what is already curated go on', async (t) => {
