@@ -1215,21 +1215,21 @@ int cmd_audit(int argc, char **argv)
 		config_deinit(&cfg);
 		return rc == 0 ? EX_OK : rc == STORE_E_CORRUPT ? EX_REFUSED : EX_STORE;
 	}
-	/* The last 1000 rows unless --all: find where they start. */
-	int64_t after = 0;
-	if (!o.all) {
-		json_t *probe = store_audit_list(st, 0, 0);
-		size_t n = json_array_size(probe);
-		if (n > 1000)
-			after = json_integer_value(json_object_get(json_array_get(probe, n - 1001), "seq"));
-		json_decref(probe);
-	}
-	json_t *rows = store_audit_list(st, after, 0);
+	json_t *rows = store_audit_list(st, 0, 0);
 	if (!rows) {
 		fprintf(stderr, "fhir-redcap-bridge: %s\n", store_errmsg(st));
 		store_close(st);
 		config_deinit(&cfg);
 		return EX_STORE;
+	}
+	/* The last 1000 rows unless --all: one read, the tail kept. */
+	size_t total = json_array_size(rows);
+	if (!o.all && total > 1000) {
+		json_t *tail = json_array();
+		for (size_t i = total - 1000; tail && i < total; i++)
+			json_array_append(tail, json_array_get(rows, i));
+		json_decref(rows);
+		rows = tail ? tail : json_array();
 	}
 	if (o.json) {
 		char *t = json_dumps(rows, JSON_COMPACT);
