@@ -58,7 +58,7 @@ typedef struct ex_opts {
 	const char *config, *project, *out, *since, *log_level;
 	out_format format;
 	strlist fields, forms, events, records;
-	bool label, quiet, json;
+	bool label, quiet, json, restart;
 	unsigned batch;
 } ex_opts;
 
@@ -97,7 +97,12 @@ typedef struct ex {
 	redcap_export_writer w;
 	size_t cur_start, cur_count;
 	strlist missing;
-	char ck_name[128];         /* the checkpoint's name in the store */
+	char ck_name[128];         /* the checkpoint's name in the store: one per directory and format */
+	char sel_hash[65];         /* SHA-256 of the selection (options) */
+	char dict_hash[65];        /* SHA-256 of the dictionary, events and form-event mapping */
+	bool resumed;
+	size_t start_ids;          /* ids done before this run (a resumed one) */
+	uint64_t start_records;
 	char *partial, *final;     /* the records file: temporary and final names */
 	int fd;
 	redcap_buf out;            /* the writer's bytes for the file */
@@ -113,13 +118,14 @@ static void usage(FILE *f)
 	fprintf(f,
 		"usage: fhir-redcap-bridge export --config FILE --project NAME [--out DIR]\n"
 		"         [--format csv|json|ndjson] [--fields a,b] [--forms f,g] [--events e] [--records r1,r2]\n"
-		"         [--label] [--since \"YYYY-MM-DD HH:MM:SS\"] [--batch-size N] [--quiet] [--json]\n"
+		"         [--label] [--since \"YYYY-MM-DD HH:MM:SS\"] [--batch-size N] [--restart] [--quiet] [--json]\n"
 		"  Exports the project's records to DIR/records.<format> (default DIR: ./export-NAME) with its\n"
 		"  data dictionary (dictionary.csv), project.json and, for longitudinal projects, events.json and\n"
 		"  form-event-mapping.json. Record ids first, then the records in batches of --batch-size ids\n"
 		"  (default 100); a batch REDCap cannot hold in memory is split. Interrupted, the same command\n"
-		"  continues where it stopped. --since exports records created or modified since then; --label\n"
-		"  writes choice labels instead of codes; --json prints a summary object on stdout.\n"
+		"  continues where it stopped (other options, or a changed dictionary, start over; so does\n"
+		"  --restart). --since exports records created or modified since then; --label writes choice\n"
+		"  labels instead of codes; --json prints a summary object on stdout.\n"
 		"  Exit status: 0 done, 1 REDCap or the network failed (rerun to continue), 2 usage or\n"
 		"  configuration error, 3 the store could not be opened.\n");
 }
@@ -151,6 +157,36 @@ static int split_list(const char *arg, strlist *l)
 	return 0;
 }
 
+static int strlist_push(strlist *l, const char *v)
+{
+	char **nv = realloc(l->v, (l->n + 1) * sizeof(*nv));
+	if (!nv)
+		return -ENOMEM;
+	l->v = nv;
+	if (!(nv[l->n] = strdup(v)))
+		return -ENOMEM;
+	l->n++;
+	return 0;
+}
+
+/* SHA-256 of the parts (NULL parts skipped, each ended by a NUL) as 64 hex digits. */
+static int sha256_hex(char out[65], const char *const *parts, const size_t *lens, size_t n)
+{
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned int mdn = 0;
+	EVP_MD_CTX *c = EVP_MD_CTX_new();
+	int ok = c && EVP_DigestInit_ex(c, EVP_sha256(), NULL) == 1;
+	for (size_t i = 0; ok && i < n; i++)
+		ok = !parts[i] || (EVP_DigestUpdate(c, parts[i], lens[i]) == 1 && EVP_DigestUpdate(c, "", 1) == 1);
+	ok = ok && EVP_DigestFinal_ex(c, md, &mdn) == 1;
+	EVP_MD_CTX_free(c);
+	if (!ok)
+		return -ENOMEM;
+	for (unsigned i = 0; i < 32; i++)
+		snprintf(out + 2 * i, 3, "%02x", md[i]);
+	return 0;
+}
+
 static void strlist_free(strlist *l)
 {
 	for (size_t i = 0; i < l->n; i++)
@@ -169,6 +205,7 @@ static int parse_opts(int argc, char **argv, ex_opts *o)
 		{ "label", no_argument, NULL, 'L' },        { "since", required_argument, NULL, 's' },
 		{ "batch-size", required_argument, NULL, 'b' }, { "quiet", no_argument, NULL, 'q' },
 		{ "json", no_argument, NULL, 'j' },         { "log-level", required_argument, NULL, 'l' },
+		{ "restart", no_argument, NULL, 'R' },
 		{ "help", no_argument, NULL, 'h' },         { NULL, 0, NULL, 0 },
 	};
 	int c;
@@ -214,6 +251,7 @@ static int parse_opts(int argc, char **argv, ex_opts *o)
 		}
 		case 'q': o->quiet = true; break;
 		case 'j': o->json = true; break;
+		case 'R': o->restart = true; break;
 		case 'l': o->log_level = optarg; break;
 		case 'h': usage(stdout); return -1;
 		default:
@@ -309,12 +347,19 @@ static int append_all(ex *x, const char *data, size_t len)
 
 /* ---- checkpoint ---------------------------------------------------------------- */
 
-/* The selection, as a string: a checkpoint is only continued for the same one. */
+/*
+ * The checkpoint: one per output directory and format (the partial file's
+ * name), holding a hash of the selection and of the dictionary it was
+ * started with. A run with other options or against a changed dictionary
+ * starts over; a file is never made of two selections.
+ *
+ * The selection, as a string.
+ */
 static char *selection_key(const ex *x)
 {
-	json_t *sel = json_pack("{s:s, s:s, s:s, s:b, s:s?, s:I}", "project", x->cp->name, "url", x->cp->url, "format",
-				redcap_out_format_name(x->o.format), "label", x->o.label, "since", x->o.since, "batch",
-				(json_int_t)x->o.batch);
+	/* (Not the batch size: a rerun may ask for smaller batches and go on.) */
+	json_t *sel = json_pack("{s:s, s:s, s:s, s:b, s:s?}", "project", x->cp->name, "url", x->cp->url, "format",
+				redcap_out_format_name(x->o.format), "label", x->o.label, "since", x->o.since);
 	const strlist *lists[] = { &x->o.fields, &x->o.forms, &x->o.events, &x->o.records };
 	const char *names[] = { "fields", "forms", "events", "records" };
 	for (int k = 0; sel && k < 4; k++) {
@@ -357,7 +402,8 @@ static int checkpoint_save(ex *x)
 	json_t *missing = json_array();
 	for (size_t i = 0; missing && i < x->missing.n; i++)
 		json_array_append_new(missing, json_string(x->missing.v[i]));
-	json_t *ck = json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:o}", "n_ids", (json_int_t)x->ids.n, "next",
+	json_t *ck = json_pack("{s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:o}", "selection", x->sel_hash,
+			       "dictionary", x->dict_hash, "n_ids", (json_int_t)x->ids.n, "next",
 			       (json_int_t)x->plan.next, "chunk", (json_int_t)x->plan.chunk, "bytes",
 			       (json_int_t)ws.bytes, "rows", (json_int_t)ws.rows, "records", (json_int_t)ws.records,
 			       "header_len", (json_int_t)ws.header_len, "splits", (json_int_t)x->splits, "missing",
@@ -380,6 +426,18 @@ static void checkpoint_delete(ex *x)
 	store_kv_delete(x->st, name);
 }
 
+/* An export that cannot be continued: no checkpoint, no partial file. */
+static void checkpoint_discard(ex *x)
+{
+	checkpoint_delete(x);
+	if (x->fd >= 0) {
+		close(x->fd);
+		x->fd = -1;
+	}
+	if (x->partial)
+		unlink(x->partial);
+}
+
 /* Continue from a checkpoint if there is one for this selection and its
  * partial file still holds what it says. Returns 1 resumed, 0 fresh, < 0. */
 static int checkpoint_resume(ex *x)
@@ -395,6 +453,22 @@ static int checkpoint_resume(ex *x)
 	json_t *ck = json_loadb(txt, len, 0, &je);
 	OPENSSL_cleanse(txt, len);
 	free(txt);
+	const char *why = NULL;
+	if (x->o.restart)
+		why = "--restart";
+	else if (!json_is_string(json_object_get(ck, "selection")) ||
+		 strcmp(json_string_value(json_object_get(ck, "selection")), x->sel_hash) != 0)
+		why = "it was started with other options";
+	else if (!json_is_string(json_object_get(ck, "dictionary")) ||
+		 strcmp(json_string_value(json_object_get(ck, "dictionary")), x->dict_hash) != 0)
+		why = "the project's data dictionary, events or form-event mapping changed since";
+	if (why) {
+		log_warn("export", "%s: the unfinished %s export in %s is discarded (%s); starting over", x->cp->name,
+			 redcap_out_format_name(x->o.format), x->dir, why);
+		json_decref(ck);
+		checkpoint_discard(x);
+		return 0;
+	}
 	char name[sizeof(x->ck_name) + 8];
 	snprintf(name, sizeof(name), "%s:ids", x->ck_name);
 	txt = NULL;
@@ -430,11 +504,17 @@ static int checkpoint_resume(ex *x)
 		}
 	}
 	json_t *missing = json_object_get(ck, "missing");
-	for (size_t i = 0; ok && i < json_array_size(missing); i++)
-		ok = split_list(json_string_value(json_array_get(missing, i)), &x->missing) == 0;
+	for (size_t i = 0; ok && i < json_array_size(missing); i++) {
+		const char *m = json_string_value(json_array_get(missing, i));
+		ok = m && strlist_push(&x->missing, m) == 0;
+	}
+	/* A rerun may ask for another batch size: the pieces left after a
+	 * split never grow past it. */
+	uint64_t chunk = (uint64_t)json_integer_value(json_object_get(ck, "chunk"));
+	if (chunk > x->o.batch)
+		chunk = x->o.batch;
 	ok = ok && redcap_export_plan_restore(&x->plan, x->ids.n, x->o.batch,
-					      (uint64_t)json_integer_value(json_object_get(ck, "next")),
-					      (uint64_t)json_integer_value(json_object_get(ck, "chunk"))) == 0;
+					      (uint64_t)json_integer_value(json_object_get(ck, "next")), chunk) == 0;
 	if (ok && ws.header_len) {
 		head = malloc(ws.header_len + 1);
 		fd = open(x->partial, O_RDONLY | O_CLOEXEC);
@@ -461,7 +541,9 @@ static int checkpoint_resume(ex *x)
 	x->fd = open(x->partial, O_WRONLY | O_CLOEXEC);
 	if (x->fd < 0 || ftruncate(x->fd, (off_t)ws.bytes) != 0 || lseek(x->fd, (off_t)ws.bytes, SEEK_SET) < 0)
 		return -errno;
-	x->done_ids = x->plan.next;
+	x->done_ids = x->start_ids = x->plan.next;
+	x->start_records = ws.records;
+	x->resumed = true;
 	return 1;
 }
 
@@ -472,27 +554,31 @@ static void progress(ex *x, bool final)
 	if (x->o.quiet)
 		return;
 	uint64_t now = (uint64_t)util_wall_ms();
+	if (!x->tty || (!final && now - x->last_draw_ms < 200))
+		return;
+	x->last_draw_ms = now;
 	double el = (double)(now - x->t0_ms) / 1000.0;
-	if (!final) {
-		if (!x->tty || now - x->last_draw_ms < 200)
-			return;
-		x->last_draw_ms = now;
-		size_t total = x->ids.n ? x->ids.n : 1;
-		double frac = (double)x->done_ids / (double)total;
-		double rate = el > 0 ? (double)x->done_ids / el : 0;
-		double eta = rate > 0 ? (double)(x->ids.n - x->done_ids) / rate : 0;
-		char bar[31];
-		int fill = (int)(frac * 30);
-		for (int i = 0; i < 30; i++)
-			bar[i] = i < fill ? '#' : '.';
-		bar[30] = '\0';
+	/* Rate and ETA from this run's work (a resumed run did not do the rest). */
+	size_t run_ids = x->done_ids - x->start_ids;
+	size_t total = x->ids.n ? x->ids.n : 1;
+	double frac = final ? 1.0 : (double)x->done_ids / (double)total;
+	double rate = el > 0 ? (double)run_ids / el : 0;
+	char bar[31];
+	int fill = (int)(frac * 30);
+	for (int i = 0; i < 30; i++)
+		bar[i] = i < fill ? '#' : '.';
+	bar[30] = '\0';
+	if (final) {
+		fprintf(stderr, "\r%s [%s] %zu/%zu records  %.0f/s  done          \n", x->cp->name, bar, x->ids.n,
+			x->ids.n, rate);
+	} else if (rate > 0) {
+		double eta = (double)(x->ids.n - x->done_ids) / rate;
 		fprintf(stderr, "\r%s [%s] %zu/%zu records  %.0f/s  ETA %.0f s   ", x->cp->name, bar, x->done_ids,
 			x->ids.n, rate, eta);
-		fflush(stderr);
-		return;
+	} else {
+		fprintf(stderr, "\r%s [%s] %zu/%zu records  ...          ", x->cp->name, bar, x->done_ids, x->ids.n);
 	}
-	if (x->tty)
-		fputc('\n', stderr);
+	fflush(stderr);
 }
 
 /* ---- the steps ------------------------------------------------------------------- */
@@ -650,7 +736,7 @@ static void batch_answer(ex *x, const char *body, size_t len)
 		log_warn("export", "%s: REDCap returned %zu records that were not asked for; they are written as sent",
 			 x->cp->name, unexpected.n);
 	for (size_t i = 0; i < missing.n; i++)
-		if (split_list(missing.v[i], &x->missing) != 0) {
+		if (strlist_push(&x->missing, missing.v[i]) != 0) {
 			ex_fail(x, "out of memory");
 			goto out;
 		}
@@ -659,7 +745,10 @@ static void batch_answer(ex *x, const char *body, size_t len)
 		ex_fail(x, "a batch answer does not fit the export: %s", rc == -ENOMEM ? "out of memory" : err.msg);
 		goto out;
 	}
-	if ((rc = append_all(x, x->out.p ? x->out.p : "", x->out.len)) != 0) {
+	/* On disk before the checkpoint says so (a power cut must not leave a
+	 * checkpoint ahead of the file). */
+	if ((rc = append_all(x, x->out.p ? x->out.p : "", x->out.len)) != 0 ||
+	    (fdatasync(x->fd) != 0 && (rc = -errno) != 0)) {
 		ex_fail(x, "writing %s: %s", x->partial, strerror(-rc));
 		goto out;
 	}
@@ -742,7 +831,14 @@ static void info_answer(ex *x, const char *body, size_t len)
 	default:
 		return;
 	}
-	/* The dictionary is in: continue a checkpoint, or list the ids. */
+	/* The dictionary is in: continue a checkpoint made against the same
+	 * one, or list the ids. */
+	const char *parts[] = { x->metadata_csv, x->events_json, x->fem_json };
+	const size_t lens[] = { x->metadata_len, x->events_len, x->fem_len };
+	if (sha256_hex(x->dict_hash, parts, lens, 3) != 0) {
+		ex_fail(x, "out of memory");
+		return;
+	}
 	int rc = checkpoint_resume(x);
 	if (rc < 0) {
 		ex_fail(x, "resuming from the checkpoint: %s", strerror(-rc));
@@ -792,8 +888,11 @@ static void finish_export(ex *x)
 		size_t o = 0;
 		for (size_t i = 0; i < shown && o < sizeof(list) - 2; i++)
 			o += (size_t)snprintf(list + o, sizeof(list) - o, "%s%s", i ? ", " : "", x->missing.v[i]);
-		ex_fail(x, "%zu records did not come back from REDCap: %s%s", x->missing.n, list,
-			x->missing.n > shown ? ", ..." : "");
+		/* Nothing is kept: a rerun lists the ids anew (the records were
+		 * deleted or renamed meanwhile, or the rights changed). */
+		checkpoint_discard(x);
+		ex_fail(x, "%zu records did not come back from REDCap: %s%s (deleted or renamed during the export?); "
+			"nothing was written, a rerun starts over", x->missing.n, list, x->missing.n > shown ? ", ..." : "");
 		return;
 	}
 	redcap_buf_clear(&x->out);
@@ -825,7 +924,7 @@ static void on_result(void *ud, const rc_result *r)
 {
 	ex *x = ud;
 	if (r->gave_up) {
-		ex_fail(x, "REDCap did not answer after %u attempts: %s (rerun the same command to continue)",
+		ex_fail(x, "gave up after %u attempts, the last: %s (rerun the same command to continue)",
 			x->cfg.redcap_retry_max_attempts, r->desc);
 		return;
 	}
@@ -849,11 +948,19 @@ static void on_result(void *ud, const rc_result *r)
 		ex_fail(x, "%s", r->answer->message ? r->answer->message : r->desc);
 		return;
 	case REDCAP_BANNED:
-		ex_fail(x, "REDCap banned this IP address (HTTP 429); ask REDCap's administrators to lift it");
+		ex_fail(x, "REDCap banned this IP address (HTTP 429); ask REDCap's administrators to lift it "
+			   "(then rerun the same command to continue)");
+		return;
+	case REDCAP_AUTH:
+		/* A bad token or missing rights: once mended, the same command
+		 * continues (the checkpoint stays). */
+		ex_fail(x, "%s", r->answer->message ? r->answer->message : r->desc);
 		return;
 	default:
-		/* REDCap's own message: a bad token, rights, an unknown field,
-		 * form or event. It names fields, never data. */
+		/* REDCap's own message: an unknown field, form or event. It names
+		 * fields, never data. The selection will never be answered: its
+		 * checkpoint and partial file go. */
+		checkpoint_discard(x);
 		ex_fail(x, "%s", r->answer->message ? r->answer->message : r->desc);
 		return;
 	}
@@ -966,18 +1073,15 @@ static int setup(ex *x)
 		return EX_FAILED;
 	char dirabs[PATH_MAX];
 	const char *d = realpath(x->dir, dirabs) ? dirabs : x->dir;
-	unsigned char md[EVP_MAX_MD_SIZE];
-	unsigned int mdn = 0;
-	EVP_MD_CTX *c = EVP_MD_CTX_new();
-	int ok = c && EVP_DigestInit_ex(c, EVP_sha256(), NULL) == 1 && EVP_DigestUpdate(c, sel, strlen(sel)) == 1 &&
-		 EVP_DigestUpdate(c, d, strlen(d)) == 1 && EVP_DigestFinal_ex(c, md, &mdn) == 1;
-	EVP_MD_CTX_free(c);
+	const char *fmt = redcap_out_format_name(x->o.format);
+	const char *sp[] = { sel }, *dp[] = { d, fmt };
+	const size_t sl[] = { strlen(sel) }, dl[] = { strlen(d), strlen(fmt) };
+	char dh[65];
+	rc = sha256_hex(x->sel_hash, sp, sl, 1) == 0 && sha256_hex(dh, dp, dl, 2) == 0 ? 0 : -ENOMEM;
 	free(sel);
-	if (!ok)
+	if (rc != 0)
 		return EX_FAILED;
-	int o = snprintf(x->ck_name, sizeof(x->ck_name), "export:");
-	for (unsigned i = 0; i < 16 && o < (int)sizeof(x->ck_name) - 3; i++)
-		o += snprintf(x->ck_name + o, sizeof(x->ck_name) - (size_t)o, "%02x", md[i]);
+	snprintf(x->ck_name, sizeof(x->ck_name), "export:%.32s", dh);
 	return 0;
 }
 
@@ -1019,9 +1123,15 @@ int export_main(int argc, char **argv)
 			fputc('\n', stderr);
 		fprintf(stderr, "fhir-redcap-bridge export: %s: %s\n", x.cp->name, x.error ? x.error : "failed");
 	} else if (!x.o.quiet) {
-		fprintf(stderr, "exported %llu records (%llu rows) in %lld requests, %.2f s (%.0f records/s): %s\n",
+		/* The rate is this run's: a resumed run did only part of the work. */
+		uint64_t run = x.w.records - x.start_records;
+		char resumed[96] = "";
+		if (x.resumed)
+			snprintf(resumed, sizeof(resumed), "; continued: %llu of the records in this run",
+				 (unsigned long long)run);
+		fprintf(stderr, "exported %llu records (%llu rows) in %lld requests, %.2f s (%.0f records/s%s): %s\n",
 			(unsigned long long)x.w.records, (unsigned long long)x.w.rows, x.call.requests, el,
-			el > 0 ? (double)x.w.records / el : 0.0, x.final);
+			el > 0 ? (double)run / el : 0.0, resumed, x.final);
 	}
 	if (x.o.json) {
 		struct rusage ru;

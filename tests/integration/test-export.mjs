@@ -10,12 +10,13 @@
 // example study and for a longitudinal project made here).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync, readdirSync, existsSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { readFileSync, readdirSync, existsSync, mkdirSync, symlinkSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
 
-import { tempDir, cleanup } from './lib.mjs';
+import { tempDir, cleanup, bridgeBin, exampleDir } from './lib.mjs';
 import {
-  CLASSIC_TOKEN, LONG_TOKEN, DELETE_TOKEN, BAD_TOKEN, SUMMARY_RE, classicRows, longitudinalRows, startExportEmulator,
+  CLASSIC_TOKEN, CLASSIC_REPEATING, LONG_TOKEN, DELETE_TOKEN, BAD_TOKEN, SUMMARY_RE, classicRows, longitudinalRows, startExportEmulator,
   api, importRows, referenceExport, referenceFiles, writeExportConfig, runExport, listOut,
 } from './export-lib.mjs';
 
@@ -305,10 +306,17 @@ test('--fields, --forms, --events and --records select like REDCap', async () =>
 });
 
 test('errors: an unknown field, form or event (REDCap\'s message), a bad token, an unknown project, bad usage', async () => {
-  const run = (project, extra, cfg = big.cfgPath) => runExport(['--config', cfg, '--project', project, '--out', big.out('err'), ...extra]);
-  const unknownField = await run('classic', ['--fields', 'record_id,nosuch_field']);
+  const run = (project, extra, out = big.out('err')) => runExport(['--config', big.cfgPath, '--project', project, '--out', out, ...extra]);
+  const fieldOut = big.out('err');
+  const unknownField = await run('classic', ['--fields', 'record_id,nosuch_field'], fieldOut);
   assert.equal(unknownField.code, 1, unknownField.stderr);
   assert.ok(unknownField.stderr.includes('The following values in the parameter "fields" are not valid: \'nosuch_field\''), unknownField.stderr);
+  // A selection REDCap refuses leaves nothing behind (no partial file, no
+  // checkpoint: the next run in that directory is a fresh one).
+  assert.deepEqual(listOut(fieldOut), { files: [], hidden: [] }, 'nothing left after a refused selection');
+  const fixed = await run('classic', ['--fields', 'record_id,dob', '--records', '1,2,3'], fieldOut);
+  assert.equal(fixed.code, 0, fixed.stderr);
+  assert.doesNotMatch(fixed.stderr, /discarded|continued/, fixed.stderr);
   const unknownForm = await run('classic', ['--forms', 'nosuch_form']);
   assert.equal(unknownForm.code, 1, unknownForm.stderr);
   assert.ok(unknownForm.stderr.includes('The following values in the parameter "forms" are not valid: \'nosuch_form\''), unknownForm.stderr);
@@ -354,35 +362,36 @@ test('the default output directory is ./export-<project>; --quiet prints nothing
 
 /* ------------------------------------------------------------ worlds of their own */
 
-test('kill -9 at several points, then rerun: the identical file; the rerun continues; no final file while interrupted', async (t) => {
+test('kill -9 and Ctrl-C at several points, then rerun: the identical file; the rerun continues; no final file while interrupted', async (t) => {
   const N = 3000, B = 50, full = 1 + Math.ceil(N / B);
   // Record names that look like identifiers: the checkpoint must not hold them in clear.
   const w = await makeWorld({ classic: N, classicOpts: { seed: 31, name: (i) => `ZQ${String(i).padStart(6, '0')}` } });
   t.after(() => w.stop());
   const slow = () => w.srv.control('faults', { content: 'record', action: 'export', kind: 'delay', ms: 30, times: 100000 });
-  const killAfter = async (args, n) => {
+  const killAfter = async (args, n, signal = 'SIGKILL') => {
     const s0 = (await w.srv.control('stats')).exports.requests;
     let proc, done = false;
     const r = await runExport(args, {
       onSpawn: (p) => {
         proc = p;
         p.on('exit', () => { done = true; });
-        whenStats(w, (s) => s.exports.requests - s0 >= n, () => proc.kill('SIGKILL'), { isDone: () => done });
+        whenStats(w, (s) => s.exports.requests - s0 >= n, () => proc.kill(signal), { isDone: () => done });
       },
     });
     const s1 = (await w.srv.control('stats')).exports.requests;
     return { ...r, recordExports: s1 - s0 };
   };
 
-  for (const [format, kills] of [['csv', [2, 9, 25]], ['json', [12]], ['ndjson', [20]]]) {
+  // (n record exports, signal): Ctrl-C is SIGINT, the default action.
+  for (const [format, kills] of [['csv', [[2, 'SIGKILL'], [9, 'SIGINT'], [25, 'SIGKILL']]], ['json', [[12, 'SIGINT']]], ['ndjson', [[20, 'SIGKILL']]]]) {
     const out = w.out(format);
     const args = argsFor(w, 'classic', { format, batch: B }, out);
     const name = `records.${EXT[format]}`;
     let spent = 0;
     await slow();
-    for (const n of kills) {
-      const k = await killAfter(args, n);
-      assert.equal(k.signal, 'SIGKILL', `${format}: the run was killed after ${n} record exports (exit ${k.code}): ${k.stderr}`);
+    for (const [n, signal] of kills) {
+      const k = await killAfter(args, n, signal);
+      assert.equal(k.signal, signal, `${format}: the run was stopped by ${signal} after ${n} record exports (exit ${k.code}): ${k.stderr}`);
       spent += k.recordExports;
       const l = listOut(out);
       assert.ok(!l.files.includes(name), `${format}: no ${name} while interrupted`);
@@ -394,19 +403,18 @@ test('kill -9 at several points, then rerun: the identical file; the rerun conti
     await w.srv.control('faults', undefined, 'DELETE');
 
     if (format === 'csv') {
-      // Another selection meanwhile starts over (its own full plan) and is right.
+      // Another selection meanwhile, in another directory, starts over (its
+      // own full plan), is right, and leaves the interrupted one alone.
       const other = await exportAndCheck(w, 'classic', { format: 'csv', forms: ['vitals'], fields: ['record_id'], batch: B });
       assert.equal(other.byContent.record, full, 'a different selection does not reuse the interrupted one');
     }
     const m = await measured(w, () => runExport(args));
     assert.equal(m.result.code, 0, m.result.stderr);
     spent += m.recordExports;
-    if (format !== 'csv') {
-      // (csv: the other selection in between may have replaced the checkpoint.)
-      assert.ok(m.recordExports < full, `${format}: the rerun continued (${m.recordExports} record exports, a full one is ${full})`);
-      // Nothing redone beyond the batch in flight at each kill (and an id list per run).
-      assert.ok(spent <= full + 2 * kills.length + kills.length + 1, `${format}: ${spent} record exports over ${kills.length + 1} runs, full ${full}`);
-    }
+    assert.ok(m.recordExports < full, `${format}: the rerun continued (${m.recordExports} record exports, a full one is ${full})`);
+    // Nothing redone beyond the batch in flight at each kill (and an id list per run).
+    assert.ok(spent <= full + 2 * kills.length + kills.length + 1, `${format}: ${spent} record exports over ${kills.length + 1} runs, full ${full}`);
+    assert.match(m.result.stderr, /continued: \d+ of the records in this run/, 'the summary says the run continued');
     const refJson = await w.ref('classic', { format: 'json' });
     if (format === 'csv') assertFileIs(join(out, name), await w.ref('classic', { format: 'csv' }), 'records.csv after the kills');
     else if (format === 'json') assertFileIs(join(out, name), refJson, 'records.json after the kills');
@@ -536,8 +544,13 @@ test('an id that never comes back (deleted after the id list) fails the export, 
   assert.ok(deleted, 'the record was deleted during the export');
   assert.equal((await deleted).status, 200);
   assert.equal(r.code, 1, r.stderr);
-  assert.match(r.stderr, /S-0017/);
+  assert.match(r.stderr, /1 records did not come back from REDCap: S-0017 .*a rerun starts over/);
   assert.ok(!existsSync(join(out, 'records.json')), 'no records.json for an incomplete export');
+  assert.deepEqual(listOut(out).hidden, [], 'no partial file kept for an export that cannot be completed');
+  // The rerun lists the ids anew: complete, without the deleted record.
+  const again = await exportAndCheck(w, 'classic', { format: 'json', batch: 10 }, { out });
+  assert.equal(again.records, 39);
+  assert.doesNotMatch(readFileSync(join(out, 'records.json'), 'utf8'), /S-0017/);
 });
 
 test('the request-rate cap: max_requests_per_minute 5 and 8 requests -> waits, never more than 5 in a minute', async (t) => {
@@ -566,4 +579,143 @@ test('the request-rate cap: max_requests_per_minute 5 and 8 requests -> waits, n
     assert.ok(run[i + 5] - run[i] >= 59000, `requests ${i + 1} and ${i + 6} only ${run[i + 5] - run[i]} ms apart`);
   }
   assert.ok(m.t1 - m.t0 >= 59000, `the export waited (${m.t1 - m.t0} ms)`);
+});
+
+/* Kills `export args` once it has made n record exports (after s0); resolves like runExport. */
+async function killAfterExports(w, args, n, signal = 'SIGKILL') {
+  const s0 = (await w.srv.control('stats')).exports.requests;
+  let proc, done = false;
+  return runExport(args, {
+    onSpawn: (p) => {
+      proc = p;
+      p.on('exit', () => { done = true; });
+      whenStats(w, (s) => s.exports.requests - s0 >= n, () => proc.kill(signal), { isDone: () => done });
+    },
+  });
+}
+
+test('one directory, other options: the unfinished export is discarded, never mixed; --batch-size may change; --restart', async (t) => {
+  const N = 400, B = 10, full = 1 + Math.ceil(N / B);
+  const w = await makeWorld({ classic: N, classicOpts: { seed: 33 } });
+  t.after(() => w.stop());
+  for (const format of ['csv', 'ndjson']) {
+    const out = w.out(`mix-${format}`);
+    const selA = { format, batch: B }, selB = { format, batch: B, label: true };
+    const refA = await references(w, 'classic', selA);
+    await references(w, 'classic', selB);
+    await w.srv.control('faults', { content: 'record', action: 'export', kind: 'delay', ms: 30, times: 100000 });
+    const a1 = await killAfterExports(w, argsFor(w, 'classic', selA, out), 6);
+    assert.equal(a1.signal, 'SIGKILL', a1.stderr);
+    const b1 = await killAfterExports(w, argsFor(w, 'classic', selB, out), 16);
+    assert.equal(b1.signal, 'SIGKILL', b1.stderr);
+    assert.match(b1.stderr, /unfinished \w+ export in .* is discarded \(it was started with other options\); starting over/, b1.stderr);
+    await w.srv.control('faults', undefined, 'DELETE');
+    // A again: B's unfinished bytes are not continued; A starts over, whole.
+    const a2 = await exportAndCheck(w, 'classic', selA, { out });
+    assert.equal(a2.byContent.record, full, `${format}: the rerun of A started over`);
+    assert.match(a2.result.stderr, /discarded \(it was started with other options\)/);
+    if (format === 'ndjson') assertNdjson(join(out, 'records.ndjson'), refA.refJson, 'A after B');
+  }
+
+  // Another --batch-size continues the same selection; --restart starts over.
+  const out = w.out('batch');
+  await references(w, 'classic', { format: 'csv' });
+  await w.srv.control('faults', { content: 'record', action: 'export', kind: 'delay', ms: 30, times: 100000 });
+  const k = await killAfterExports(w, argsFor(w, 'classic', { format: 'csv', batch: B }, out), 11);
+  assert.equal(k.signal, 'SIGKILL', k.stderr);
+  await w.srv.control('faults', undefined, 'DELETE');
+  const c = await exportAndCheck(w, 'classic', { format: 'csv', batch: 7 }, { out, exactRequests: false });
+  assert.ok(c.byContent.record < 1 + Math.ceil(N / 7), `batch 7 continued: ${c.byContent.record} record exports`);
+  assert.match(c.result.stderr, /continued: \d+ of the records in this run/);
+
+  await w.srv.control('faults', { content: 'record', action: 'export', kind: 'delay', ms: 30, times: 100000 });
+  const k2 = await killAfterExports(w, argsFor(w, 'classic', { format: 'csv', batch: B }, out), 11);
+  assert.equal(k2.signal, 'SIGKILL', k2.stderr);
+  await w.srv.control('faults', undefined, 'DELETE');
+  const r = await exportAndCheck(w, 'classic', { format: 'csv', batch: B }, { out, extraArgs: ['--restart'] });
+  assert.equal(r.byContent.record, full, '--restart exports everything again');
+  assert.match(r.result.stderr, /discarded \(--restart\)/);
+});
+
+test('killed while reading the project and dictionary, then rerun: identical', async (t) => {
+  const w = await makeWorld({ classic: 120, classicOpts: { seed: 35 } });
+  t.after(() => w.stop());
+  await references(w, 'classic', { format: 'json' });
+  const out = w.out();
+  for (const content of ['project', 'metadata']) {
+    await w.srv.control('faults', { content, kind: 'delay', ms: 3000, times: 1 });
+    let proc, done = false;
+    // The answer is held 3 s: the kill at 0.6 s lands while the bridge waits for it.
+    const r = await runExport(argsFor(w, 'classic', { format: 'json', batch: 25 }, out), {
+      onSpawn: (p) => {
+        proc = p;
+        p.on('exit', () => { done = true; });
+        setTimeout(() => { if (!done) proc.kill('SIGKILL'); }, 600);
+      },
+    });
+    assert.equal(r.signal, 'SIGKILL', `${content}: ${r.stderr}`);
+    assert.ok(!existsSync(join(out, 'records.json')));
+    await w.srv.control('faults', undefined, 'DELETE');
+  }
+  await exportAndCheck(w, 'classic', { format: 'json', batch: 25 }, { out });
+});
+
+test('a dictionary changed between an interrupted run and its rerun: the rerun starts over against the new one', async (t) => {
+  const N = 300, B = 10;
+  const w = await makeWorld({ classic: N, classicOpts: { seed: 37 } });
+  t.after(() => w.stop());
+  const out = w.out();
+  await w.srv.control('faults', { content: 'record', action: 'export', kind: 'delay', ms: 30, times: 100000 });
+  const k = await killAfterExports(w, argsFor(w, 'classic', { format: 'csv', batch: B }, out), 8);
+  assert.equal(k.signal, 'SIGKILL', k.stderr);
+  await w.srv.control('faults', undefined, 'DELETE');
+  // The project gets one more field (in its last form) and its data back.
+  const dict = readFileSync(join(exampleDir, 'dictionary.csv'), 'utf8');
+  await w.srv.control('projects', {
+    name: 'classic', title: 'Export test / classic, changed',
+    dictionary_csv: dict + 'allergy_note,allergies,,text,"Allergy note",,,,,,,,,,,,,\n', repeating: CLASSIC_REPEATING,
+  });
+  await importRows(w.srv, CLASSIC_TOKEN, classicRows(N, { seed: 37 }).map((r) => (r.redcap_repeat_instrument === 'allergies' ? { ...r, allergy_note: 'seen "again"' } : r)));
+  w.forget();
+  const m = await exportAndCheck(w, 'classic', { format: 'csv', batch: B }, { out });
+  assert.match(m.result.stderr, /discarded \(the project's data dictionary, events or form-event mapping changed since\)/);
+  assert.match(readFileSync(join(out, 'records.csv'), 'utf8'), /allergy_note/);
+});
+
+test('disk full: the export fails naming the file; once there is room the rerun completes', async (t) => {
+  const w = await makeWorld({ classic: 200, classicOpts: { seed: 39 } });
+  t.after(() => w.stop());
+  await references(w, 'classic', { format: 'csv' });
+  const out = w.out();
+  mkdirSync(out, { recursive: true });
+  // Every write to /dev/full fails with ENOSPC.
+  symlinkSync('/dev/full', join(out, '.records.csv.partial'));
+  const r = await runExport(argsFor(w, 'classic', { format: 'csv', batch: 50 }, out));
+  assert.equal(r.code, 1, r.stderr);
+  assert.match(r.stderr, /writing .*\.records\.csv\.partial: No space left on device/);
+  assert.ok(!existsSync(join(out, 'records.csv')));
+  unlinkSync(join(out, '.records.csv.partial'));
+  await exportAndCheck(w, 'classic', { format: 'csv', batch: 50 }, { out, exactRequests: false });
+});
+
+test('on a terminal: a progress bar (records done / total, rate, ETA), then the summary line', async (t) => {
+  const w = await makeWorld({ classic: 300, classicOpts: { seed: 45 } });
+  t.after(() => w.stop());
+  await w.srv.control('faults', { content: 'record', action: 'export', kind: 'delay', ms: 40, times: 100000 });
+  const out = w.out();
+  const wrapper = (process.env.BRIDGE_WRAPPER || '').split(' ').filter(Boolean);
+  const q = (a) => `'${String(a).replace(/'/g, `'\\''`)}'`;
+  const cmd = [...wrapper, bridgeBin, 'export', ...argsFor(w, 'classic', { format: 'csv', batch: 10 }, out)].map(q).join(' ');
+  // script(1) gives the command a pseudo-terminal; its output is what the terminal shows.
+  const r = spawnSync('script', ['-qfec', cmd, '/dev/null'], { encoding: 'utf8', timeout: 120000 });
+  assert.equal(r.status, 0, r.stdout + r.stderr);
+  const screen = r.stdout;
+  const bars = [...screen.matchAll(/\r?classic \[([#.]{30})\] (\d+)\/300 records  (\d+)\/s  ETA (\d+) s/g)];
+  assert.ok(bars.length >= 3, `progress lines drawn: ${bars.length}\n${JSON.stringify(screen.slice(0, 600))}`);
+  const done = bars.map((b) => Number(b[2]));
+  assert.deepEqual([...done].sort((a, b) => a - b), done, 'the count only grows');
+  assert.ok(done.every((d) => d > 0 && d < 300));
+  assert.match(screen, /classic \[#{30}\] 300\/300 records  \d+\/s  done/);
+  assert.match(screen, /exported 300 records \(\d+ rows\) in 33 requests/);
+  await w.srv.control('faults', undefined, 'DELETE');
 });
