@@ -948,8 +948,13 @@ static void on_result(void *ud, const rc_result *r)
 		ex_fail(x, "%s", r->answer->message ? r->answer->message : r->desc);
 		return;
 	case REDCAP_BANNED:
-		ex_fail(x, "REDCap banned this IP address (HTTP 429); ask REDCap's administrators to lift it "
-			   "(then rerun the same command to continue)");
+		/* For good, for every project on that server: the daemon's push
+		 * stops too (and this export refuses to start) until push-resume. */
+		if (rc_ban_record(x->st, &x->cfg, x->cp->url, r->desc) != 0)
+			log_error("export", "cannot record the ban in the store: %s", store_errmsg(x->st));
+		ex_fail(x, "REDCap banned this IP address (HTTP 429); ALL TRAFFIC TO %s STOPPED until REDCap's "
+			   "administrators lift the ban and an operator runs `fhir-redcap-bridge push-resume --project %s` "
+			   "(then rerun the same command to continue)", x->cp->url, x->cp->name);
 		return;
 	case REDCAP_AUTH:
 		/* A bad token or missing rights: once mended, the same command
@@ -1067,6 +1072,14 @@ static int setup(ex *x)
 	if (store_open(&x->st, x->cfg.store_path, x->cfg.store_key_file, STORE_RW, err, sizeof(err)) != 0) {
 		fprintf(stderr, "fhir-redcap-bridge: %s\n", err);
 		return EX_STORE;
+	}
+	char *halt = rc_ban_get(x->st, x->cp->name);
+	if (halt) {
+		fprintf(stderr, "fhir-redcap-bridge export: %s: halted: %s (clear with `fhir-redcap-bridge push-resume "
+				"--project %s` once the REDCap administrators have lifted it)\n", x->cp->name, halt,
+			x->cp->name);
+		free(halt);
+		return EX_FAILED;
 	}
 	char *sel = selection_key(x);
 	if (!sel)

@@ -29,3 +29,19 @@ uint64_t ratelimit_delay(const ratelimit *rl, uint64_t now_ms);
 
 /* A request starts at now_ms (call only when ratelimit_delay() said 0). */
 void ratelimit_record(ratelimit *rl, uint64_t now_ms);
+
+/*
+ * The same window shared by every process that opens one file (the daemon,
+ * an export and the other commands of one site send to one REDCap, and
+ * REDCap counts them together). The file holds the start times (wall-clock
+ * ms) of the last requests; each decision takes an exclusive flock(2), so
+ * two processes never both take the last free place.
+ *
+ * ratelimit_shared_take: with fd open O_RDWR on that file, either records a
+ * request at now_ms and sets *delay_ms = 0, or records nothing and sets
+ * *delay_ms to the wait before a place is free. Times outside
+ * (now - window, now + window] are dropped (a clock step, a stale file).
+ * Returns 0 or -errno (the caller then relies on its own window alone).
+ */
+#define RATELIMIT_SHARED_MAX 100000
+int ratelimit_shared_take(int fd, unsigned limit, uint64_t window_ms, uint64_t now_ms, uint64_t *delay_ms);

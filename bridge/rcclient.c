@@ -4,12 +4,18 @@
 #include "bridge/rcclient.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "bridge/backoff.h"
 #include "bridge/log.h"
 #include "bridge/util.h"
+#include "offline-store/outbox.h"
+#include "offline-store/store.h"
 
 /* ---- servers -------------------------------------------------------------- */
 
@@ -41,7 +47,22 @@ int rc_servers_new(rc_servers **out, const config *cfg)
 			rc_servers_free(s);
 			return -ENOMEM;
 		}
+		e->rate_fd = -1;
 		s->n++;
+		/* The shared window: a file per REDCap URL beside the store. */
+		if (cfg->store_path) {
+			uint64_t h = 0xcbf29ce484222325ULL; /* FNV-1a */
+			for (const char *q = url; *q; q++)
+				h = (h ^ (unsigned char)*q) * 0x100000001b3ULL;
+			char *path = NULL;
+			if (asprintf(&path, "%s.redcap-rate-%016" PRIx64, cfg->store_path, h) >= 0) {
+				e->rate_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+				if (e->rate_fd < 0)
+					log_warn("redcap", "cannot open %s (%s): the request-rate cap holds for this "
+						 "process only", path, strerror(errno));
+				free(path);
+			}
+		}
 	}
 	*out = s;
 	return 0;
@@ -54,9 +75,30 @@ void rc_servers_free(rc_servers *s)
 	for (size_t i = 0; i < s->n; i++) {
 		free(s->v[i].url);
 		ratelimit_deinit(&s->v[i].rl);
+		if (s->v[i].rate_fd >= 0)
+			close(s->v[i].rate_fd);
 	}
 	free(s->v);
 	free(s);
+}
+
+char *rc_ban_get(store *st, const char *project)
+{
+	char *halt = NULL;
+	if (!st || store_project_get(st, project, RC_HALT_KEY, &halt) != 0 || !halt || !*halt) {
+		free(halt);
+		return NULL;
+	}
+	return halt;
+}
+
+int rc_ban_record(store *st, const config *cfg, const char *url, const char *what)
+{
+	int rc = 0;
+	for (size_t i = 0; i < cfg->n_redcap_projects; i++)
+		if (strcmp(cfg->redcap_projects[i].url, url) == 0 && rc == 0)
+			rc = store_project_set(st, cfg->redcap_projects[i].name, RC_HALT_KEY, what);
+	return rc;
 }
 
 rc_server *rc_servers_get(rc_servers *s, const char *url)
@@ -129,9 +171,26 @@ static void submit(rc_call *c)
 static void on_timer(uv_timer_t *t)
 {
 	rc_call *c = t->data;
-	uint64_t d = ratelimit_delay(&c->srv->rl, uv_now(c->loop));
-	if (d > 0) {
+	rc_server *srv = c->srv;
+	uint64_t d = ratelimit_delay(&srv->rl, uv_now(c->loop));
+	if (d == 0 && srv->rate_fd >= 0) {
+		/* This process may send: do the site's other processes leave room? */
+		int rc = ratelimit_shared_take(srv->rate_fd, c->cfg->redcap_max_requests_per_minute,
+					       60000 + RC_WINDOW_MARGIN_MS, (uint64_t)util_wall_ms(), &d);
+		if (rc != 0) {
+			log_warn("redcap", "the shared request-rate window failed (%s): this process keeps its own",
+				 strerror(-rc));
+			close(srv->rate_fd);
+			srv->rate_fd = -1;
+			d = 0;
+		} else if (d > 0) {
+			log_debug("redcap", "%s: the site's rate window is full (other processes), waiting %.1f s",
+				  c->name, (double)d / 1000.0);
+		}
+	} else if (d > 0) {
 		log_debug("redcap", "%s: rate window full, waiting %.1f s", c->name, (double)d / 1000.0);
+	}
+	if (d > 0) {
 		uv_timer_start(&c->timer, on_timer, d, 0);
 		return;
 	}

@@ -6,7 +6,10 @@
  * - rc_servers: one entry per REDCap URL of the config, kept for the life
  *   of the program: a sliding window of redcap.max_requests_per_minute
  *   (REDCap bans an IP for good above its limit, 600/min by default) and a
- *   "stopped" mark after a 403 or a ban.
+ *   "stopped" mark after a 403 or a ban. The window is kept in this process
+ *   and, beside the store (<store.path>.redcap-rate-<hash of the URL>), in a
+ *   file every process of the site shares: the daemon's push and an export
+ *   running at the same time stay under the cap together.
  * - rc_call: one request at a time (a REDCap server is never sent two
  *   requests at once by one call). rc_call_send() waits for the server's
  *   window, posts the body, classifies the answer (redcap_classify) and
@@ -37,6 +40,7 @@
 typedef struct rc_server {
 	char *url;
 	ratelimit rl;
+	int rate_fd;              /* the window shared with the site's other processes, or -1 */
 	bool stopped;             /* a 403 or a ban seen: no more traffic */
 	char reason[512];
 } rc_server;
@@ -47,6 +51,17 @@ typedef struct rc_servers {
 } rc_servers;
 
 int rc_servers_new(rc_servers **out, const config *cfg);
+
+/*
+ * A ban is for good and for the whole server: recorded in the store for
+ * every project of the config on that URL (key RC_HALT_KEY), it stops the
+ * push and the export until `push-resume`. rc_ban_get: the recorded reason
+ * (malloc'd) or NULL. rc_ban_record: 0 or a store error code.
+ */
+#define RC_HALT_KEY "halted"
+struct store;
+char *rc_ban_get(struct store *st, const char *project);
+int rc_ban_record(struct store *st, const config *cfg, const char *url, const char *what);
 void rc_servers_free(rc_servers *s);
 /* The entry of url (one of the config's REDCap URLs), or NULL. */
 rc_server *rc_servers_get(rc_servers *s, const char *url);

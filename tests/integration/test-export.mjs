@@ -553,12 +553,16 @@ test('an id that never comes back (deleted after the id list) fails the export, 
   assert.doesNotMatch(readFileSync(join(out, 'records.json'), 'utf8'), /S-0017/);
 });
 
-test('the request-rate cap: max_requests_per_minute 5 and 8 requests -> waits, never more than 5 in a minute', async (t) => {
+test('the request-rate cap holds across processes: two exports at once, max_requests_per_minute 5, 9 requests -> never more than 5 in a minute', async (t) => {
   // One minute of waiting is the least a sliding 60-s window allows. The
   // emulator bans above 6 a minute (one of slack: it times a request's
-  // arrival, the bridge its start).
-  const w = await makeWorld({ classic: 50, classicOpts: { seed: 71 }, extra: ['--rate-limit', '6', '--verbose'], cfg: { max_requests_per_minute: 5 } });
+  // arrival, the bridge its start). The two processes share the window
+  // through a file beside the store: without it they would send 9 at once.
+  const w = await makeWorld({ classic: 20, classicOpts: { seed: 71 }, extra: ['--rate-limit', '6', '--verbose'], cfg: { max_requests_per_minute: 5 } });
   t.after(() => w.stop());
+  const selA = { format: 'csv', batch: 10 };                        // project, metadata, ids, 2 batches
+  const selB = { format: 'json', batch: 10, records: ['1', '2', '3'] }; // project, metadata, ids, 1 batch
+  const refA = await references(w, 'classic', selA), refB = await references(w, 'classic', selB);
   const times = [];
   w.srv.proc.stderr.on('data', (d) => {
     for (const line of String(d).split('\n')) {
@@ -566,19 +570,26 @@ test('the request-rate cap: max_requests_per_minute 5 and 8 requests -> waits, n
       if (m) times.push(Date.parse(m[1]));
     }
   });
-  const m = await exportAndCheck(w, 'classic', { format: 'csv', batch: 10 });
-  assert.equal(m.total, 8);
+  const outA = w.out('a'), outB = w.out('b');
+  const m = await measured(w, () => Promise.all([
+    runExport(argsFor(w, 'classic', selA, outA)), runExport(argsFor(w, 'classic', selB, outB)),
+  ]));
+  const [a, b] = m.result;
+  assert.equal(a.code, 0, a.stderr);
+  assert.equal(b.code, 0, b.stderr);
+  assertFileIs(join(outA, 'records.csv'), refA.refCsv, 'A');
+  assertFileIs(join(outB, 'records.json'), refB.refJson, 'B');
+  assert.equal(m.total, 9);
   assert.equal(m.stats.bans, 0, 'never banned');
   // The emulator logs a request when its answer is sent (ms resolution): the
-  // run's requests are answered after the bridge starts (t0) and before the
-  // emulator answers the stats request that follows it (tStats); the requests
-  // that compute the reference come before s0, those that check it after.
-  const run = times.filter((x) => x >= m.t0 && x <= m.tStats);
-  assert.equal(run.length, 8, `the emulator logged ${run.length} API requests during the export`);
+  // run's requests are answered after the bridges start (t0) and before the
+  // emulator answers the stats request that follows them (tStats).
+  const run = times.filter((x) => x >= m.t0 && x <= m.tStats).sort((x, y) => x - y);
+  assert.equal(run.length, 9, `the emulator logged ${run.length} API requests during the exports`);
   for (let i = 0; i + 5 < run.length; i++) {
     assert.ok(run[i + 5] - run[i] >= 59000, `requests ${i + 1} and ${i + 6} only ${run[i + 5] - run[i]} ms apart`);
   }
-  assert.ok(m.t1 - m.t0 >= 59000, `the export waited (${m.t1 - m.t0} ms)`);
+  assert.ok(m.t1 - m.t0 >= 59000, `the exports waited (${m.t1 - m.t0} ms)`);
 });
 
 /* Kills `export args` once it has made n record exports (after s0); resolves like runExport. */
@@ -718,4 +729,33 @@ test('on a terminal: a progress bar (records done / total, rate, ETA), then the 
   assert.match(screen, /classic \[#{30}\] 300\/300 records  \d+\/s  done/);
   assert.match(screen, /exported 300 records \(\d+ rows\) in 33 requests/);
   await w.srv.control('faults', undefined, 'DELETE');
+});
+
+test('a ban (429) stops the export, is recorded for the whole server, and holds until push-resume; then the export continues', async (t) => {
+  const w = await makeWorld({ classic: 100, classicOpts: { seed: 47 } });
+  t.after(() => w.stop());
+  const sel = { format: 'csv', batch: 10 };
+  await references(w, 'classic', sel);
+  const out = w.out();
+  // REDCap's limit is 5 a minute here and the config allows 600: the 6th request is banned.
+  await w.srv.control('reset-ban', {});
+  await w.srv.control('config', { rateLimit: 5 });
+  const r = await runExport(argsFor(w, 'classic', sel, out));
+  assert.equal(r.code, 1, r.stderr);
+  assert.match(r.stderr, /REDCap banned this IP address \(HTTP 429\); ALL TRAFFIC TO \S+ STOPPED until .*push-resume --project classic/);
+  assert.equal((await w.srv.control('stats')).bans, 1);
+  await w.srv.control('config', { rateLimit: 0 });
+  await w.srv.control('reset-ban', {});
+  // Recorded for every project on that server: no request at all until an operator clears it.
+  const s0 = (await w.srv.control('stats')).requests.total;
+  for (const project of ['classic', 'long']) {
+    const again = await runExport(argsFor(w, project, sel, w.out('halted')));
+    assert.equal(again.code, 1, again.stderr);
+    assert.match(again.stderr, new RegExp(`${project}: halted: .*push-resume --project ${project}`));
+  }
+  assert.equal((await w.srv.control('stats')).requests.total, s0, 'a halted export sends nothing');
+  const resume = spawnSync(bridgeBin, ['push-resume', '--config', w.cfgPath, '--project', 'classic'], { encoding: 'utf8' });
+  assert.equal(resume.status, 0, resume.stderr);
+  const m = await exportAndCheck(w, 'classic', sel, { out, exactRequests: false });
+  assert.match(m.result.stderr, /continued: \d+ of the records in this run/);
 });
