@@ -391,6 +391,356 @@ static json_t *json_answer(const char *buf, size_t len, redcap_error *err, int *
 	return j;
 }
 
+/*
+ * The fast path for JSON answers. REDCap's record exports are arrays of
+ * flat objects whose values are all strings and whose members come in the
+ * same order in every row; a DOM per batch (twice: the check and the
+ * writer) cost most of a JSON export's CPU time and a multiple of the
+ * answer in memory. json_fast() validates such an answer in one pass,
+ * collects the ids and, for NDJSON, writes each object compact. Whatever
+ * it is not sure of (another value type, a key with escapes, members in
+ * another order than the first row's, a \u surrogate, bytes that are not
+ * UTF-8) makes it give up (JF_OTHER): the Jansson path then decides, with
+ * its own errors. So it only ever accepts what Jansson accepts, and gives
+ * the same rows and ids.
+ */
+enum { JF_OTHER = 1 };
+
+bool rc_export_json_fast = true;
+unsigned long rc_export_json_fast_used;
+
+typedef struct jf_span {
+	size_t off, len;   /* the string's bytes between the quotes */
+} jf_span;
+
+typedef struct jfast {
+	const unsigned char *b, *p, *end;
+	jf_span *keys;     /* the first row's member names, in order */
+	size_t n_keys, cap_keys;
+	bool first_done;
+} jfast;
+
+static void jf_ws(jfast *j)
+{
+	while (j->p < j->end && (*j->p == ' ' || *j->p == '\n' || *j->p == '\r' || *j->p == '\t'))
+		j->p++;
+}
+
+/* Strict UTF-8: the length of the sequence at p, or 0. */
+static size_t jf_utf8(const unsigned char *p, const unsigned char *end)
+{
+	unsigned char c = p[0];
+	size_t n = c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : 2;
+	if (c < 0xC2 || c > 0xF4 || (size_t)(end - p) < n)
+		return 0;
+	unsigned char lo = 0x80, hi = 0xBF;
+	if (c == 0xE0)
+		lo = 0xA0;
+	else if (c == 0xED)
+		hi = 0x9F;
+	else if (c == 0xF0)
+		lo = 0x90;
+	else if (c == 0xF4)
+		hi = 0x8F;
+	if (p[1] < lo || p[1] > hi)
+		return 0;
+	for (size_t i = 2; i < n; i++)
+		if (p[i] < 0x80 || p[i] > 0xBF)
+			return 0;
+	return n;
+}
+
+static int jf_hex4(const unsigned char *p, unsigned *v)
+{
+	*v = 0;
+	for (int i = 0; i < 4; i++) {
+		unsigned c = p[i], d;
+		if (c >= '0' && c <= '9')
+			d = c - '0';
+		else if ((c | 0x20) >= 'a' && (c | 0x20) <= 'f')
+			d = (c | 0x20) - 'a' + 10;
+		else
+			return -1;
+		*v = *v << 4 | d;
+	}
+	return 0;
+}
+
+/* At '"': one string; its bytes in *sp, *escaped if it holds escapes. */
+static int jf_string(jfast *j, jf_span *sp, bool *escaped)
+{
+	const unsigned char *p = j->p + 1, *end = j->end;
+	*escaped = false;
+	for (;;) {
+		while (p < end && *p >= 0x20 && *p < 0x80 && *p != '"' && *p != '\\')
+			p++;
+		if (p >= end)
+			return JF_OTHER;
+		unsigned char c = *p;
+		if (c == '"')
+			break;
+		if (c < 0x20)
+			return JF_OTHER;
+		if (c == '\\') {
+			if (end - p < 2)
+				return JF_OTHER;
+			*escaped = true;
+			unsigned char e = p[1];
+			if (e == 'u') {
+				unsigned v;
+				if (end - p < 6 || jf_hex4(p + 2, &v) != 0 || (v >= 0xD800 && v <= 0xDFFF))
+					return JF_OTHER;
+				p += 6;
+			} else if (strchr("\"\\/bfnrt", e) && e) {
+				p += 2;
+			} else {
+				return JF_OTHER;
+			}
+			continue;
+		}
+		size_t n = jf_utf8(p, end);
+		if (!n)
+			return JF_OTHER;
+		p += n;
+	}
+	sp->off = (size_t)(j->p + 1 - j->b);
+	sp->len = (size_t)(p - (j->p + 1));
+	j->p = p + 1;
+	return 0;
+}
+
+/* An escaped string's text, decoded (no surrogates: jf_string refused them). */
+static char *jf_unescape(const unsigned char *s, size_t n, size_t *out_len)
+{
+	char *o = malloc(n + 1), *q = o;
+	if (!o)
+		return NULL;
+	for (size_t i = 0; i < n;) {
+		if (s[i] != '\\') {
+			*q++ = (char)s[i++];
+			continue;
+		}
+		unsigned char e = s[i + 1];
+		if (e == 'u') {
+			unsigned v = 0;
+			jf_hex4(s + i + 2, &v);
+			if (v < 0x80) {
+				*q++ = (char)v;
+			} else if (v < 0x800) {
+				*q++ = (char)(0xC0 | v >> 6);
+				*q++ = (char)(0x80 | (v & 0x3F));
+			} else {
+				*q++ = (char)(0xE0 | v >> 12);
+				*q++ = (char)(0x80 | (v >> 6 & 0x3F));
+				*q++ = (char)(0x80 | (v & 0x3F));
+			}
+			i += 6;
+			continue;
+		}
+		*q++ = e == 'b' ? '\b' : e == 'f' ? '\f' : e == 'n' ? '\n' : e == 'r' ? '\r' : e == 't' ? '\t' : (char)e;
+		i += 2;
+	}
+	*q = '\0';
+	*out_len = (size_t)(q - o);
+	return o;
+}
+
+static int jf_key_add(jfast *j, jf_span k)
+{
+	if (j->n_keys == j->cap_keys) {
+		size_t cap = j->cap_keys ? j->cap_keys * 2 : 64;
+		jf_span *nk = realloc(j->keys, cap * sizeof(*nk));
+		if (!nk)
+			return -ENOMEM;
+		j->keys = nk;
+		j->cap_keys = cap;
+	}
+	j->keys[j->n_keys++] = k;
+	return 0;
+}
+
+/* The first row's names must be distinct (Jansson refuses duplicates). */
+static bool jf_keys_distinct(const jfast *j)
+{
+	for (size_t a = 0; a < j->n_keys; a++)
+		for (size_t c = a + 1; c < j->n_keys; c++)
+			if (j->keys[a].len == j->keys[c].len &&
+			    memcmp(j->b + j->keys[a].off, j->b + j->keys[c].off, j->keys[a].len) == 0)
+				return false;
+	return true;
+}
+
+static int jf_put(redcap_buf *out, const unsigned char *p, size_t n)
+{
+	return out ? buf_add(out, p, n) : 0;
+}
+
+/*
+ * A string for NDJSON, written as Jansson's compact dump writes it (the
+ * slow path's output, so a file is the same whichever path a batch took):
+ * UTF-8 as is, '/' unescaped; '"', '\\' and the C0 controls escaped, those
+ * without a short form as \u00XX. A string without escapes is already so.
+ */
+static int jf_put_string(redcap_buf *out, const unsigned char *b, jf_span sp, bool escaped)
+{
+	if (!escaped)
+		return jf_put(out, b + sp.off - 1, sp.len + 2);
+	size_t n = 0;
+	char *t = jf_unescape(b + sp.off, sp.len, &n);
+	if (!t)
+		return -ENOMEM;
+	int rc = buf_adds(out, "\"");
+	for (size_t i = 0, run = 0; rc == 0 && i <= n; i++) {
+		unsigned char c = i < n ? (unsigned char)t[i] : 0;
+		if (i < n && c >= 0x20 && c != '"' && c != '\\')
+			continue;
+		if (i > run && (rc = buf_add(out, t + run, i - run)) != 0)
+			break;
+		run = i + 1;
+		if (i == n)
+			break;
+		const char *e = c == '"' ? "\\\"" : c == '\\' ? "\\\\" : c == '\b' ? "\\b" : c == '\f' ? "\\f" :
+				c == '\n' ? "\\n" : c == '\r' ? "\\r" : c == '\t' ? "\\t" : NULL;
+		char u[8];
+		if (!e) {
+			snprintf(u, sizeof(u), "\\u%04X", c);
+			e = u;
+		}
+		rc = buf_adds(out, e);
+	}
+	if (rc == 0)
+		rc = buf_adds(out, "\"");
+	OPENSSL_cleanse(t, n);
+	free(t);
+	return rc;
+}
+
+/* At '{': one row. Its id to ids; compact to out (NDJSON) when non-NULL. */
+static int jf_object(jfast *j, const char *id_field, id_list *ids, redcap_buf *out)
+{
+	size_t idlen = id_field ? strlen(id_field) : 0, k = 0;
+	bool have_id = false;
+	int rc;
+	j->p++;
+	if ((rc = jf_put(out, (const unsigned char *)"{", 1)))
+		return rc;
+	jf_ws(j);
+	if (j->p < j->end && *j->p == '}')
+		return JF_OTHER; /* an empty row: let Jansson's path say so */
+	for (;; k++) {
+		jf_span key, val;
+		bool kesc, vesc;
+		if (j->p >= j->end || *j->p != '"' || jf_string(j, &key, &kesc) != 0 || kesc)
+			return JF_OTHER;
+		if (!j->first_done) {
+			if ((rc = jf_key_add(j, key)))
+				return rc;
+		} else if (k >= j->n_keys || j->keys[k].len != key.len ||
+			   memcmp(j->b + j->keys[k].off, j->b + key.off, key.len) != 0) {
+			return JF_OTHER;
+		}
+		jf_ws(j);
+		if (j->p >= j->end || *j->p != ':')
+			return JF_OTHER;
+		j->p++;
+		jf_ws(j);
+		if (j->p >= j->end || *j->p != '"' || jf_string(j, &val, &vesc) != 0)
+			return JF_OTHER;
+		if (out && ((rc = jf_put(out, j->b + key.off - 1, key.len + 2)) ||
+			    (rc = jf_put(out, (const unsigned char *)":", 1)) ||
+			    (rc = jf_put_string(out, j->b, val, vesc))))
+			return rc;
+		bool is_id = id_field ? key.len == idlen && memcmp(j->b + key.off, id_field, idlen) == 0 : k == 0;
+		if (is_id && !have_id) {
+			have_id = true;
+			const char *t = (const char *)j->b + val.off;
+			size_t n = val.len;
+			char *dec = NULL;
+			if (vesc && !(dec = jf_unescape(j->b + val.off, val.len, &n)))
+				return -ENOMEM;
+			if (dec)
+				t = dec;
+			rc = id_check(t, n, NULL, "", 0) ? JF_OTHER : ids ? ids_add(ids, t, n) : 0;
+			if (dec) {
+				OPENSSL_cleanse(dec, n);
+				free(dec);
+			}
+			if (rc)
+				return rc;
+		}
+		jf_ws(j);
+		if (j->p >= j->end)
+			return JF_OTHER;
+		if (*j->p == '}') {
+			j->p++;
+			break;
+		}
+		if (*j->p != ',')
+			return JF_OTHER;
+		if ((rc = jf_put(out, (const unsigned char *)",", 1)))
+			return rc;
+		j->p++;
+		jf_ws(j);
+	}
+	if (!j->first_done) {
+		j->first_done = true;
+		if (!jf_keys_distinct(j))
+			return JF_OTHER;
+	} else if (k + 1 != j->n_keys) {
+		return JF_OTHER;
+	}
+	if (!have_id)
+		return JF_OTHER;
+	return out ? buf_adds(out, "}\n") : 0;
+}
+
+/*
+ * A whole answer: 0 (ids, *rows and, for NDJSON, out filled), JF_OTHER
+ * (nothing decided: ids and out may hold a part, the caller drops it), or
+ * -ENOMEM.
+ */
+static int json_fast(const char *buf, size_t len, const char *id_field, id_list *ids, uint64_t *rows,
+		     redcap_buf *out)
+{
+	jfast j = { .b = (const unsigned char *)buf, .p = (const unsigned char *)buf,
+		    .end = (const unsigned char *)buf + len };
+	int rc = JF_OTHER;
+	*rows = 0;
+	jf_ws(&j);
+	if (j.p >= j.end || *j.p != '[')
+		goto out;
+	j.p++;
+	jf_ws(&j);
+	if (j.p < j.end && *j.p == ']') {
+		j.p++;
+	} else {
+		for (;;) {
+			if (j.p >= j.end || *j.p != '{')
+				goto out;
+			if ((rc = jf_object(&j, id_field, ids, out)) != 0)
+				goto out;
+			rc = JF_OTHER;
+			(*rows)++;
+			jf_ws(&j);
+			if (j.p < j.end && *j.p == ']') {
+				j.p++;
+				break;
+			}
+			if (j.p >= j.end || *j.p != ',')
+				goto out;
+			j.p++;
+			jf_ws(&j);
+		}
+	}
+	jf_ws(&j);
+	rc = j.p == j.end ? 0 : JF_OTHER;
+	if (rc == 0)
+		rc_export_json_fast_used++;
+out:
+	free(j.keys);
+	return rc;
+}
+
 /* The record id of one exported object: id_field, or its first member. */
 static int json_row_id(const json_t *o, size_t i, const char *id_field, id_list *ids, redcap_error *err)
 {
@@ -464,6 +814,15 @@ static int answer_ids(redcap_format fmt, const char *buf, size_t len, const char
 		rc_csv_row_free(&row);
 		return rc;
 	}
+	uint64_t rows;
+	size_t n0 = ids->n, t0 = ids->text.len;
+	if (rc_export_json_fast && (rc = json_fast(buf, len, id_field, ids, &rows, NULL)) != JF_OTHER)
+		return rc;
+	/* What the fast path added goes (wiped: ids are PHI). */
+	if (ids->text.s && ids->text.len > t0)
+		OPENSSL_cleanse(ids->text.s + t0, ids->text.len - t0);
+	ids->n = n0;
+	ids->text.len = t0;
 	json_t *j = json_answer(buf, len, err, &rc);
 	if (!j)
 		return rc;
@@ -813,6 +1172,27 @@ static int json_batch(redcap_export_writer *w, const char *buf, size_t len, redc
 		return rc;
 	if (blank_answer(buf, len))
 		return 0;
+	size_t before = out->len;
+	rc = rc_export_json_fast ? json_fast(buf, len, w->id_field, &ids, rows, w->fmt == REDCAP_OUT_NDJSON ? out : NULL)
+				 : JF_OTHER;
+	if (rc != JF_OTHER) {
+		if (rc == 0)
+			rc = count_records(&ids, records);
+		if (rc == 0 && w->fmt == REDCAP_OUT_JSON) {
+			size_t start, n;
+			json_inner(buf, len, &start, &n);
+			if (n && w->rows)
+				rc = buf_adds(out, ",");
+			if (rc == 0)
+				rc = buf_add(out, buf + start, n);
+		}
+		ids_free(&ids);
+		return rc;
+	}
+	/* Not the usual shape: Jansson decides. */
+	buf_truncate(out, before);
+	ids_free(&ids);
+	rc = 0;
 	if (!(j = json_answer(buf, len, err, &rc)))
 		return rc;
 	if ((rc = json_ids(j, w->id_field, &ids, err)) || (rc = count_records(&ids, records)))

@@ -117,3 +117,8 @@ const char *rc_vtype_regex(redcap_vtype t, int *flags);
 /* The compiled ERE for t in d's index, NULL if none (not a regex type, or
  * not used by any field). */
 const regex_t *rc_dict_regex(const redcap_dict *d, redcap_vtype t);
+
+/* export.c: JSON answers take the one-pass path when they can (tests turn
+ * it off to compare with the Jansson path). */
+extern bool rc_export_json_fast;
+extern unsigned long rc_export_json_fast_used; /* answers it decided */

@@ -14,6 +14,7 @@
 #include <jansson.h>
 
 #include "redcap/export.h"
+#include "redcap/internal.h"
 #include "tests/harness.h"
 
 /* A data value that must never show up in an error message. */
@@ -1034,14 +1035,158 @@ static void test_buf(void)
 	redcap_export_writer_deinit(&w);
 }
 
+/* ---- the one-pass JSON path against Jansson's ------------------------------- */
+
+typedef struct path_result {
+	int wrc, crc;                 /* writer and check return codes */
+	char *out;                    /* writer output */
+	size_t out_len;
+	uint64_t rows, records;
+	char *missing;                /* the missing ids, joined */
+} path_result;
+
+static void path_run(bool fast, redcap_out_format fmt, const char *in, size_t len, const char *const *asked,
+		     size_t n_asked, path_result *r)
+{
+	rc_export_json_fast = fast;
+	redcap_export_writer w = REDCAP_EXPORT_WRITER_NULL;
+	redcap_buf out = REDCAP_BUF_NULL;
+	redcap_error err = { 0 };
+	redcap_strv missing = REDCAP_STRV_NULL, unexpected = REDCAP_STRV_NULL;
+	REQUIRE(redcap_export_writer_init(&w, fmt, "record_id") == 0);
+	r->wrc = redcap_export_writer_batch(&w, in, len, &out, &err);
+	redcap_export_writer_state st;
+	redcap_export_writer_save(&w, &st);
+	r->rows = st.rows;
+	r->records = st.records;
+	r->out = malloc(out.len + 1);
+	memcpy(r->out, out.p ? out.p : "", out.len);
+	r->out_len = out.len;
+	r->crc = redcap_export_check_batch(REDCAP_FORMAT_JSON, in, len, "record_id", asked, n_asked, &missing,
+					   &unexpected, &err);
+	sbuf m = { 0 };
+	sb_add(&m, "");
+	for (size_t i = 0; i < missing.n; i++) {
+		sb_add(&m, missing.v[i]);
+		sb_add(&m, "|");
+	}
+	sb_add(&m, "/");
+	for (size_t i = 0; i < unexpected.n; i++) {
+		sb_add(&m, unexpected.v[i]);
+		sb_add(&m, "|");
+	}
+	r->missing = m.p;
+	redcap_strv_deinit(&missing);
+	redcap_strv_deinit(&unexpected);
+	redcap_buf_deinit(&out);
+	redcap_export_writer_deinit(&w);
+	rc_export_json_fast = true;
+}
+
+static void path_free(path_result *r)
+{
+	free(r->out);
+	free(r->missing);
+}
+
+/* Both paths, every format: the same codes, bytes, counts and id checks. */
+static int same_both_ways(const char *in, size_t len, const char *what)
+{
+	static const char *const asked[] = { "1", "2", "caf\xC3\xA9", "x/y", "9" };
+	int bad = 0;
+	for (int f = REDCAP_OUT_JSON; f <= REDCAP_OUT_NDJSON; f++) {
+		path_result a = { 0 }, b = { 0 };
+		path_run(true, (redcap_out_format)f, in, len, asked, 5, &a);
+		path_run(false, (redcap_out_format)f, in, len, asked, 5, &b);
+		if (a.wrc != b.wrc || a.crc != b.crc || (a.wrc == 0 && (a.out_len != b.out_len ||
+		    memcmp(a.out, b.out, a.out_len) != 0 || a.rows != b.rows || a.records != b.records)) ||
+		    (a.crc == 0 && strcmp(a.missing, b.missing) != 0)) {
+			fprintf(stderr, "%s (format %d): fast %d/%d rows %llu, jansson %d/%d rows %llu\n  fast:    %.*s\n"
+				"  jansson: %.*s\n", what, f, a.wrc, a.crc, (unsigned long long)a.rows, b.wrc, b.crc,
+				(unsigned long long)b.rows, (int)(a.out_len < 300 ? a.out_len : 300), a.out,
+				(int)(b.out_len < 300 ? b.out_len : 300), b.out);
+			bad = 1;
+		}
+		path_free(&a);
+		path_free(&b);
+	}
+	return bad;
+}
+
+static void test_json_fast_path_equals_jansson(void)
+{
+	static const char *const cases[] = {
+		"[]", " [ ] ", "[\n]\n",
+		"[{\"record_id\":\"1\",\"a\":\"x\"},{\"record_id\":\"2\",\"a\":\"y\"}]",
+		" [ {\"record_id\" : \"1\" , \"a\" : \"x\" } ,\n {\"record_id\":\"2\",\"a\":\"\"} ] \r\n",
+		/* escapes: PHP's \/ and \u00e9, controls, quotes */
+		"[{\"record_id\":\"caf\\u00e9\",\"a\":\"x\\/y \\\"q\\\" \\\\ \\b\\f\\n\\r\\t \\u0001 \\u001F \\u007f\"}]",
+		"[{\"record_id\":\"x\\/y\",\"a\":\"\\u2028\"},{\"record_id\":\"1\",\"a\":\"caf\xC3\xA9 \xF0\x9F\x98\x80\"}]",
+		/* what the fast path leaves to Jansson */
+		"[{\"record_id\":1,\"a\":\"x\"}]", "[{\"record_id\":\"1\",\"a\":null}]", "[{\"record_id\":\"1\",\"a\":[1]}]",
+		"[{\"record_id\":\"1\",\"a\":\"x\",\"a\":\"y\"}]", "[{\"a\":\"x\",\"record_id\":\"1\"},{\"record_id\":\"2\",\"a\":\"y\"}]",
+		"[{\"record_id\":\"1\",\"a\":\"x\"},{\"record_id\":\"2\"}]", "[{\"record_id\":\"1\"},{\"record_id\":\"2\",\"a\":\"y\"}]",
+		"[{\"record_id\":\"\\ud83d\\ude00\",\"a\":\"x\"}]", "[{\"record_id\":\"\\ud83d\",\"a\":\"x\"}]",
+		"[{\"rec\\u006frd_id\":\"1\"}]", "[{}]", "[{\"a\":\"x\"}]", "[{\"record_id\":\"\"}]", "[{\"record_id\":\"  \"}]",
+		"[{\"record_id\":\"a\\u0000b\"}]", "[{\"record_id\":\"1\",\"a\":\"\\u0000\"}]",
+		"[{\"record_id\":\"1\"}", "[{\"record_id\":\"1\"}]x", "[{\"record_id\":\"1\"},]", "[,{\"record_id\":\"1\"}]",
+		"{\"record_id\":\"1\"}", "\"x\"", "[{\"record_id\":\"1\" \"a\":\"x\"}]", "[{\"record_id\":\"1\",}]",
+		"[{\"record_id\":\"\xC3\x28\"}]", "[{\"record_id\":\"\xED\xA0\x80\"}]", "[{\"record_id\":\"\xF4\x90\x80\x80\"}]",
+		"[{\"record_id\":\"\xE0\x80\xAF\"}]", "[{\"record_id\":\"a\tb\"}]", "[{\"record_id\":\"1\\x\"}]",
+		"[{\"record_id\":\"1\\u12\"}]", "\xEF\xBB\xBF[{\"record_id\":\"1\"}]", "[{\"record_id\":\"1\"}]\n\n  ",
+		"[{\"record_id\":\"1\",\"a\":\"x\"},{\"record_id\":\"1\",\"a\":\"y\"},{\"record_id\":\"9\",\"a\":\"z\"}]",
+		"[{\"record_id\":\"1\",\"a\":true}]", "[{\"record_id\":\"1\",\"a\":\"x\"} {\"record_id\":\"2\",\"a\":\"y\"}]",
+	};
+	int bad = 0;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		char what[32];
+		snprintf(what, sizeof(what), "case %zu", i);
+		bad |= same_both_ways(cases[i], strlen(cases[i]), what);
+	}
+	/* The generated REDCap answer, and thousands of random corruptions of it. */
+	size_t len = 0;
+	char *good = gen_json(0, 12, &len);
+	unsigned long used = rc_export_json_fast_used;
+	bad |= same_both_ways(good, len, "generated answer");
+	/* REDCap's shape is what the fast path is for: it decided (writer and check, two formats). */
+	CHECK_INT(rc_export_json_fast_used - used, 4);
+	char *m = malloc(len);
+	uint64_t rng = 0x9E3779B97F4A7C15ULL;
+	static const char bytes[] = "{}[],:\"\\ u0\x80\xC3\xFF\n1";
+	/* FRB_TEST_QUICK (the valgrind run): fewer of them. */
+	int corruptions = getenv("FRB_TEST_QUICK") ? 300 : 3000;
+	for (int it = 0; it < corruptions && !bad; it++) {
+		memcpy(m, good, len);
+		size_t n = len;
+		for (int k = 0; k < 1 + it % 3; k++) {
+			rng = rng * 6364136223846793005ULL + 1442695040888963407ULL;
+			size_t at = (size_t)(rng >> 33) % n;
+			unsigned char c = (unsigned char)bytes[(rng >> 20) % (sizeof(bytes) - 1)];
+			if ((rng >> 8) % 4 == 0 && n > 1) {
+				memmove(m + at, m + at + 1, n - at - 1); /* delete */
+				n--;
+			} else {
+				m[at] = (char)c;
+			}
+		}
+		char what[32];
+		snprintf(what, sizeof(what), "corruption %d", it);
+		bad |= same_both_ways(m, n, what);
+	}
+	free(m);
+	free(good);
+	CHECK(!bad);
+}
+
 static const struct harness_test tests[] = {
 	HARNESS_TEST(test_parse_ids_json),	 HARNESS_TEST(test_parse_ids_csv),
 	HARNESS_TEST(test_plan_normal),		 HARNESS_TEST(test_plan_split),
 	HARNESS_TEST(test_plan_restore),	 HARNESS_TEST(test_check_batch),
 	HARNESS_TEST(test_writer_byte_identity), HARNESS_TEST(test_writer_csv_literal),
 	HARNESS_TEST(test_writer_json_literal),	 HARNESS_TEST(test_writer_restore_checks),
-	HARNESS_TEST(test_buf),
+	HARNESS_TEST(test_buf), HARNESS_TEST(test_json_fast_path_equals_jansson),
 };
+
 
 int main(int argc, char **argv)
 {
