@@ -489,6 +489,7 @@ static void test_rows_small(void)
 		"text_validation_type_or_show_slider_number,text_validation_min,text_validation_max\n"
 		"record_id,demo,text,ID,,,,\n"
 		"score,demo,slider,Score,Low | | High,,1,10\n"
+		"seen,demo,text,Seen,,datetime_seconds_ymd,,\n"
 		"ae_term,ae,text,Term,,,,\n"
 		"ae_kind,ae,checkbox,Kind,\"1, Local | 2, Systemic\",,,\n";
 	const char *rep = "[{\"event_name\":\"\",\"form_name\":\"ae\",\"custom_form_label\":\"\"}]";
@@ -502,6 +503,11 @@ static void test_rows_small(void)
 
 	OK_ROW(&d, "{\"record_id\":\"1\",\"score\":\"1\"}");
 	OK_ROW(&d, "{\"record_id\":\"1\",\"score\":\"10\"}");
+	/* datetime_seconds without seconds: REDCap takes :00. */
+	OK_ROW(&d, "{\"record_id\":\"1\",\"seen\":\"2024-01-02 10:00\"}");
+	OK_ROW(&d, "{\"record_id\":\"1\",\"seen\":\"2024-01-02 10:00:59\"}");
+	ROW(&d, "{\"record_id\":\"1\",\"seen\":\"2024-01-02\"}",
+	    { REDCAP_ERR_VALUE, "1", "seen", "2024-01-02", REDCAP_MSG_DATETIME }, END);
 	ROW(&d, "{\"record_id\":\"1\",\"score\":\"0\"}",
 	    { REDCAP_ERR_VALUE, "1", "score", "0", "score should not be less than the field minimum (1)" }, END);
 	ROW(&d, "{\"record_id\":\"1\",\"score\":\"11\"}",

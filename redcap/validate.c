@@ -290,7 +290,10 @@ static bool check_vtype(redcap_vtype t, unsigned decimals, const char *s, const 
 	case REDCAP_V_DATETIME_SECONDS_YMD:
 	case REDCAP_V_DATETIME_SECONDS_MDY:
 	case REDCAP_V_DATETIME_SECONDS_DMY:
-		return redcap_check_datetime_ymd(s, true);
+		/* Without seconds REDCap takes :00 (with a warning the API does not
+		 * return): REDCap 15.7.6 Classes/Records.php, saveData, pads the time
+		 * before it validates (English.ini data_import_tool_293). */
+		return redcap_check_datetime_ymd(s, true) || redcap_check_datetime_ymd(s, false);
 	case REDCAP_V_TIME: {
 		size_t n = clock_time(s, false);
 		return n && s[n] == 0;
