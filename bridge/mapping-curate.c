@@ -466,12 +466,76 @@ static int candidate(cur *c, const mrule *rl, const mapping_resource *r, cand *k
 	return 1;
 }
 
+enum { USE_OK = 0, USE_EMPTY, USE_REFUSED };
+
+/*
+ * Does candidate k give a usable value for a selecting rule? Every selection
+ * chooses among usable candidates only, so that a resource without a value,
+ * or with one the rule refuses (a unit other than the field's, not a
+ * number, several values), never hides a good one:
+ *   USE_OK       the fields make a value and no error (MIN/MAX: and the
+ *                field is a single number, in the unit, set in k->num);
+ *   USE_EMPTY    no field makes anything: the resource is passed over as
+ *                if it did not match (no value is not an error);
+ *   USE_REFUSED  a field makes an error, or MIN/MAX find no number; *why
+ *                (malloc'd, may stay NULL) says why.
+ * Returns a USE_* or -ENOMEM.
+ */
+static int usable(cur *c, const mrule *rl, cand *k, char **why)
+{
+	const fhirpath_coll *coll;
+	bool any = false;
+	int e;
+
+	*why = NULL;
+	for (size_t i = 0; i < rl->n_fields; i++) {
+		char *value, *error;
+		if ((e = field_eval(c, &rl->fields[i], k->r->json, &coll)) ||
+		    (e = mapping_field_value(&rl->fields[i], coll, &value, &error)))
+			return e;
+		free(value);
+		if (error) {
+			*why = error;
+			return USE_REFUSED;
+		}
+		any = any || value;
+	}
+	if (!any)
+		return USE_EMPTY;
+	if (rl->select != MS_MIN && rl->select != MS_MAX)
+		return USE_OK;
+	/* MIN/MAX have one field; its path is evaluated again (the collection above is gone). */
+	if ((e = field_eval(c, &rl->fields[0], k->r->json, &coll)))
+		return e;
+	return mapping_field_number(&rl->fields[0], coll, &k->num) == 0 ? USE_OK : USE_REFUSED;
+}
+
+/* The error of a selecting rule whose matching resources all gave refused values. */
+static int fill_refused(cur *c, size_t ri, const char *why)
+{
+	const mrule *rl = &c->m->rules[ri];
+	char *msg;
+	int e;
+
+	if (rl->select == MS_MIN || rl->select == MS_MAX)
+		return fill_error(c, ri, rl->fields[0].unit ? "no matching resource gives a number in the unit required"
+							    : "no matching resource gives a number");
+	if (!why)
+		return fill_error(c, ri, "no matching resource gives a usable value");
+	if (asprintf(&msg, "no matching resource gives a usable value (%s)", why) < 0)
+		return -ENOMEM;
+	e = fill_error(c, ri, msg);
+	free(msg);
+	return e;
+}
+
 static int resource_rule(cur *c, size_t ri)
 {
 	const mrule *rl = &c->m->rules[ri];
 	const int64_t anchor = rl->window ? c->an[rl->win_anchor].us : 0;
-	cand best = { 0 }, k;
-	size_t lo, hi, unusable = 0;
+	cand best = { 0 }, refused = { 0 }, k;
+	char *why = NULL, *kwhy;
+	size_t lo, hi;
 	crow *w;
 	int e;
 
@@ -485,35 +549,40 @@ static int resource_rule(cur *c, size_t ri)
 	for (size_t i = lo; i < hi; i++) {
 		if ((e = candidate(c, rl, c->res[i], &k)) <= 0) {
 			if (e < 0)
-				return e;
+				goto out;
 			continue;
 		}
 		if (rl->instrument || rl->select == MS_NONE) {
 			/* One row per resource (repeating; or the Patient). */
 			if ((e = row_new(c, ri, k.r, k.has_time, k.t, &w)) || (e = fill_from_resource(c, w, rl, k.r)))
-				return e;
+				goto out;
 			continue;
 		}
-		if (rl->select == MS_MIN || rl->select == MS_MAX) {
-			const fhirpath_coll *coll;
-			if ((e = field_eval(c, &rl->fields[0], k.r->json, &coll)))
-				return e;
-			if (mapping_field_number(&rl->fields[0], coll, &k.num) != 0) {
-				unusable++;
-				continue;
-			}
+		if ((e = usable(c, rl, &k, &kwhy)) < 0)
+			goto out;
+		if (e == USE_REFUSED && !best.r && (!refused.r || better(rl->select, &k, &refused, anchor))) {
+			/* Kept to say why, while no usable one is found: the reason of the one that would have won. */
+			free(why);
+			why = kwhy;
+			kwhy = NULL;
+			refused = k;
 		}
+		free(kwhy);
+		if (e != USE_OK)
+			continue;
 		if (!best.r || better(rl->select, &k, &best, anchor))
 			best = k;
 	}
+	e = 0;
 	if (best.r) {
-		if ((e = row_new(c, ri, NULL, false, 0, &w)) || (e = fill_from_resource(c, w, rl, best.r)))
-			return e;
-	} else if (unusable) {
-		return fill_error(c, ri, rl->fields[0].unit ? "no matching resource gives a number in the unit required"
-							   : "no matching resource gives a number");
+		if (!(e = row_new(c, ri, NULL, false, 0, &w)))
+			e = fill_from_resource(c, w, rl, best.r);
+	} else if (refused.r) {
+		e = fill_refused(c, ri, why);
 	}
-	return 0;
+out:
+	free(why);
+	return e;
 }
 
 /* ---- sorting and merging ----------------------------------------------------------------- */

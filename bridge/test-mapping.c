@@ -841,6 +841,39 @@ static const char *select_hr(const mapping *m, const char *const *o, size_t n)
 	return out;
 }
 
+/* Like select_hr, with (id, time, valueQuantity JSON or NULL for none: a valueString) triples; also says how
+ * many rows the curation made. */
+static const char *select_q(const mapping *m, const char *const *o, size_t n)
+{
+	static char out[512];
+	rset s = { 0 };
+	mapping_result r;
+
+	rs_add(&s, PATIENT(""));
+	rs_add(&s, ENC("e1", "2020-01-01T00:00:00Z"));
+	for (size_t i = 0; i + 3 <= n; i += 3) {
+		char buf[1024];
+		snprintf(buf, sizeof(buf),
+			 "{\"resourceType\": \"Observation\", \"id\": \"%s\", \"status\": \"final\", \"code\": "
+			 "{\"coding\": [{\"system\": \"http://loinc.org\", \"code\": \"8867-4\"}]}, "
+			 "\"effectiveDateTime\": \"%s\", %s%s}",
+			 o[i], o[i + 1], o[i + 2] ? "\"valueQuantity\": " : "\"valueString\": \"not done\"",
+			 o[i + 2] ? o[i + 2] : "");
+		rs_add(&s, buf);
+	}
+	if (curate(m, &s, &r) != 0) {
+		rs_free(&s);
+		return "CURATE FAILED";
+	}
+	const char *v = val(&r, NULL, NULL, "hr");
+	const mapping_value *mv = find_value(&r, "hr");
+	snprintf(out, sizeof(out), "%s%s%s, %zu rows", v ? v : "(none)", mv && mv->res_id ? " from " : "",
+		 mv && mv->res_id ? mv->res_id : "", r.n_rows);
+	mapping_result_deinit(&r);
+	rs_free(&s);
+	return out;
+}
+
 static void test_windows(void)
 {
 	mapping *near = sel_mapping("NEAR", "-1d", "+1d");
@@ -894,7 +927,8 @@ static void test_windows(void)
 			"{\"value\": 1,"
 		   " \"code\": \"/s\"}}");
 	REQUIRE(curate(near, &s, &r) == 0);
-	CHECK_STR(val(&r, NULL, NULL, "hr"), "ERR:the value's unit is not \"/min\"");
+	CHECK_STR(val(&r, NULL, NULL, "hr"), "ERR:no matching resource gives a usable value (the value's unit is not "
+		"\"/min\")");
 	mapping_result_deinit(&r);
 	rs_free(&s);
 
@@ -948,27 +982,113 @@ static void test_min_max(void)
 	rs_free(&t);
 	mapping_free(nowin);
 
-	/* Candidates without a usable number are skipped; none at all is an error value. */
-	rset s = { 0 };
-	mapping_result r;
-	rs_add(&s, PATIENT(""));
-	rs_add(&s, ENC("e1", "2020-01-01T00:00:00Z"));
-	rs_add(&s, "{\"resourceType\": \"Observation\", \"id\": \"s\", \"code\": {\"coding\": [{\"system\": "
-		"\"http://loinc.org\","
-		   " \"code\": \"8867-4\"}]}, \"effectiveDateTime\": \"2020-01-01T01:00:00Z\", \"valueString\": "
-			"\"high\"}");
-	REQUIRE(curate(max, &s, &r) == 0);
-	CHECK_STR(val(&r, NULL, NULL, "hr"), "ERR:no matching resource gives a number in the unit required");
-	mapping_result_deinit(&r);
-	obs(&s, "n", "8867-4", "2020-01-01T02:00:00Z", "40.4");
-	REQUIRE(curate(max, &s, &r) == 0);
-	CHECK_STR(val(&r, NULL, NULL, "hr"), "40");
-	mapping_result_deinit(&r);
-	rs_free(&s);
+	/* Candidates without a usable number are skipped: one without a value at the path (valueString) is
+	 * passed over as if it did not match; when only refused ones (a unit other than /min) are left, the
+	 * field gets an error. */
+	const char *none[] = { "s", "2020-01-01T01:00:00Z", NULL };
+	CHECK_STR(select_q(max, none, N(none)), "(none), 0 rows");
+	const char *refused[] = { "s", "2020-01-01T01:00:00Z", NULL,
+				  "u", "2020-01-01T03:00:00Z", "{\"value\": 99, \"code\": \"/s\"}" };
+	CHECK_STR(select_q(max, refused, N(refused)),
+		  "ERR:no matching resource gives a number in the unit required, 1 rows");
+	const char *good[] = { "s", "2020-01-01T01:00:00Z", NULL,
+			       "u", "2020-01-01T03:00:00Z", "{\"value\": 99, \"code\": \"/s\"}",
+			       "n", "2020-01-01T02:00:00Z", "{\"value\": 40.4, \"code\": \"/min\"}" };
+	CHECK_STR(select_q(max, good, N(good)), "40 from n, 1 rows");
 	mapping_free(max);
 }
 
 /* ---- anchors ------------------------------------------------------------------------------------ */
+
+/* NEAR, FIRST and LAST choose among the candidates that give a usable value, as MIN and MAX do: one
+ * without a value, or with a unit the field refuses, never hides a good one. */
+static void test_select_usable(void)
+{
+	mapping *near = sel_mapping("NEAR", "-1d", "+1d");
+	mapping *first = sel_mapping("FIRST", "-1d", "+1d");
+	mapping *last = sel_mapping("LAST", "-1d", "+1d");
+	REQUIRE(near && first && last);
+#define Q(v, unit) "{\"value\": " v ", \"code\": \"" unit "\"}"
+
+	/* The nearest, the first and the last have no value; the good one is 2 h from the anchor. */
+	const char *empty[] = { "at", "2020-01-01T00:00:00Z", NULL,
+				"early", "2019-12-31T01:00:00Z", NULL,
+				"late", "2020-01-01T23:00:00Z", NULL,
+				"good", "2020-01-01T02:00:00Z", Q("80", "/min") };
+	CHECK_STR(select_q(near, empty, N(empty)), "80 from good, 1 rows");
+	CHECK_STR(select_q(first, empty, N(empty)), "80 from good, 1 rows");
+	CHECK_STR(select_q(last, empty, N(empty)), "80 from good, 1 rows");
+
+	/* The same with values in another unit: skipped, and no error on the row. */
+	const char *unit[] = { "at", "2020-01-01T00:00:00Z", Q("1.2", "/s"),
+			       "early", "2019-12-31T01:00:00Z", Q("7", "/s"),
+			       "late", "2020-01-01T23:00:00Z", "{\"value\": 9}",
+			       "good", "2020-01-01T02:00:00Z", Q("80.5", "/min") };
+	CHECK_STR(select_q(near, unit, N(unit)), "81 from good, 1 rows");
+	CHECK_STR(select_q(first, unit, N(unit)), "81 from good, 1 rows");
+	CHECK_STR(select_q(last, unit, N(unit)), "81 from good, 1 rows");
+
+	/* Among usable ones the usual order still holds (nearest, then the earlier). */
+	const char *two[] = { "at", "2020-01-01T00:00:00Z", Q("1", "/s"), "b", "2020-01-01T03:00:00Z", Q("70", "/min"),
+			      "a", "2019-12-31T21:00:00Z", Q("60", "/min") };
+	CHECK_STR(select_q(near, two, N(two)), "60 from a, 1 rows");
+	CHECK_STR(select_q(first, two, N(two)), "60 from a, 1 rows");
+	CHECK_STR(select_q(last, two, N(two)), "70 from b, 1 rows");
+
+	/* Only candidates without a value: nothing (as when nothing matches), no error. */
+	const char *none[] = { "at", "2020-01-01T00:00:00Z", NULL,
+			       "x", "2020-01-01T05:00:00Z", "{\"unit\": \"/min\"}" };
+	CHECK_STR(select_q(near, none, N(none)), "(none), 0 rows");
+	CHECK_STR(select_q(last, none, N(none)), "(none), 0 rows");
+
+	/* Only refused ones: the error says why the one that would have been chosen was refused. */
+	const char *bad[] = { "far", "2020-01-01T05:00:00Z", Q("70", "/s"),
+			      "at", "2020-01-01T00:30:00Z", "{\"value\": 70}",
+			      "none", "2020-01-01T00:00:00Z", NULL };
+	CHECK_STR(select_q(near, bad, N(bad)), "ERR:no matching resource gives a usable value (the value has no unit; "
+		  "required: \"/min\"), 1 rows");
+	CHECK_STR(select_q(last, bad, N(bad)), "ERR:no matching resource gives a usable value (the value's unit is not "
+		  "\"/min\"), 1 rows");
+	const char *many[] = { "at", "2020-01-01T00:00:00Z", "[{\"value\": 1}, {\"value\": 2}]" };
+	CHECK_STR(select_q(first, many, N(many)), "ERR:no matching resource gives a usable value (the path gives 2 "
+		  "values (one is needed)), 1 rows");
+#undef Q
+	mapping_free(near);
+	mapping_free(first);
+	mapping_free(last);
+
+	/* A rule sharing the non-repeating row with the Patient's fields: the nearest heart rate in the wrong
+	 * unit neither blanks hr nor puts an error on the row (which would hold dob back with it). */
+	mapping *m = load(HEAD ANCH RULES
+		"  {\"resource\": \"Patient\", \"fields\": {\"dob\": {\"value\": \"birthDate\", \"transform\": "
+		"\"date\"}}},\n"
+		"  {\"resource\": \"Observation\", \"filter\": {\"code\": [\"http://loinc.org|8867-4\"]},"
+		" \"time\": \"effective\", \"window\": {\"anchor\": \"enc\", \"from\": \"-1d\", \"to\": \"+1d\"},"
+		" \"select\": \"NEAR\", \"fields\": {\"hr\": {\"value\": \"valueQuantity.value\", \"unit\": \"/min\","
+		" \"transform\": \"round\"}, \"hr_time\": {\"value\": \"effective\", \"transform\": "
+		"\"datetime\"}}}" TAIL);
+	REQUIRE(m);
+	rset s = { 0 };
+	mapping_result r;
+	rs_add(&s, PATIENT(", \"birthDate\": \"1950-02-03\""));
+	rs_add(&s, ENC("e1", "2020-01-01T00:00:00Z"));
+	rs_add(&s, "{\"resourceType\": \"Observation\", \"id\": \"o1\", \"code\": {\"coding\": [{\"system\": "
+		"\"http://loinc.org\", \"code\": \"8867-4\"}]}, \"effectiveDateTime\": \"2020-01-01T00:00:00Z\", "
+		"\"valueQuantity\": {\"value\": 1.2, \"code\": \"/s\"}}");
+	obs(&s, "o2", "8867-4", "2020-01-01T04:00:00Z", "72");
+	REQUIRE(curate(m, &s, &r) == 0);
+	CHECK_INT(r.n_rows, 1);
+	for (size_t i = 0; i < r.n_rows; i++)
+		for (size_t k = 0; k < r.rows[i].n; k++)
+			CHECK(r.rows[i].v[k].error == NULL);
+	CHECK_STR(val(&r, NULL, NULL, "dob"), "1950-02-03");
+	CHECK_STR(val(&r, NULL, NULL, "hr"), "72");
+	CHECK_STR(val(&r, NULL, NULL, "hr_time"), "2020-01-01 04:00");
+	CHECK_STR(find_value(&r, "hr")->res_id, "o2");
+	mapping_result_deinit(&r);
+	rs_free(&s);
+	mapping_free(m);
+}
 
 #define ANCHOR_MAPPING \
 	HEAD " \"anchors\": {\"enc\": {\"resource\": \"Encounter\", \"time\": \"period.start\", \"select\": " \
@@ -1756,6 +1876,7 @@ int main(int argc, char **argv)
 		HARNESS_TEST(test_digest),            HARNESS_TEST(test_fhirpath_parse),
 		HARNESS_TEST(test_fhirpath_eval),     HARNESS_TEST(test_transforms),
 		HARNESS_TEST(test_windows),           HARNESS_TEST(test_min_max),
+		HARNESS_TEST(test_select_usable),
 		HARNESS_TEST(test_fhir_anchors),      HARNESS_TEST(test_site_zone),
 		HARNESS_TEST(test_mrn),               HARNESS_TEST(test_hmac),
 		HARNESS_TEST(test_rows),              HARNESS_TEST(test_example),

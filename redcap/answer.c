@@ -307,7 +307,11 @@ int redcap_classify(int status, const char *body, size_t len, redcap_answer *a)
 	}
 	const char *m = a->message;
 
-	if (has(m, "has been banned due to suspected abuse"))
+	/* REDCap answers 429 only when it bans (Logging::checkBannedIp, plain
+	 * text "Your IP address (x) has been banned ..."; REDCAP-API.md) or, in
+	 * front of it, when a proxy limits the rate: either way the server is
+	 * already counting this client, so a 429 is never retried. */
+	if (status == 429 || has(m, "has been banned due to suspected abuse"))
 		a->cls = REDCAP_BANNED;
 	else if (has(m, "REDCap ran out of server memory") || status == 413)
 		a->cls = REDCAP_SPLIT;
@@ -315,7 +319,7 @@ int redcap_classify(int status, const char *body, size_t len, redcap_answer *a)
 		a->cls = REDCAP_RETRY;
 	else if (status == 401 || status == 403)
 		a->cls = REDCAP_AUTH;
-	else if (status == 408 || status == 429)
+	else if (status == 408)
 		a->cls = REDCAP_RETRY;
 	else if (status == 501)
 		a->cls = REDCAP_BAD_REQUEST;

@@ -248,12 +248,12 @@ int redcap_request_import_rows(redcap_body *b, const char *token, const redcap_i
 
 typedef enum redcap_class {
 	REDCAP_OK = 0,        /* 2xx */
-	REDCAP_RETRY,         /* transient: project/system offline, 408, 429 (rate limit
-				 without ban), 500/502/503/504 and other 5xx except 501;
-				 retry later with backoff */
+	REDCAP_RETRY,         /* transient: project/system offline, 408, 500/502/503/504
+				 and other 5xx except 501; retry later with backoff */
 	REDCAP_SPLIT,         /* REDCap ran out of memory (or 413): split the request
 				 in halves and retry them */
-	REDCAP_BANNED,        /* the IP is banned (429 with the ban message): stop
+	REDCAP_BANNED,        /* the IP is banned: any 429 (with or without REDCap's
+				 ban text), or the ban text with another status; stop
 				 every request to this server until a human acts */
 	REDCAP_AUTH,          /* 401/403: bad token or missing rights; do not retry */
 	REDCAP_BAD_REQUEST,   /* the request as sent will never be accepted: 400
@@ -287,11 +287,12 @@ typedef struct redcap_answer {
  * per-value errors into a (reset first). Returns the class (>= 0) or
  * -ENOMEM. Rules, first match wins:
  *   2xx -> OK (the body is not looked at: it is data)
- *   body message "Your IP address (...) has been banned"  -> BANNED
+ *   429, or body message "Your IP address (...) has been banned" -> BANNED
+ *     (the message, if the body has one, is kept)
  *   message "REDCap ran out of server memory", or 413     -> SPLIT
  *   message "This project is currently OFFLINE" or
  *     "REDCap is currently offline"                       -> RETRY
- *   401, 403 -> AUTH; 408, 429 -> RETRY;
+ *   401, 403 -> AUTH; 408 -> RETRY;
  *   501 -> BAD_REQUEST; other 5xx -> RETRY; anything else -> BAD_REQUEST.
  */
 int redcap_classify(int status, const char *body, size_t len, redcap_answer *a);

@@ -43,7 +43,12 @@ static void test_classify(void)
 		{ 413, "<html>Request Entity Too Large</html>", REDCAP_SPLIT, "<html>Request Entity Too Large</html>", 0 },
 		{ 429, "{\"error\":\"" BANNED "\"}", REDCAP_BANNED, BANNED, 0 },
 		{ 403, "{\"error\":\"" BANNED "\"}", REDCAP_BANNED, BANNED, 0 },
-		{ 429, "Too Many Requests", REDCAP_RETRY, "Too Many Requests", 0 },
+		/* Any 429 is a ban: REDCap sends it only when it bans; retrying would hammer a server that
+		 * already counts us. The body's message is kept. */
+		{ 429, "Too Many Requests", REDCAP_BANNED, "Too Many Requests", 0 },
+		{ 429, "", REDCAP_BANNED, "", 0 },
+		{ 429, BANNED, REDCAP_BANNED, BANNED, 0 },  /* REDCap's own: plain text */
+		{ 429, "{\"error\":\"Rate limit exceeded\"}", REDCAP_BANNED, "Rate limit exceeded", 0 },
 		{ 408, "", REDCAP_RETRY, "", 0 },
 		{ 500, "Internal Server Error", REDCAP_RETRY, "Internal Server Error", 0 },
 		{ 502, "<html><body>Bad Gateway</body></html>", REDCAP_RETRY, "<html><body>Bad Gateway</body></html>", 0 },
@@ -235,6 +240,8 @@ static void test_describe(void)
 		{ 200, "{}", "ok (HTTP 200)" },
 		{ 400, "{\"error\":\"" OFFLINE_PROJECT "\"}", "retry (HTTP 400): project offline" },
 		{ 429, "{\"error\":\"" BANNED "\"}", "banned (HTTP 429): IP address banned" },
+		{ 429, "", "banned (HTTP 429)" },
+		{ 429, "Too Many Requests", "banned (HTTP 429): 17-byte message" },
 		{ 403, "{\"error\":\"" NOAUTH "\"}", "auth (HTTP 403): no API permission (token)" },
 		{ 400, "{\"error\":\"The following fields were not found in the project as real data fields: a, b\"}",
 		  "bad-request (HTTP 400): unknown fields: a, b" },

@@ -266,8 +266,15 @@ static void test_values(void)
 		{ "phone", "555-1234", REDCAP_E_INVALID, REDCAP_MSG_VALIDATION },
 		{ "mrn", "0123456789", 0, NULL },
 		{ "mrn", "12345", REDCAP_E_INVALID, REDCAP_MSG_VALIDATION },
+		/* Sliders: an integer in 0..100 unless the dictionary says otherwise, a hard check
+		 * (REDCap 15.7.6 Classes/Records.php, data_import_tool_299/223/225). */
 		{ "pain", "50", 0, NULL },
-		{ "pain", "5.5", REDCAP_E_INVALID, REDCAP_MSG_VALIDATION },
+		{ "pain", "0", 0, NULL },
+		{ "pain", "100", 0, NULL },
+		{ "pain", "5.5", REDCAP_E_INVALID, "pain must be an integer" },
+		{ "pain", "abc", REDCAP_E_INVALID, "pain must be an integer" },
+		{ "pain", "101", REDCAP_E_INVALID, "pain should not be greater than the field maximum (100)" },
+		{ "pain", "-1", REDCAP_E_INVALID, "pain should not be less than the field minimum (0)" },
 		{ "lab_code", "whatever", 0, NULL },
 		{ "comments", "free\ntext, \"any\"", 0, NULL },
 		{ "bmi", "not a number", 0, NULL },     /* calculated: ignored */
@@ -462,11 +469,54 @@ static void test_rows_classic(void)
 			  w, 3, __LINE__);
 	}
 
+	/* A classic project ignores redcap_event_name, whatever it says (REDCap 15.7.6 Classes/Records.php
+	 * never lists it as an unknown field and uses the first event). */
+	OK_ROW(&d, "{\"record_id\":\"1\",\"redcap_event_name\":\"no_such_event\",\"sex\":\"1\"}");
+
 	/* A project without repeating instruments refuses repeat columns. */
 	d.repeating = 0;
 	ROW(&d, "{\"record_id\":\"1\",\"redcap_repeat_instance\":\"1\"}",
 	    { REDCAP_ERR_REQUEST, "1", "redcap_repeat_instance", "", REDCAP_MSG_REPEAT_NOT_ENABLED }, END);
 	CHECK(strstr(REDCAP_MSG_REPEAT_NOT_ENABLED, "have been  enabled") != NULL);  /* REDCap's double space */
+	redcap_dict_deinit(&d);
+}
+
+/* A small classic project from CSV text: a slider with its own range and a checkbox on a repeating form. */
+static void test_rows_small(void)
+{
+	static const char csv[] =
+		"field_name,form_name,field_type,field_label,select_choices_or_calculations,"
+		"text_validation_type_or_show_slider_number,text_validation_min,text_validation_max\n"
+		"record_id,demo,text,ID,,,,\n"
+		"score,demo,slider,Score,Low | | High,,1,10\n"
+		"seen,demo,text,Seen,,datetime_seconds_ymd,,\n"
+		"ae_term,ae,text,Term,,,,\n"
+		"ae_kind,ae,checkbox,Kind,\"1, Local | 2, Systemic\",,,\n";
+	const char *rep = "[{\"event_name\":\"\",\"form_name\":\"ae\",\"custom_form_label\":\"\"}]";
+	redcap_dict d = REDCAP_DICT_NULL;
+	redcap_project p = REDCAP_PROJECT_NULL;
+
+	REQUIRE(redcap_dict_parse_csv(&d, csv, strlen(csv), NULL) == 0);
+	p.longitudinal = 0;
+	redcap_dict_set_project(&d, &p);
+	REQUIRE(redcap_dict_load_repeating(&d, rep, strlen(rep), NULL) == 0);
+
+	OK_ROW(&d, "{\"record_id\":\"1\",\"score\":\"1\"}");
+	OK_ROW(&d, "{\"record_id\":\"1\",\"score\":\"10\"}");
+	/* datetime_seconds without seconds: REDCap takes :00. */
+	OK_ROW(&d, "{\"record_id\":\"1\",\"seen\":\"2024-01-02 10:00\"}");
+	OK_ROW(&d, "{\"record_id\":\"1\",\"seen\":\"2024-01-02 10:00:59\"}");
+	ROW(&d, "{\"record_id\":\"1\",\"seen\":\"2024-01-02\"}",
+	    { REDCAP_ERR_VALUE, "1", "seen", "2024-01-02", REDCAP_MSG_DATETIME }, END);
+	ROW(&d, "{\"record_id\":\"1\",\"score\":\"0\"}",
+	    { REDCAP_ERR_VALUE, "1", "score", "0", "score should not be less than the field minimum (1)" }, END);
+	ROW(&d, "{\"record_id\":\"1\",\"score\":\"11\"}",
+	    { REDCAP_ERR_VALUE, "1", "score", "11", "score should not be greater than the field maximum (10)" }, END);
+	/* A checkbox column on a repeating form in a non-repeating row: REDCap quotes the column and, looking the
+	 * column up as a field, names no form. */
+	ROW(&d, "{\"record_id\":\"1\",\"ae_kind___2\":\"1\",\"ae_term\":\"x\"}",
+	    { REDCAP_ERR_VALUE, "1", "ae_kind___2", "1", MSG_REPEAT_FIELD("ae_kind___2", "") },
+	    { REDCAP_ERR_VALUE, "1", "ae_term", "x", MSG_REPEAT_FIELD("ae_term", "ae") }, END);
 	redcap_dict_deinit(&d);
 }
 
@@ -485,6 +535,12 @@ static void test_rows_longitudinal(void)
 	ROW(&d, "{\"record_id\":\"1\",\"redcap_event_name\":\"visit_1_arm_1\",\"redcap_repeat_instance\":\"1\",\"first_name\":\"J\"}",
 	    { REDCAP_ERR_VALUE, "1", "first_name", "J",
 	      "This field ('first_name') exists on an instrument that is not designated for the event named 'Visit 1 (Arm 1: Main)'. You are not allowed to import data for this field into this event." },
+	    END);
+	/* A checkbox column is quoted as imported (REDCap 15.7.6 Classes/Records.php quotes $fieldname). */
+	ROW(&d, "{\"record_id\":\"1\",\"redcap_event_name\":\"visit_1_arm_1\",\"redcap_repeat_instance\":\"1\","
+		"\"race___1\":\"1\"}",
+	    { REDCAP_ERR_VALUE, "1", "race___1", "1",
+	      "This field ('race___1') exists on an instrument that is not designated for the event named 'Visit 1 (Arm 1: Main)'. You are not allowed to import data for this field into this event." },
 	    END);
 	ROW(&d, "{\"record_id\":\"1\",\"glucose\":\"5,0\"}",
 	    { REDCAP_ERR_VALUE, "1", "glucose", "5,0",
@@ -546,7 +602,7 @@ static void test_rows_batch(void)
 
 static const struct harness_test tests[] = {
 	HARNESS_TEST(test_formats),           HARNESS_TEST(test_values), HARNESS_TEST(test_rows_classic),
-	HARNESS_TEST(test_rows_longitudinal), HARNESS_TEST(test_rows_batch),
+	HARNESS_TEST(test_rows_small),        HARNESS_TEST(test_rows_longitudinal), HARNESS_TEST(test_rows_batch),
 };
 
 int main(int argc, char **argv)

@@ -154,7 +154,8 @@ bool redcap_check_number(const char *s)
 	return s && number_sep(s, '.');
 }
 
-/* -?digits<sep>digits{n} */
+/* -?digits<sep>digits{n}: no '+' (REDCap's install_data.sql, redcap_validation_types:
+ * number_1dp regex_php '/^-?\d+\.\d$/', and the same for 2dp..4dp and the comma variants). */
 static bool number_dp(const char *s, char sep, unsigned n)
 {
 	if (*s == '-')
@@ -289,7 +290,10 @@ static bool check_vtype(redcap_vtype t, unsigned decimals, const char *s, const 
 	case REDCAP_V_DATETIME_SECONDS_YMD:
 	case REDCAP_V_DATETIME_SECONDS_MDY:
 	case REDCAP_V_DATETIME_SECONDS_DMY:
-		return redcap_check_datetime_ymd(s, true);
+		/* Without seconds REDCap takes :00 (with a warning the API does not
+		 * return): REDCap 15.7.6 Classes/Records.php, saveData, pads the time
+		 * before it validates (English.ini data_import_tool_293). */
+		return redcap_check_datetime_ymd(s, true) || redcap_check_datetime_ymd(s, false);
 	case REDCAP_V_TIME: {
 		size_t n = clock_time(s, false);
 		return n && s[n] == 0;
@@ -455,6 +459,33 @@ __attribute__((format(printf, 1, 2))) static char *fmt(const char *f, ...)
 }
 
 /*
+ * A slider value, as REDCap 15.7.6 checks it on import (Classes/Records.php,
+ * saveData, "Set slider fields to have a hard check for min/max range"): an
+ * integer ("<field> " + data_import_tool_299 "must be an integer"), within
+ * the field's min and max (text validation min/max; 0 and 100 when blank),
+ * always a hard check ("<field> should not be less than the field minimum
+ * (0)", data_import_tool_223/225), whatever @FORCE-MINMAX says. The integer
+ * test is the integer validation type's ([-+]?digits); REDCap's isinteger()
+ * is not public in the sources used here (UNVERIFIED for signed values).
+ */
+static void check_slider(const redcap_field *f, const char *v, verdict *out)
+{
+	const char *min = *f->min ? f->min : "0", *max = *f->max ? f->max : "100";
+	cmpval cv, lim;
+
+	if (!redcap_check_integer(v)) {
+		SET(out->error, fmt("%s must be an integer", f->name));
+		return;
+	}
+	if (!to_cmp(REDCAP_V_INTEGER, v, &cv))
+		return;
+	if (to_cmp(REDCAP_V_NUMBER, min, &lim) && cmp(&cv, &lim) < 0)
+		SET(out->error, fmt("%s should not be less than the field minimum (%s)", f->name, min));
+	else if (to_cmp(REDCAP_V_NUMBER, max, &lim) && cmp(&cv, &lim) > 0)
+		SET(out->error, fmt("%s should not be greater than the field maximum (%s)", f->name, max));
+}
+
+/*
  * Check value v (trimmed, non-empty) of column col (field f, checkbox
  * choice ch) against the dictionary. Fills out->error or out->warning.
  */
@@ -481,8 +512,7 @@ static void check_value(const redcap_dict *d, const redcap_field *f, const redca
 		SET(out->error, fmt("The value is not a valid category for %s", f->name));
 		return;
 	case REDCAP_FIELD_SLIDER:
-		if (!redcap_check_integer(v))
-			SET(out->error, rc_strdup(REDCAP_MSG_VALIDATION));
+		check_slider(f, v, out);
 		return;
 	case REDCAP_FIELD_TEXT:
 		break;
@@ -684,6 +714,9 @@ int redcap_validate_row(const redcap_dict *d, const json_t *row, size_t row_inde
 	evname = member_text(row, "redcap_event_name", &present, &badtype);
 	if (badtype)
 		report(&c, REDCAP_ERR_REQUEST, "redcap_event_name", "", rc_strdup("The event name is not a JSON string or number."));
+	/* A classic project takes redcap_event_name and ignores it: REDCap 15.7.6
+	 * Classes/Records.php (saveData) never counts it as an unknown field and
+	 * uses the first event unless the project is longitudinal. */
 	if (d->n_events) {
 		if (evname && *evname) {
 			ev = redcap_dict_event(d, evname);
@@ -710,6 +743,11 @@ int redcap_validate_row(const redcap_dict *d, const json_t *row, size_t row_inde
 		       rc_strdup(REDCAP_MSG_REPEAT_NOT_ENABLED));
 	} else {
 		if (inst && *inst && strcmp(inst, "new") != 0) {
+			/* REDCap 15.7.6 Classes/Records.php (saveData, flat rows): a value
+			 * that is not an integer or is below 1 -- "0" included -- throws
+			 * 215 + record + 406 + " " + value before anything else. Its own
+			 * "0" text (data_import_tool_279) comes after that check and is
+			 * never reached for flat imports. */
 			if (!positive_int(inst))
 				report(&c, REDCAP_ERR_REQUEST, "redcap_repeat_instance", inst,
 				       fmt("The record name (%s) has an invalid value for 'redcap_repeat_instance'. The value must either be a positive integer or the value 'new'. Value provided: %s",
@@ -812,9 +850,13 @@ int redcap_validate_row(const redcap_dict *d, const json_t *row, size_t row_inde
 				       NULL);
 			free(label);
 		} else if (!(ev && ev->repeat_whole) && redcap_dict_form_repeats(d, ev, f->form) && !repeat_row) {
+			/* REDCap 15.7.6 Classes/Records.php (saveData) quotes the
+			 * column as imported ('x___1' for a checkbox) and names the
+			 * form by $Proj->metadata[column]['form_name']: a checkbox
+			 * column is no metadata key, so its form comes out as ''. */
 			report(&c, REDCAP_ERR_VALUE, col, val,
 			       fmt("This field ('%s') exists on a Repeating Instrument named '%s'. However, the fields 'redcap_repeat_instance' and/or 'redcap_repeat_instrument' for this row of data have no value, which are both required for importing data into a Repeating Instrument.  You are not allowed to import data for this field into a non-repeating instrument.",
-				   col, form));
+				   col, ch ? "" : form));
 		} else if (rform && instr && rform != &d->forms[f->form]) {
 			report(&c, REDCAP_ERR_VALUE, col, val,
 			       fmt("This field ('%s') does not exist on the Repeating Instrument named '%s'. You are not allowed to import data for this field into this Repeating Instrument.",

@@ -30,7 +30,8 @@
  *   - per value (blank values are always fine; values are trimmed like
  *     REDCap does): choices, checkbox 0/1, validation types (dates must be
  *     Y-M-D whatever the field's display format, real calendar dates),
- *     @FORCE-MINMAX ranges, fields of repeating instruments need repeat
+ *     @FORCE-MINMAX ranges, sliders (an integer within min..max, 0..100 by
+ *     default, always enforced), fields of repeating instruments need repeat
  *     columns, fields must be on a form designated for the row's event
  *     (named as redcap_event_label() does).
  *   Calculated fields (calc, @CALCTEXT, @CALCDATE), file fields and sql

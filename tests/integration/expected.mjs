@@ -17,7 +17,8 @@
 // twice the later one wins (a newer version). Statuses are only filtered
 // for the window fields (final, amended, corrected, as
 // conf/example-project/mapping.json does); the instruments take every
-// resource. Units are not checked (the generator writes /min and mg/dL).
+// resource. Units are checked for the window fields only (as mapping.json
+// does); the instruments take the unit as written.
 //
 // Patients and record names
 // - The MRN is the value of the Patient identifier whose system is
@@ -52,13 +53,22 @@
 //   smallest Encounter id); the field is the date part of that period.start
 //   as written (its first 10 characters, not converted).
 // - hr_baseline: Observations with a coding http://loinc.org|8867-4, status
-//   final|amended|corrected and a numeric valueQuantity.value, time within
-//   [anchor - 24 h, anchor + 24 h]
-//   (inclusive); the smallest |time - anchor| wins, the earlier one on a
-//   tie (CHOICE for the same instant: the smallest Observation id); the
-//   value rounded half up (toward +infinity at .5) to an integer.
-// - creat_max_48h: the largest value of http://loinc.org|2160-0 (same
-//   status filter) with time within [anchor, anchor + 48 h] (inclusive).
+//   final|amended|corrected, time within [anchor - 24 h, anchor + 24 h]
+//   (inclusive) and a usable value: valueQuantity.value a number in /min
+//   (valueQuantity.code, else .unit). The smallest |time - anchor| among
+//   the usable ones wins, the earlier one on a tie (CHOICE for the same
+//   instant: the smallest Observation id); the value rounded half up
+//   (toward +infinity at .5) to an integer.
+// - creat_max_48h: the largest usable value (a number in mg/dL) of
+//   http://loinc.org|2160-0 (same status filter) with time within
+//   [anchor, anchor + 48 h] (inclusive).
+// - A window candidate without valueQuantity.value is passed over as if it
+//   did not match. One whose value is refused (another unit or none, not a
+//   number, a number too large to round) is skipped too; when the window
+//   holds only refused ones (and no usable one), the field gets an error and
+//   the demographics row is held back (CHOICE, the mapping's documented
+//   rule: a wrong unit is a data problem to show, not a blank). A number
+//   written as a JSON string (not valid FHIR) is refused here.
 // - Numbers are written as JavaScript's String(Number) (shortest form that
 //   reads back the same). A field without a value is blank (never sent).
 // - No anchor (no Encounter with an instant): enroll_date, hr_baseline and
@@ -312,24 +322,38 @@ function isCategory(o, code) {
   return Array.isArray(o.category) && o.category.some((cc) => hasCoding(cc, OBS_CATEGORY, code));
 }
 
-/* Numeric candidates of one LOINC code: [{ t, v, id }]. */
-function candidates(observations, code, siteTimeZone) {
+/*
+ * Window candidates of one LOINC code: [{ t, v, id, usable }]. usable: the
+ * value is a finite number in `unit` (valueQuantity.code, else .unit) and,
+ * with `round`, small enough to round (|v| <= 1e15). Observations without a
+ * value or without an instant are no candidates.
+ */
+function candidates(observations, code, unit, siteTimeZone, { round = false } = {}) {
   const out = [];
   for (const o of observations) {
     if (!hasCoding(o.code, LOINC, code) || !WINDOW_STATUS.has(o.status)) continue;
-    const v = o.valueQuantity ? o.valueQuantity.value : undefined;
-    if (typeof v !== 'number' || !Number.isFinite(v)) continue;
+    const q = o.valueQuantity && typeof o.valueQuantity === 'object' ? o.valueQuantity : {};
+    const v = q.value;
+    if (v === undefined || v === null) continue;
     const t = fhirInstant(observationTime(o), siteTimeZone);
     if (t === undefined) continue;
-    out.push({ t, v, id: String(o.id) });
+    const u = typeof q.code === 'string' ? q.code : q.unit;
+    const usable = u === unit && typeof v === 'number' && Number.isFinite(v) && (!round || Math.abs(v) <= 1e15);
+    out.push({ t, v, id: String(o.id), usable });
   }
   return out;
 }
 
-function near(cands, anchor, before, after) {
+/* The usable candidates within [from, to]; `refused` when the window holds only refused ones. */
+function inWindow(cands, from, to) {
+  const all = cands.filter((c) => c.t >= from && c.t <= to);
+  const usable = all.filter((c) => c.usable);
+  return { usable, refused: usable.length === 0 && all.length > 0 };
+}
+
+function near(cands, anchor) {
   let best;
   for (const c of cands) {
-    if (c.t < anchor - before || c.t > anchor + after) continue;
     const d = Math.abs(c.t - anchor);
     if (!best) best = { c, d };
     else {
@@ -340,9 +364,9 @@ function near(cands, anchor, before, after) {
   return best ? best.c : undefined;
 }
 
-function max(cands, from, to) {
+function max(cands) {
   let best;
-  for (const c of cands) if (c.t >= from && c.t <= to && (best === undefined || c.v > best.v)) best = c;
+  for (const c of cands) if (best === undefined || c.v > best.v) best = c;
   return best;
 }
 
@@ -406,7 +430,10 @@ function instancesOf(instrument, res) {
   return out;
 }
 
-/* The demographics values (without record_id) of one patient. */
+/*
+ * The demographics values (without record_id) of one patient: { f, refused }
+ * where refused names a window field whose candidates were all refused.
+ */
 function demographicsOf(patient, mrn, res, o) {
   const g = patient.gender;
   const f = {
@@ -424,13 +451,18 @@ function demographicsOf(patient, mrn, res, o) {
     if (t === undefined) continue;
     if (!anchor || t < anchor.t || (t === anchor.t && idCompare(String(e.id), anchor.id) < 0)) anchor = { t, id: String(e.id), start };
   }
-  if (!anchor) return f;
+  if (!anchor) return { f };
   f.enroll_date = anchor.start.slice(0, 10);
-  const hr = near(candidates(res.Observation, '8867-4', o.siteTimeZone), anchor.t, 24 * HOUR, 24 * HOUR);
+  let refused;
+  const hrs = inWindow(candidates(res.Observation, '8867-4', '/min', o.siteTimeZone, { round: true }), anchor.t - 24 * HOUR, anchor.t + 24 * HOUR);
+  const hr = near(hrs.usable, anchor.t);
   if (hr) f.hr_baseline = String(roundHalfUp(hr.v));
-  const cr = max(candidates(res.Observation, '2160-0', o.siteTimeZone), anchor.t, anchor.t + 48 * HOUR);
+  else if (hrs.refused) refused = 'hr_baseline';
+  const crs = inWindow(candidates(res.Observation, '2160-0', 'mg/dL', o.siteTimeZone), anchor.t, anchor.t + 48 * HOUR);
+  const cr = max(crs.usable);
   if (cr) f.creat_max_48h = String(cr.v);
-  return f;
+  else if (crs.refused && !refused) refused = 'creat_max_48h';
+  return { f, refused };
 }
 
 /* The first refused value of a row: { field, value, reason } or undefined. */
@@ -514,8 +546,8 @@ export function expectedProject(input, options = {}) {
     const rec = { mrn, patient: p.id, fields: null, instances: {} };
     let landed = false;
 
-    const demo = demographicsOf(p, mrn, res, o);
-    const demoBad = rowRefusal(demo);
+    const { f: demo, refused: noUsable } = demographicsOf(p, mrn, res, o);
+    const demoBad = noUsable ? { field: noUsable, value: '', reason: 'no usable value in the window' } : rowRefusal(demo);
     if (demoBad) {
       heldBack.push({ record, patient: p.id, instrument: 'demographics', source: `Patient/${p.id}`, ...demoBad });
       rec.fields = Object.fromEntries(DEMOGRAPHICS.map((f) => [f, f === 'record_id' ? record : '']));

@@ -157,6 +157,40 @@ test('creat_max_48h: MAX within [anchor, anchor + 48 h], printed as String(Numbe
   assert.equal(pick(creat('c1', 'p1', 2, '2020-03-09T11:00:00Z')), '');
 });
 
+test('window fields choose among usable values: no value or another unit never hides a good one', () => {
+  const base = [patient('p1', 'MRN1'), encounter('e1', 'p1', '2020-03-10T11:00:00Z')];
+  const unit = (o, code, more = {}) => ({ ...o, valueQuantity: { ...o.valueQuantity, code, ...more } });
+  const run = (...list) => one([...base, ...list]);
+  // The nearest heart rate has no value, the next one is in /s: the one 3 h away counts.
+  let { e, r } = run(hr('at', 'p1', undefined, '2020-03-10T11:00:00Z'), unit(hr('n1', 'p1', 1.2, '2020-03-10T12:00:00Z'), '/s'), hr('ok', 'p1', 71.5, '2020-03-10T14:00:00Z'));
+  assert.equal(r.fields.hr_baseline, '72');
+  assert.deepEqual(e.heldBack, []);
+  // No code: the unit counts; neither: refused.
+  ({ r } = run({ ...hr('u', 'p1', 66, '2020-03-10T11:00:00Z'), valueQuantity: { value: 66, unit: '/min' } }));
+  assert.equal(r.fields.hr_baseline, '66');
+  // The largest creatinine is in another unit: the largest in mg/dL counts.
+  ({ r } = run(unit(creat('c1', 'p1', 88, '2020-03-10T12:00:00Z'), 'umol/L'), creat('c2', 'p1', 1.1, '2020-03-10T13:00:00Z')));
+  assert.equal(r.fields.creat_max_48h, '1.1');
+  // Only candidates without a value: blank, nothing held.
+  ({ e, r } = run(hr('at', 'p1', undefined, '2020-03-10T11:00:00Z'), creat('c1', 'p1', undefined, '2020-03-10T12:00:00Z')));
+  assert.equal(r.fields.hr_baseline, '');
+  assert.equal(r.fields.creat_max_48h, '');
+  assert.deepEqual(e.heldBack, []);
+  // Only refused ones in the window: the demographics row is held back (dob and sex with it).
+  const d = one([...base, { ...hr('x', 'p1', 70, '2020-03-10T11:00:00Z'), valueQuantity: { value: 70 } }, hr('far', 'p1', 60, '2020-03-12T11:00:00Z'), hr('v', 'p1', 50, '2020-03-20T00:00:00Z')]);
+  assert.deepEqual(d.r.fields, { record_id: 'MRN1', mrn: '', dob: '', sex: '', enroll_date: '', hr_baseline: '', creat_max_48h: '' });
+  assert.deepEqual(d.e.heldBack.map((h) => [h.instrument, h.field, h.value]), [['demographics', 'hr_baseline', '']]);
+  const c = one([...base, unit(creat('c1', 'p1', 88, '2020-03-10T12:00:00Z'), 'umol/L'), creat('c2', 'p1', 1.1, '2020-03-09T13:00:00Z')]);
+  assert.deepEqual(c.e.heldBack.map((h) => [h.instrument, h.field]), [['demographics', 'creat_max_48h']]);
+  // A refused one outside the window does not count.
+  ({ e, r } = run(unit(hr('out', 'p1', 70, '2020-03-12T11:00:01Z'), '/s')));
+  assert.equal(r.fields.hr_baseline, '');
+  assert.deepEqual(e.heldBack, []);
+  // Too large to round, or a number in a string: refused, so the usable one counts.
+  ({ r } = run(hr('big', 'p1', 1e16, '2020-03-10T11:00:00Z'), hr('s', 'p1', '70', '2020-03-10T11:00:00Z'), hr('ok', 'p1', 80, '2020-03-10T20:00:00Z')));
+  assert.equal(r.fields.hr_baseline, '80');
+});
+
 /* ------------------------------------------------------------ repeating instruments */
 
 test('vitals and labs: one instance per Observation of the category; panels without a value', () => {

@@ -54,6 +54,7 @@ const IMPLEMENTED = new Set([
   'project', 'generateNextRecordName', 'version', 'log',
 ]);
 
+const TOKEN_RE = /^[0-9A-F]{32}$/; // a REDCap project API token (see addToken)
 const FAULT_KINDS = new Set(['status', 'drop', 'delay', 'out-of-memory', 'truncate']);
 // A misspelt key (e.g. "count" for "times") must not be ignored silently:
 // the fault would fire a different number of times than the test thinks.
@@ -195,8 +196,14 @@ export async function startRedcapEmulator(options = {}) {
     projects.set(def.name, p);
     return p;
   };
+  // REDCap issues project tokens as 32 upper-case hex digits, so only such a
+  // token can be registered. A request with any other token finds no user
+  // and gets REDCap's 403 for an invalid token (REDCAP-API.md: "token
+  // missing / malformed / unknown"; REDCap 15.7.6 RestUtility::processRequest:
+  // a token that is not [A-Za-z0-9]+ or matches no user -> sendResponse(403),
+  // "You do not have permissions to use the API").
   const addToken = (t) => {
-    if (!t || typeof t.token !== 'string' || !/^[A-Za-z0-9]{1,128}$/.test(t.token)) throw new Error('token must be 1-128 letters/digits');
+    if (!t || typeof t.token !== 'string' || !TOKEN_RE.test(t.token)) throw new Error('token must be 32 upper-case hex digits (as REDCap issues them)');
     if (!projects.has(t.project)) throw new Error(`token names unknown project ${t.project}`);
     const rights = { project: t.project, export: t.export !== false, import: t.import !== false, delete: t.delete === true };
     tokens.set(t.token, rights);
@@ -332,6 +339,9 @@ export async function startRedcapEmulator(options = {}) {
     stats.imports.records += result.count;
     stats.imports.created += result.created;
     stats.imports.changed += result.changed;
+    // Anything but ids, auto_ids, nothing or count is taken as count, as REDCap
+    // 15.7.6 API/index.php does ("what content to return when importing data":
+    // switch (strtolower(returnContent)) ... default: 'count').
     let rc = String(params.returnContent ?? '').toLowerCase();
     if (!['ids', 'auto_ids', 'nothing', 'count'].includes(rc)) rc = 'count';
     const rf = ctx.returnFormat;
@@ -622,7 +632,11 @@ export async function startRedcapEmulator(options = {}) {
             if (err instanceof DictionaryError) throw new HttpError(400, err.message);
             throw err;
           }
-          for (const t of def.tokens ?? []) addToken({ ...t, project: p.name });
+          try {
+            for (const t of def.tokens ?? []) addToken({ ...t, project: p.name });
+          } catch (err) {
+            throw new HttpError(400, err.message);
+          }
           out.push({ name: p.name, project_id: p.id, fields: p.s.fields.length, forms: p.s.forms.map((f) => f.name), longitudinal: p.isLongitudinal });
         }
         return sendJsonControl(ctx, 201, { projects: out });
@@ -848,8 +862,8 @@ function projectFromFlag(value) {
 }
 
 function tokenFromFlag(value) {
-  const m = /^([A-Za-z0-9]+)=([^:]+)(?::(.*))?$/.exec(value);
-  if (!m) throw new Error(`--token wants TOKEN=PROJECT[:rights], got a malformed value`);
+  const m = /^([0-9A-F]{32})=([^:]+)(?::(.*))?$/.exec(value);
+  if (!m) throw new Error(`--token wants TOKEN=PROJECT[:rights] (TOKEN: 32 upper-case hex digits), got a malformed value`);
   const rights = (m[3] ?? 'export+import').split('+');
   for (const r of rights) if (!['export', 'import', 'delete', 'none', 'all'].includes(r)) throw new Error(`--token: unknown right ${r}`);
   const all = rights.includes('all');

@@ -242,6 +242,27 @@ test('tokens: missing, malformed, unknown -> 403 in json, csv and xml', async ()
   assert.equal(js.status, 403);
 });
 
+test('tokens: only 32 upper-case hex digits can be registered; any other shape gets the 403 of an unknown token', async () => {
+  // REDCap issues 32 upper-case hex digits; RestUtility::processRequest answers
+  // 403 "You do not have permissions to use the API" for a token that is not
+  // [A-Za-z0-9]+ or matches no user (REDCap 15.7.6).
+  for (const token of ['abc', 'G1B2C3D4E5F60718293A4B5C6D7E8F90', 'a1b2c3d4e5f60718293a4b5c6d7e8f90', `${TOK.test}0`, 'ZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZ']) {
+    const reg = await control('tokens', 'POST', [{ token, project: 'test' }]);
+    assert.equal(reg.status, 400, token);
+    assert.match(reg.text, /32 upper-case hex digits/);
+    const r = await post({ token, content: 'version', format: 'json' });
+    assert.equal(r.status, 403, token);
+    assert.equal(r.text, '{"error":"You do not have permissions to use the API"}');
+  }
+  const inProject = await control('projects', 'POST', [{ name: 'tokshape', dictionary_csv: TEST_DICT, tokens: [{ token: 'not-hex' }] }]);
+  assert.equal(inProject.status, 400);
+  // A lower-case spelling of a registered token is another token.
+  assert.equal((await post({ token: TOK.study.toLowerCase(), content: 'version', format: 'json' })).status, 403);
+  assert.equal((await post({ token: TOK.study, content: 'version', format: 'json' })).status, 200);
+  // The command line refuses such a token too.
+  await assert.rejects(spawnEmulator(['--port', '0', '--project', `p=${path.join(repo, 'conf/example-project/dictionary.csv')}`, '--token', 'short=p']), /32 upper-case hex digits/);
+});
+
 test('content and rights: 400 for a bad content, 403 without export or import rights', async () => {
   const bad = await post({ token: TOK.test, content: 'records', format: 'json' });
   assert.equal(bad.status, 400);
@@ -286,7 +307,6 @@ test('import: whole-request errors with REDCap messages', async () => {
   const cases = [
     [[{ name: 'x' }], 'The record id field (record_id) is missing.'],
     [[{ record_id: '1', foo: 'a', meds: '1', bar: '', note_desc: 'x' }], 'The following fields were not found in the project as real data fields: foo, meds, bar, note_desc'],
-    [[{ record_id: '1', redcap_event_name: 'x_arm_1' }], 'The following fields were not found in the project as real data fields: redcap_event_name'],
     [[{ record_id: 'a+b' }], 'The record name (a+b) cannot contain a plus sign (+), ampersand (&), pound sign (#), or apostrophe.'],
     [[{ record_id: 'ok' }, { record_id: "o'neil" }], "The record name (o'neil) cannot contain a plus sign (+), ampersand (&), pound sign (#), or apostrophe."],
     [[{ record_id: 'r#1' }], 'The record name (r#1) cannot contain a plus sign (+), ampersand (&), pound sign (#), or apostrophe.'],
@@ -309,6 +329,13 @@ test('import: whole-request errors with REDCap messages', async () => {
   assert.equal(errJson(events), 'The following values of redcap_event_name are invalid: visit_11_arm_1, visit_12_arm_1');
   assert.equal((await stored('test')).rows.length, 0);
   assert.equal((await stored('long')).rows.length, 0);
+  // A classic project takes redcap_event_name and ignores it, whatever it says
+  // (REDCap 15.7.6 Classes/Records.php: never an unknown field; the first event).
+  const classic = await importJson(TOK.test, [{ record_id: 'ev1', redcap_event_name: 'x_arm_1', name: 'n' }]);
+  assert.equal(classic.status, 200, classic.text);
+  assert.equal(classic.text, '{"count": 1}');
+  assert.deepEqual((await exportJson(TOK.test, { records: ['ev1'], fields: ['record_id', 'name'] })).map((r) => [r.record_id, r.name]), [['ev1', 'n']]);
+  await clear('test');
 });
 
 /* ------------------------------------------------------------ import: per-value errors, all or nothing */
@@ -355,6 +382,58 @@ test('import: per-value errors are "record","field","value","message" lines join
   const xml = await importJson(TOK.test, [{ record_id: '1', color: '4' }], { returnFormat: 'xml' });
   assert.equal(xml.text, '<?xml version="1.0" encoding="UTF-8" ?><hash><error>"1","color","4","The value is not a valid category for color"</error></hash>');
   assert.equal((await stored('test')).rows.length, 0, 'nothing saved');
+});
+
+test('import: sliders, number_Ndp without "+", checkbox and repeat messages as REDCap 15.7.6 writes them', async () => {
+  const dict = [
+    H,
+    'record_id,demo,,text,"ID",,,,,,,,,,,,,',
+    'pain,demo,,slider,"Pain","None | | Worst",,,,,,,,,,,,',
+    'score,demo,,slider,"Score","Low | | High",,,1,10,,,,,,,,',
+    'temp,demo,,text,"Temp",,,number_1dp,,,,,,,,,,',
+    'visit_kind,demo,,checkbox,"Kind","1, Phone | 2, Clinic",,,,,,,,,,,,',
+    'ae_term,ae,,text,"Term",,,,,,,,,,,,,',
+    'ae_kind,ae,,checkbox,"Kind","1, Local | 2, Systemic",,,,,,,,,,,,',
+  ].join('\n');
+  const tok = 'C0FFEE00000000000000000000000001';
+  const reg = await control('projects', 'POST', [{ name: 'rc15', dictionary_csv: dict, repeating: ['ae'], tokens: [{ token: tok }] }]);
+  assert.equal(reg.status, 201, reg.text);
+  const cases = [
+    // Sliders: an integer within min..max (0..100 unless the dictionary says), a hard check.
+    [{ pain: '5.5' }, '"1","pain","5.5","pain must be an integer"'],
+    [{ pain: '101' }, '"1","pain","101","pain should not be greater than the field maximum (100)"'],
+    [{ pain: '-1' }, '"1","pain","-1","pain should not be less than the field minimum (0)"'],
+    [{ score: '0' }, '"1","score","0","score should not be less than the field minimum (1)"'],
+    [{ score: '11' }, '"1","score","11","score should not be greater than the field maximum (10)"'],
+    // number_1dp: -?digits.digit, no "+".
+    [{ temp: '+37.5' }, '"1","temp","+37.5","The value you provided could not be validated because it does not follow the expected format. Please try again."'],
+    // A checkbox column on a repeating form in a non-repeating row: the column is quoted, the form is ''.
+    [{ ae_kind___2: '1' }, `"1","ae_kind___2","1","This field ('ae_kind___2') exists on a Repeating Instrument named ''. However, the fields 'redcap_repeat_instance' and/or 'redcap_repeat_instrument' for this row of data have no value, which are both required for importing data into a Repeating Instrument.  You are not allowed to import data for this field into a non-repeating instrument."`],
+    [{ redcap_repeat_instrument: 'ae', redcap_repeat_instance: '1', visit_kind___1: '1' }, `"1","visit_kind___1","1","This field ('visit_kind___1') does not exist on the Repeating Instrument named 'ae'. You are not allowed to import data for this field into this Repeating Instrument."`],
+    // Quotes in a value are doubled in the error line, as in a CSV cell.
+    [{ temp: '3"7' }, '"1","temp","3""7","The value you provided could not be validated because it does not follow the expected format. Please try again."'],
+  ];
+  for (const [row, want] of cases) {
+    const r = await importJson(tok, [{ record_id: '1', ...row }]);
+    assert.equal(r.status, 400, JSON.stringify(row));
+    assert.equal(errJson(r), want);
+  }
+  const ok = await importJson(tok, [{ record_id: '1', pain: '0', score: '10', temp: '-37.5' }, { record_id: '1', redcap_repeat_instrument: 'ae', redcap_repeat_instance: '1', ae_kind___2: '1' }]);
+  assert.equal(ok.status, 200, ok.text);
+  const rows = await exportJson(tok, { records: ['1'] });
+  assert.deepEqual(rows.map((r) => [r.pain, r.score, r.temp, r.ae_kind___2]), [['0', '10', '-37.5', ''], ['', '', '', '1']]);
+  // A longitudinal project quotes a checkbox column as imported too.
+  const longCb = await importJson(TOK.long, [{ record_id: 'x', redcap_event_name: 'baseline_arm_1', v_sbp: '120' }]);
+  assert.equal(errJson(longCb), `"x","v_sbp","120","This field ('v_sbp') exists on an instrument that is not designated for the event named 'Baseline (Arm 1: Arm One)'. You are not allowed to import data for this field into this event."`);
+});
+
+test('import: an unknown returnContent is taken as count, as REDCap 15.7.6 API/index.php does', async () => {
+  for (const returnContent of ['bogus', '', 'COUNT']) {
+    const r = await importJson(TOK.test, [{ record_id: 'rc1' }, { record_id: 'rc2' }], { returnContent });
+    assert.equal(r.status, 200, returnContent);
+    assert.equal(r.text, '{"count": 2}', returnContent);
+  }
+  await clear('test');
 });
 
 test('import: all or nothing, a batch with one bad value saves nothing', async () => {

@@ -18,7 +18,7 @@ const opt = (name, dflt) => {
 };
 const REQUESTS = opt('--requests', 30);
 const ROWS = opt('--rows', 1000);
-const TOKEN = 'BENCH0123456789ABCDEF0123456789AB';
+const TOKEN = 'BE0C0123456789ABCDEF0123456789AB';
 
 const child = spawn(process.execPath, [
   path.join(here, '..', 'redcap-emulator.mjs'),

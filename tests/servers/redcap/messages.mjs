@@ -28,6 +28,10 @@
 //  [S11] REDCap's own UI feature tests, vanderbilt-redcap/redcap_rsvc,
 //       "Feature Tests/B/..." data import scenarios (B.3.16.x): the M/D/Y
 //       variants of the date/datetime messages as REDCap shows them.
+//  [S12] REDCap 15.7.6's Classes/Records.php (saveData) and API/index.php,
+//       public copy xOops4/redcap redcap_v15.7.6/: which column a message
+//       quotes, slider checks, the order of the instance checks, the
+//       escaping of per-value error lines, returnContent defaults.
 // Texts marked UNVERIFIED had no public source; they follow the pattern of
 // their neighbours and are listed in tests/servers/README.md.
 
@@ -80,6 +84,10 @@ export const MSG = {
   recordLineBreak: (record) =>
     `Record names cannot contain BR tags, line breaks, or carriage return characters. The following record name contains a BR tag, line break, or carriage return, and thus cannot be imported: ${record}`,
   // [S4]; [S10] data_import_tool_215 + record + data_import_tool_406 + " " + value.
+  // [S12] also for "0": the flat-row check (not an integer, or below 1) comes
+  // before the one that would give data_import_tool_279 ("... cannot have the
+  // 'redcap_repeat_instance' field with a value of '0' ..."), which flat
+  // imports never reach.
   badInstance: (record, value) =>
     `The record name (${record}) has an invalid value for 'redcap_repeat_instance'. The value must either be a positive integer or the value 'new'. Value provided: ${value}`,
   // [S10] data_import_tool_215 + record + 284 + " " + value + " " + 286 (join
@@ -133,7 +141,10 @@ export const MSG = {
   // [S4]
   badCheckbox: (column) =>
     `${column} is a checkbox field and thus can only have a value of '1' (checked) or '0' (unchecked).`,
-  // [S4]; [S10] data_import_tool_223 / 225, "field key (bound)" as [S9].
+  // [S12] "<field> " + data_import_tool_299: a slider value that is not an integer.
+  notInteger: (field) => `${field} must be an integer`,
+  // [S4]; [S10] data_import_tool_223 / 225, "field key (bound)" as [S9];
+  // [S12] also for sliders (always a hard check, 0..100 by default).
   belowMin: (field, min) => `${field} should not be less than the field minimum (${min})`,
   aboveMax: (field, max) => `${field} should not be greater than the field maximum (${max})`,
   // [S5] verbatim, including the two spaces before "You are".
@@ -162,8 +173,12 @@ export const MSG = {
 
 /*
  * One per-value error line, as REDCap joins them: "record","field","value","message".
- * [S5] [S6] [S8]: plain concatenation, no escaping of quotes inside.
+ * [S12]: record, value and message have their double quotes doubled (CSV
+ * style), the message's line breaks and tabs become spaces; the field name is
+ * written as is. ([S5] [S6] [S8] show answers without quotes to escape.) The
+ * C side renders its lines the same way (redcap_errors_format).
  */
 export function valueError(record, field, value, message) {
-  return `"${record}","${field}","${value}","${message}"`;
+  const q = (s) => String(s).replace(/"/g, '""');
+  return `"${q(record)}","${field}","${q(value)}","${q(String(message).replace(/\r\n|\n|\t/g, ' '))}"`;
 }

@@ -139,9 +139,12 @@ export class Project {
     const usesRepeat = seen.has('redcap_repeat_instrument') || seen.has('redcap_repeat_instance');
     if (usesRepeat && !s.hasRepeating) throw new ApiError(400, MSG.repeatFieldsNotEnabled);
     const ignored = (c) => c === IGNORED_SURVEY_COLUMN || (c.endsWith('_timestamp') && s.formByName.has(c.slice(0, -10)));
+    // redcap_event_name is never an unknown field: a classic project takes
+    // it and ignores it (REDCap 15.7.6 Classes/Records.php, saveData: the
+    // unknown-field list skips redcap_event_name and redcap_data_access_group,
+    // and a classic project uses its first event whatever the column says).
     const unknown = columns.filter((c) => {
       if (c === rid || (ignored(c) && !s.columns.get(c))) return false;
-      if (c === 'redcap_event_name') return !this.isLongitudinal;
       if (RESERVED.has(c)) return false;
       const info = s.columns.get(c);
       return !info;
@@ -167,6 +170,10 @@ export class Project {
       }
       const instrument = (row.redcap_repeat_instrument ?? '').trim();
       const instance = (row.redcap_repeat_instance ?? '').trim();
+      // Not an integer, or below 1 ("0" included): REDCap 15.7.6
+      // Classes/Records.php (saveData, flat rows) throws 215 + record + 406
+      // first; its own "0" text (data_import_tool_279) comes later and is
+      // never reached for flat imports.
       if (instance !== '' && instance !== 'new' && !instanceError) {
         if (!/^\d+$/.test(instance) || /^0+$/.test(instance)) instanceError = MSG.badInstance(name, instance);
         else if (instance.length > 5 || Number(instance) > MAX_INSTANCE) instanceError = MSG.instanceTooLarge(name, instance);
@@ -215,20 +222,25 @@ export class Project {
         const info = s.columns.get(col);
         if (!info) continue; // an ignored survey column
         const form = info.form;
-        const fieldName = info.field ? info.field.name : col;
+        // "This field ('...')" quotes the column as imported, x___1 for a
+        // checkbox (REDCap 15.7.6 Classes/Records.php, saveData, builds these
+        // texts from $fieldname, the import column). The repeating-form text
+        // names the form by $Proj->metadata[$fieldname]['form_name'], and a
+        // checkbox column is no metadata key: its form comes out as ''.
         if (!this.isDesignated(ev, form.name)) {
-          if (value !== '') errors.push(valueError(name, col, value, MSG.notDesignated(fieldName, ev.label)));
+          if (value !== '') errors.push(valueError(name, col, value, MSG.notDesignated(col, ev.label)));
           continue;
         }
         if (kind === 'base' && repForms && repForms.has(form.name)) {
-          if (value !== '') errors.push(valueError(name, col, value, MSG.repeatingWithoutColumns(fieldName, form.name)));
+          const formName = info.kind === 'checkbox' ? '' : form.name;
+          if (value !== '') errors.push(valueError(name, col, value, MSG.repeatingWithoutColumns(col, formName)));
           continue;
         }
         if (kind === 'form' && form.name !== instrument) {
           // Another form's field in a repeating instrument's row: blank is
           // fine (REDCap's own exports carry those columns), a value is an
           // error (English.ini data_import_tool_162 + 260 + 261).
-          if (value !== '') errors.push(valueError(name, col, value, MSG.notOnRepeatingInstrument(fieldName, instrument)));
+          if (value !== '') errors.push(valueError(name, col, value, MSG.notOnRepeatingInstrument(col, instrument)));
           continue;
         }
         if (info.kind === 'field' && (info.field.type === 'calc' || info.field.type === 'file')) continue; // ignored

@@ -128,9 +128,12 @@ function checkValidated(validation, v, dateFormat) {
     const t = normalizeClock(v);
     return t === undefined ? { error: MSG.badFormat } : { value: t };
   }
+  // No leading '+': redcap_validation_types (REDCap's install_data.sql),
+  // number_1dp regex_php '/^-?\d+\.\d$/', the same for 2dp..4dp and the
+  // comma variants; the C validator has the same.
   const dp = /^number_(\d)dp(_comma_decimal)?$/.exec(validation);
   if (dp) {
-    const re = new RegExp(`^[-+]?\\d+${dp[2] ? ',' : '\\.'}\\d{${dp[1]}}$`);
+    const re = new RegExp(`^-?\\d+${dp[2] ? ',' : '\\.'}\\d{${dp[1]}}$`);
     return re.test(v) ? { value: v } : { error: MSG.badFormat };
   }
   if (validation === 'phone') {
@@ -177,9 +180,20 @@ export function checkFieldValue(field, raw, dateFormat = 'YMD') {
     case 'truefalse':
       return field.choices.has(v) ? { value: v } : { error: MSG.badCategory(field.name) };
     case 'slider': {
-      if (!INT.test(v)) return { error: MSG.badFormat };
-      const n = Number(v);
-      return n < 0 || n > 100 ? { error: MSG.badFormat } : { value: String(n) };
+      // REDCap 15.7.6 Classes/Records.php (saveData): a slider is an integer
+      // ("<field> must be an integer", data_import_tool_299) within its
+      // min..max (the dictionary's text validation min/max, 0 and 100 when
+      // blank), always a hard check (data_import_tool_223/225), with the
+      // bound printed as the dictionary has it. The integer test is the
+      // integer type's [-+]?digits (REDCap's isinteger() is not in the
+      // sources used: UNVERIFIED for signed values); the C validator does the
+      // same. The value is stored as sent.
+      if (!INT.test(v)) return { error: MSG.notInteger(field.name) };
+      const min = field.min === '' || field.min === undefined ? '0' : field.min;
+      const max = field.max === '' || field.max === undefined ? '100' : field.max;
+      if (Number.isFinite(Number(min)) && Number(v) < Number(min)) return { error: MSG.belowMin(field.name, min) };
+      if (Number.isFinite(Number(max)) && Number(v) > Number(max)) return { error: MSG.aboveMax(field.name, max) };
+      return { value: v };
     }
     case 'text': {
       if (!field.validation) return { value: v };
