@@ -217,9 +217,11 @@ typedef struct mapping_result {
  * nothing; a REDCap anchor value that is not a date/datetime gives every
  * field of the non-repeating rules that need it an error. Non-repeating
  * rules that match nothing produce no value for their fields (a blank is
- * never sent), and rows without values are left out. MIN/MAX skip
- * candidates whose value is not a single number (in the unit); if none is
- * left the field gets an error. Two repeating rules filling the same field
+ * never sent), and rows without values are left out. Every selection
+ * (MIN MAX FIRST LAST NEAR) chooses among candidates that give a usable
+ * value: none is passed over, a refused one (not a single number, not in
+ * the unit) skipped; if only refused ones are left the field gets an error
+ * saying why. Two repeating rules filling the same field
  * of one instance: the first rule's value becomes an error naming the
  * other. Rows are sorted: non-repeating rows first, then by instrument,
  * event, review flag, the source's time (none last), type and id; values
