@@ -22,7 +22,7 @@ import {
 
 // EXPORT_TEST_RECORDS lowers the size of the big classic project (e.g. under valgrind).
 const N_CLASSIC = Number(process.env.EXPORT_TEST_RECORDS || 10000);
-const N_LONG = Math.min(2000, N_CLASSIC);
+const N_LONG = N_CLASSIC;
 const RID = { classic: 'record_id', long: 'study_id' };
 const TOKENS = { classic: CLASSIC_TOKEN, long: LONG_TOKEN };
 const EXT = { csv: 'csv', json: 'json', ndjson: 'ndjson' };
