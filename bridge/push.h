@@ -26,6 +26,7 @@
 #pragma once
 
 #include <stdbool.h>
+#include <stdint.h>
 
 #include <jansson.h>
 #include <uv.h>
@@ -53,15 +54,26 @@ typedef struct push_env {
 	/*
 	 * Anchor mode (before curation): for each project whose mapping reads
 	 * anchors typed into REDCap (anchor_fields[i] non-NULL, n_anchor_fields[i]
-	 * of them, i indexing cfg->redcap_projects), export the record id and
-	 * those fields of every record and hand over a new JSON object
-	 * {record: [value or "", ...]} (values of the non-repeating rows, first
-	 * event that has one) through on_anchors(dict_ud, ...), which takes the reference.
-	 * Nothing is sent to REDCap's records in this mode.
+	 * of them, i indexing cfg->redcap_projects), read the anchor fields of
+	 * the records this cycle curates (anchor_records[i], n_anchor_records[i]
+	 * of them; may be NULL) and of those REDCap lists as created or modified
+	 * since the last read (PUSH_ANCHORS_READ_KEY in the store), in batches of
+	 * redcap.batch_size records. Hands over a new JSON object
+	 * {record: [value or "", ...]} keyed by the record name as REDCap
+	 * compares names (pu_fold()), with an entry for every record read (values
+	 * of the non-repeating rows, first event that has one), through
+	 * on_anchors(dict_ud, i, values, listed_at), which takes the reference.
+	 * listed_at is the wall ms the listing was asked at, to be stored under
+	 * PUSH_ANCHORS_READ_KEY once the values are used, or 0 when REDCap could
+	 * not list the records (only anchor_records[i] were read). A record not
+	 * in the object was not read this cycle. Nothing is sent to REDCap's
+	 * records in this mode.
 	 */
 	const char *const *const *anchor_fields;
 	const size_t *n_anchor_fields;
-	void (*on_anchors)(void *ud, size_t project_index, json_t *values);
+	const char *const *const *anchor_records;
+	const size_t *n_anchor_records;
+	void (*on_anchors)(void *ud, size_t project_index, json_t *values, int64_t listed_at);
 } push_env;
 
 typedef void (*push_done_fn)(push_run *pr, void *ud);
@@ -75,11 +87,16 @@ void push_run_stop(push_run *pr);
 /* true if every project's due rows were sent or held back. */
 bool push_run_ok(const push_run *pr);
 
-/* {"ok": bool, "projects": {"P": {"ok": bool, "sent": n, "held": n, "requests": n,
- *   "records": n, "retries": n, "splits": n, "error": "..."|null}}} */
+/* {"ok": bool, "projects": {"P": {"ok": bool, "sent": n, "held": n, "deferred": n, "released": n,
+ *   "requests": n, "records": n, "retries": n, "splits": n, "batches": n, "error": "..."|null}}}
+ * deferred: single rows REDCap refused without saying why, tried again in a later cycle;
+ * released: held rows that passed the live dictionary this cycle. */
 json_t *push_run_result(const push_run *pr);
 
 void push_run_free(push_run *pr);
 
 /* The store key under which a ban is recorded for a project. */
 #define PUSH_HALT_KEY "halted"
+
+/* The store key of a project's last complete anchor read (wall ms, decimal). */
+#define PUSH_ANCHORS_READ_KEY "anchors_read_at"

@@ -113,8 +113,10 @@ enum ob_stmt_id {
 	OST__N
 };
 
-/* A held row's reasons come from source (a bound text, NULL matching every row). */
-#define HOLD_SOURCE(col, param) "(" param " IS NULL OR json_extract(" col ", '$[0].source') IS " param ")"
+/* A held row's reasons come from source (a bound text; NULL matches every row, "!x" every row not from x). */
+#define HOLD_SOURCE(col, param)                                                                              \
+	"(" param " IS NULL OR json_extract(" col ", '$[0].source') IS " param " OR (substr(" param ", 1, 1) = '!'" \
+	" AND json_extract(" col ", '$[0].source') IS NOT substr(" param ", 2)))"
 
 static const char *const ob_sql[OST__N] = {
 	[OST_PROJECT_GET] = "SELECT id FROM projects WHERE name = ?1",

@@ -200,7 +200,8 @@ int store_outbox_retry(store *s, int64_t id, int64_t gen, int64_t next_at_ms, co
  * The source of a held row is the "source" member of its first reason
  * (the callers' convention: who decided, e.g. "validation", "redcap",
  * "mapping", "curation"); the calls below that take a source select the
- * held rows by it (NULL: all, a row without one included).
+ * held rows by it: NULL all, "x" those from x, "!x" all but those from x
+ * (a row without a source included).
  */
 int store_outbox_hold(store *s, int64_t id, int64_t gen, const char *reasons_json);
 

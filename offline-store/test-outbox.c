@@ -800,6 +800,8 @@ static void test_outbox_held_sources(void)
 
 	/* release by source: only the rows REDCap refused, then the rest */
 	int64_t released = -1;
+	CHECK_INT(held_count(s, "P", "!redcap"), 1);      /* the legacy row without a source */
+	CHECK_INT(held_count(s, "P", "!validation"), 2);
 	CHECK_INT(store_outbox_release(s, "P", NULL, "redcap", &released), 0);
 	CHECK_INT(released, 1);
 	CHECK_INT(store_outbox_release(s, "P", "R3", "redcap", &released), 0);
@@ -833,6 +835,8 @@ static void test_outbox_held_sources(void)
 	CHECK_INT(changed, 0);
 	CHECK_INT(held_count(s, "P", "curation"), 2);
 	CHECK_INT(store_outbox_release(s, "P", "R5", "validation", &released), 0);
+	CHECK_INT(released, 0);
+	CHECK_INT(store_outbox_release(s, "P", NULL, "!curation", &released), 0);
 	CHECK_INT(released, 0);
 	CHECK_INT(store_outbox_release(s, "P", "R5", "curation", &released), 0);
 	CHECK_INT(released, 2);
