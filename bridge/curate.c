@@ -837,9 +837,10 @@ int curate_run(store *st, int64_t server, const config *cfg, mapping *const *map
 			idlist_deinit(&all);
 			break;
 		}
-		for (size_t b = 0; rc == 0 && b < all.n && !(stop && *stop); b += CURATE_BATCH) {
+		for (size_t at = 0; rc == 0 && at < all.n && !(stop && *stop); at += CURATE_BATCH) {
+			size_t end = all.n - at < CURATE_BATCH ? all.n : at + CURATE_BATCH;
 			rc = store_begin(st);
-			for (size_t i = b; rc == 0 && i < all.n && i < b + CURATE_BATCH; i++) {
+			for (size_t i = at; rc == 0 && i < end; i++) {
 				bool deferred = false;
 				rc = curate_patient(st, server, cfg, maps, anchors, all.v[i], &res, stats, &deferred);
 				if (rc == 0 && deferred) {
@@ -851,6 +852,8 @@ int curate_run(store *st, int64_t server, const config *cfg, mapping *const *map
 			}
 			if (rc == 0)
 				rc = store_commit(st);
+			if (rc == 0)
+				log_debug("curate", "a batch of %zu patients committed", end - at);
 		}
 		idlist_deinit(&all);
 		if (rc != 0) {

@@ -167,7 +167,9 @@ static void usage_cmd(FILE *f, const char *cmd)
 			   "  at once.\n");
 	else if (strcmp(cmd, "status") == 0)
 		fprintf(f, "usage: fhir-redcap-bridge status --config FILE [--json]\n"
-			   "  What the store holds: resources per type, versions, crawl cursors, last sync.\n"
+			   "  What the store holds: resources per type, versions, crawl cursors, last sync,\n"
+			   "  patients waiting for curation, each REDCap project's outbox (held rows with\n"
+			   "  their reasons, refused patients).\n"
 			   "  Opens the store read-only, so it works while a daemon writes.\n");
 	else if (strcmp(cmd, "dump") == 0)
 		fprintf(f, "usage: fhir-redcap-bridge dump --config FILE --type TYPE [--bodies]\n"
@@ -1002,6 +1004,9 @@ static void print_status_text(json_t *s, const char *store_path)
 		       (long long)json_integer_value(json_object_get(dt, "waiting_link")));
 	json_t *ls = json_object_get(s, "last_sync");
 	printf("last sync: %s\n", json_is_string(ls) ? json_string_value(ls) : "never");
+	json_t *cw = json_object_get(json_object_get(s, "curation"), "waiting");
+	if (json_is_integer(cw))
+		printf("patients waiting for curation: %lld\n", (long long)json_integer_value(cw));
 	printf("\n%-28s %12s %12s\n", "resource type", "resources", "versions");
 	const char *k;
 	json_t *v;
@@ -1115,6 +1120,9 @@ static int cmd_status(int argc, char **argv)
 		json_object_set(s, "outbox", projects);
 	}
 	json_decref(ob);
+	int64_t sid = 0, waiting = 0;
+	if (s && store_server_id(st, cfg.fhir_base_url, &sid) == 0 && store_waiting_count(st, sid, &waiting) == 0)
+		json_object_set_new(s, "curation", json_pack("{s:I}", "waiting", (json_int_t)waiting));
 	if (s) {
 		char *state = NULL, *since = NULL, *last = NULL;
 		store_project_get(st, DOWNTIME_KV_PROJECT, DOWNTIME_KV_STATE, &state);

@@ -1215,6 +1215,7 @@ static int revalidate_held(proj *p)
 	push_run *pr = p->pr;
 	store *st = pr->env.st;
 	int64_t after = 0;
+	long long still = 0;
 	int rc = 0;
 	for (;;) {
 		store_outbox_row *rows = NULL;
@@ -1242,6 +1243,10 @@ static int revalidate_held(proj *p)
 					json_object_del(json_array_get(r, k), "#log");
 				char *txt = r ? json_dumps(r, JSON_COMPACT) : NULL;
 				rc = txt ? store_outbox_hold(st, rows[i].id, rows[i].gen, txt) : -ENOMEM;
+				still++;
+				log_debug("redcap", "%s: still held back: record %s, instrument %s, instance %lld: %s",
+					  p->cp->name, rows[i].record, rows[i].instrument[0] ? rows[i].instrument : "-",
+					  (long long)rows[i].instance, txt ? txt : "?");
 				free(txt);
 				json_decref(r);
 			}
@@ -1259,6 +1264,8 @@ static int revalidate_held(proj *p)
 	}
 	if (p->released)
 		log_info("redcap", "%s: %lld held rows pass the dictionary now; they are sent", p->cp->name, p->released);
+	if (still)
+		log_info("redcap", "%s: %lld held rows still fail the dictionary (see `status`)", p->cp->name, still);
 	return rc;
 }
 
