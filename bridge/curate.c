@@ -657,8 +657,9 @@ static int curate_patient(store *st, int64_t server, const config *cfg, mapping 
 		}
 		/* Not refused (any more): rows held while it was go again. */
 		int64_t released = 0;
-		rc = store_refusal_clear(st, project, patient);
-		if (rc == 0)
+		int was_refused = 0;
+		rc = store_refusal_clear(st, project, patient, &was_refused);
+		if (rc == 0 && was_refused)
 			rc = store_outbox_release(st, project, r.record, SRC_CURATION, &released);
 		if (rc == 0 && released)
 			log_info("curate", "%s: Patient/%s is no longer refused: %lld held rows go to REDCap", project, patient,

@@ -1114,6 +1114,7 @@ static void send_anchor_batch(proj *p)
 		return;
 	}
 	p->step = P_ANCHORS;
+	p->batches++;
 	send_new(pr, &b);
 }
 
@@ -1194,8 +1195,8 @@ static void anchors_finish(proj *p)
 		}
 		free(key);
 	}
-	log_info("redcap", "%s: anchors of %zu records read in %lld requests", p->cp->name, p->anchor_recs.n,
-		 (long long)(pr->call.requests - p->requests0));
+	log_info("redcap", "%s: anchors of %zu records read in %lld batches%s", p->cp->name, p->anchor_recs.n,
+		 p->batches, p->anchor_listed ? "" : " (REDCap's list of changed records was not read)");
 	if (pr->env.on_anchors)
 		pr->env.on_anchors(pr->env.dict_ud, p->index, out, p->anchor_listed ? p->anchor_t0 : 0);
 	else

@@ -10,7 +10,19 @@
  * refuses is resolved without losing the good rows: per-value errors name
  * (record, field, value), so those rows are held and the rest resent; a
  * whole-request error or an out-of-memory answer splits the batch in
- * halves until the bad row stands alone.
+ * halves until the bad row stands alone. A row standing alone that REDCap
+ * refuses without saying why (no per-value errors, no message about the
+ * row's own record name, columns or event) is tried again in later cycles
+ * with backoff and held only at the third such refusal.
+ *
+ * Held rows carry the source of their reasons (outbox.h): rows held by the
+ * bridge's own check ("validation") are checked again every cycle against
+ * the dictionary just read, and go as soon as they pass (so a project with
+ * such rows reads its dictionary every cycle); the others wait for new
+ * data or `fhir-redcap-bridge push-release`. Rows a refused patient's
+ * curation held ("curation") go when the refusal ends. Logs: one warning
+ * per project and kind of problem per cycle (field and message, record
+ * names and values taken out); the detail per row at debug level only.
  *
  * Traffic: one request at a time per REDCap server, never more than
  * redcap.max_requests_per_minute to it (a sliding window shared by every

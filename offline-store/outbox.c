@@ -838,6 +838,7 @@ json_t *store_mrn_patients(store *s, int64_t server, const char *mrn)
 
 typedef struct refusal_args {
 	const char *project, *patient, *reason;
+	int *existed;
 } refusal_args;
 
 static int refusal_set_impl(store *s, void *ud)
@@ -862,7 +863,7 @@ int store_refusal_set(store *s, const char *project, const char *patient, const 
 		return rc;
 	if (!key_ok(project, true) || !key_ok(patient, true))
 		return bad_args(s, "store_refusal_set");
-	refusal_args a = { project, patient, reason ? reason : "" };
+	refusal_args a = { project, patient, reason ? reason : "", NULL };
 	return store__write(s, "store_refusal_set", refusal_set_impl, &a);
 }
 
@@ -878,18 +879,28 @@ static int refusal_clear_impl(store *s, void *ud)
 		return rc;
 	sqlite3_bind_int64(st, 1, pid);
 	bind_text(st, 2, a->patient);
-	return store__stmt_exec(s, st, "cannot clear a refused patient");
+	if ((rc = store__stmt_exec(s, st, "cannot clear a refused patient")) != 0)
+		return rc;
+	*a->existed = sqlite3_changes(s->db) > 0;
+	return 0;
 }
 
-int store_refusal_clear(store *s, const char *project, const char *patient)
+int store_refusal_clear(store *s, const char *project, const char *patient, int *existed)
 {
+	int dummy = 0;
+	if (!existed)
+		existed = &dummy;
+	*existed = 0;
 	int rc = ob_init(s);
 	if (rc)
 		return rc;
 	if (!key_ok(project, true) || !key_ok(patient, true))
 		return bad_args(s, "store_refusal_clear");
-	refusal_args a = { project, patient, NULL };
-	return store__write(s, "store_refusal_clear", refusal_clear_impl, &a);
+	refusal_args a = { project, patient, NULL, existed };
+	rc = store__write(s, "store_refusal_clear", refusal_clear_impl, &a);
+	if (rc)
+		*existed = 0;
+	return rc;
 }
 
 /* ---- record owners (names as REDCap matches them) ------------------------- */

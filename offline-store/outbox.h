@@ -98,7 +98,8 @@ json_t *store_mrn_patients(store *s, int64_t server, const char *mrn);
  * patient later curates fine.
  */
 int store_refusal_set(store *s, const char *project, const char *patient, const char *reason);
-int store_refusal_clear(store *s, const char *project, const char *patient);
+/* *existed (may be NULL): whether the patient was refused. */
+int store_refusal_clear(store *s, const char *project, const char *patient, int *existed);
 
 /* ------------------------------------------------------------------------
  * Record owners: which patients' records in a project REDCap would take for

@@ -456,9 +456,12 @@ static void test_refusals(void)
 	CHECK(p && json_equal(json_object_get(p, "refused"), want));
 	json_decref(p);
 	json_decref(want);
-	CHECK_INT(store_refusal_clear(s, "P", "p1"), 0);
-	CHECK_INT(store_refusal_clear(s, "P", "p1"), 0);
-	CHECK_INT(store_refusal_clear(s, "unknown", "p1"), 0);
+	int existed = -1;
+	CHECK_INT(store_refusal_clear(s, "P", "p1", &existed), 0);
+	CHECK_INT(existed, 1);
+	CHECK_INT(store_refusal_clear(s, "P", "p1", &existed), 0);
+	CHECK_INT(existed, 0);
+	CHECK_INT(store_refusal_clear(s, "unknown", "p1", NULL), 0);
 	p = project_status(s, "P", 0);
 	CHECK_INT(json_array_size(json_object_get(p, "refused")), 1);
 	json_decref(p);
