@@ -864,7 +864,7 @@ static const char *jlist(json_t *a)
 	return buf;
 }
 
-/* Record names as REDCap matches them: "AB1", "ab1 " and " Ab1" are one record. */
+/* Record names as REDCap matches them: "XK1", "xk1 " and "\tXk1" are one record. */
 static void test_record_owners(void)
 {
 	fx f;
@@ -882,26 +882,26 @@ static void test_record_owners(void)
 		json_decref(same);                                                                           \
 		json_decref(left);                                                                           \
 	} while (0)
-	OWN("P", "pat-1", "AB1", "", "", 1);
-	OWN("P", "pat-1", "AB1", "", "", 0);
-	OWN("P", "pat-2", "ab1 ", "pat-1", "", 1);
-	OWN("P", "pat-3", "\tAb1", "pat-1,pat-2", "", 1);
-	OWN("P", "pat-1", "AB1", "pat-2,pat-3", "", 0);
-	OWN("Q", "pat-9", "ab1", "", "", 1); /* another project */
-	OWN("P", "pat-4", "AB2", "", "", 1);
+	OWN("P", "pat-1", "XK1", "", "", 1);
+	OWN("P", "pat-1", "XK1", "", "", 0);
+	OWN("P", "pat-2", "xk1 ", "pat-1", "", 1);
+	OWN("P", "pat-3", "\tXk1", "pat-1,pat-2", "", 1);
+	OWN("P", "pat-1", "XK1", "pat-2,pat-3", "", 0);
+	OWN("Q", "pat-9", "xk1", "", "", 1); /* another project */
+	OWN("P", "pat-4", "XK2", "", "", 1);
 	/* pat-3 gets another record: it leaves pat-1 and pat-2 */
-	OWN("P", "pat-3", "ab2", "pat-4", "pat-1,pat-2", 1);
+	OWN("P", "pat-3", "xk2", "pat-4", "pat-1,pat-2", 1);
 	OWN("P", "pat-2", NULL, "", "pat-1", 1);
 	OWN("P", "pat-2", NULL, "", "", 0);
-	OWN("P", "pat-1", "AB1", "", "", 0);
+	OWN("P", "pat-1", "XK1", "", "", 0);
 	/* either list may be skipped */
-	CHECK_INT(store_record_owner_set(s, "P", "pat-1", "AB1", NULL, NULL, NULL), 0);
-	CHECK_INT(store_record_owner_set(s, "", "pat-1", "AB1", NULL, NULL, NULL), -EINVAL);
-	CHECK_INT(store_record_owner_set(s, "P", "", "AB1", NULL, NULL, NULL), -EINVAL);
+	CHECK_INT(store_record_owner_set(s, "P", "pat-1", "XK1", NULL, NULL, NULL), 0);
+	CHECK_INT(store_record_owner_set(s, "", "pat-1", "XK1", NULL, NULL, NULL), -EINVAL);
+	CHECK_INT(store_record_owner_set(s, "P", "", "XK1", NULL, NULL, NULL), -EINVAL);
 #undef OWN
-	/* Only keyed hashes and patient ids in the store. */
-	CHECK_INT(q_int(f.db, "SELECT count(*) FROM project_kv WHERE lower(key) LIKE '%ab1%' OR lower(value) LIKE '%ab1%'"
-			      " OR lower(key) LIKE '%ab2%' OR lower(value) LIKE '%ab2%'"),
+	/* Only keyed hashes (hex: no x, no k) and patient ids in the store. */
+	CHECK_INT(q_int(f.db, "SELECT count(*) FROM project_kv WHERE lower(key) LIKE '%xk1%' OR lower(value) LIKE '%xk1%'"
+			      " OR lower(key) LIKE '%xk2%' OR lower(value) LIKE '%xk2%'"),
 		  0);
 	/* P: record-of for pat-1, pat-3, pat-4 and two folds; Q: one of each. */
 	CHECK_INT(q_int(f.db, "SELECT count(*) FROM project_kv WHERE key LIKE 'record-%'"), 7);
