@@ -662,8 +662,8 @@ static int curate_patient(store *st, int64_t server, const config *cfg, mapping 
 		if (rc == 0 && was_refused)
 			rc = store_outbox_release(st, project, r.record, SRC_CURATION, &released);
 		if (rc == 0 && released)
-			log_info("curate", "%s: Patient/%s is no longer refused: %lld held rows go to REDCap", project, patient,
-				 (long long)released);
+			log_info("curate", "%s: Patient/%s is no longer refused: %lld held rows go to REDCap", project,
+				 patient, (long long)released);
 		if (rc == 0)
 			rc = write_rows(st, project, maps[i], &r, stats);
 		mapping_result_deinit(&r);

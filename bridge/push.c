@@ -617,7 +617,8 @@ static void next_batch(proj *p)
 		p->send[i] = row;
 		if (!row) {
 			json_t *r = json_array();
-			json_array_append_new(r, reason("", "the stored row is not a JSON object", NULL, NULL, SRC_STORE));
+			json_array_append_new(r,
+					      reason("", "the stored row is not a JSON object", NULL, NULL, SRC_STORE));
 			hold_row(p, i, r);
 			json_decref(r);
 			continue;
@@ -823,8 +824,8 @@ static void refused_alone(proj *p, const redcap_answer *a)
 	}
 	/* Later, with backoff: not in this cycle (due_at is before next). */
 	const config *cfg = p->pr->env.cfg;
-	uint64_t delay = backoff_delay_ms((unsigned)row->attempts + 1, cfg->redcap_retry_base_ms, cfg->redcap_retry_max_ms,
-					  -1, &p->rng);
+	uint64_t delay = backoff_delay_ms((unsigned)row->attempts + 1, cfg->redcap_retry_base_ms,
+					  cfg->redcap_retry_max_ms, -1, &p->rng);
 	store *st = p->pr->env.st;
 	int rc = store_outbox_retry(st, row->id, row->gen, util_wall_ms() + (int64_t)delay, desc);
 	if (rc != 0) {
@@ -1064,7 +1065,8 @@ static void anchor_ids_answer(proj *p, const char *body, size_t len)
 	int rc = redcap_parse_record_ids(body, len, REDCAP_FORMAT_JSON, rid->name, &ids, &err);
 	if (rc != 0) {
 		redcap_strv_deinit(&ids);
-		proj_set_error(p, "unexpected answer to the record listing: %s", rc == -ENOMEM ? "out of memory" : err.msg);
+		proj_set_error(p, "unexpected answer to the record listing: %s",
+			       rc == -ENOMEM ? "out of memory" : err.msg);
 		proj_finish(p, false);
 		return;
 	}

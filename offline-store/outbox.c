@@ -173,8 +173,11 @@ static const char *const ob_sql[OST__N] = {
 	[OST_OB_HOLD] = "UPDATE outbox SET state = 2, next_at = 0, reasons = ?3,"
 			" state_at = CASE state WHEN 2 THEN state_at ELSE ?4 END"
 			" WHERE id = ?1 AND gen = ?2 AND (state = 0 OR (state = 2 AND reasons IS NOT ?3))",
-	[OST_OB_HOLD_RECORD] = "UPDATE outbox SET state = 2, next_at = 0, reasons = ?3, state_at = ?4"
-			       " WHERE project = ?1 AND record = ?2 AND state = 0",
+	/* Rows held for another reason too: a row held by the bridge's check must not go when the
+	 * dictionary changes while its patient is refused. */
+	[OST_OB_HOLD_RECORD] = "UPDATE outbox SET state = 2, next_at = 0, reasons = ?3,"
+			       " state_at = CASE state WHEN 2 THEN state_at ELSE ?4 END"
+			       " WHERE project = ?1 AND record = ?2 AND (state = 0 OR (state = 2 AND reasons IS NOT ?3))",
 	[OST_OB_UNHOLD] = "UPDATE outbox SET state = 0, attempts = 0, next_at = 0, last_error = '', reasons = NULL,"
 			  " state_at = ?3 WHERE id = ?1 AND gen = ?2 AND state = 2",
 	/* The source of a held row is that of its first reason (HOLD_SOURCE). */

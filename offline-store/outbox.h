@@ -207,7 +207,9 @@ int store_outbox_retry(store *s, int64_t id, int64_t gen, int64_t next_at_ms, co
 int store_outbox_hold(store *s, int64_t id, int64_t gen, const char *reasons_json);
 
 /* Hold every PENDING row of (project, record) with reasons_json (as
- * store_outbox_hold() takes them). *n held (n may be NULL). */
+ * store_outbox_hold() takes them); rows held already get these reasons
+ * instead of theirs (a release then lets them be checked afresh). *n the
+ * rows changed (n may be NULL). */
 int store_outbox_hold_record(store *s, const char *project, const char *record, const char *reasons_json,
 			     int64_t *n);
 

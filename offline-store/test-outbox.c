@@ -765,14 +765,16 @@ static void test_outbox_held_sources(void)
 	CHECK_INT(held_count(s, "P", "redcap"), 1);
 	CHECK_INT(held_count(s, "P", "mapping"), 0);
 	CHECK_INT(held_count(s, "nope", NULL), 0);
-	CHECK_STR(held_str(s, "P", "validation", 0, 10, NULL), "R1/#0:{\"v\":1}:[{\"field\":\"sex\",\"message\":\"m1\",\"source\":\"validation\"}]");
+	const char *h1 = "R1/#0:{\"v\":1}:[{\"field\":\"sex\",\"message\":\"m1\",\"source\":\"validation\"}]";
+	CHECK_STR(held_str(s, "P", "validation", 0, 10, NULL), h1);
 	CHECK_STR(held_str(s, "P", NULL, 0, 10, NULL),
 		  "R1/#0:{\"v\":1}:[{\"field\":\"sex\",\"message\":\"m1\",\"source\":\"validation\"}];"
 		  "R2/#0:{\"v\":2}:[{\"field\":\"\",\"message\":\"m2\",\"source\":\"redcap\"}];"
 		  "R3/#0:{\"v\":3}:[{\"field\":\"dob\",\"message\":\"m3\"}]");
 	/* paging by id */
 	int64_t last = 0;
-	CHECK_STR(held_str(s, "P", NULL, 0, 2, &last), "R1/#0:{\"v\":1}:[{\"field\":\"sex\",\"message\":\"m1\",\"source\":\"validation\"}];"
+	CHECK_STR(held_str(s, "P", NULL, 0, 2, &last),
+		  "R1/#0:{\"v\":1}:[{\"field\":\"sex\",\"message\":\"m1\",\"source\":\"validation\"}];"
 		  "R2/#0:{\"v\":2}:[{\"field\":\"\",\"message\":\"m2\",\"source\":\"redcap\"}]");
 	CHECK_INT(last, id2);
 	CHECK_STR(held_str(s, "P", NULL, last, 2, NULL), "R3/#0:{\"v\":3}:[{\"field\":\"dob\",\"message\":\"m3\"}]");
@@ -787,7 +789,8 @@ static void test_outbox_held_sources(void)
 	char sql[160];
 	snprintf(sql, sizeof(sql), "SELECT state_at FROM outbox WHERE id = %lld", (long long)id1);
 	CHECK_INT(q_int(f.db, sql), 1000);
-	CHECK_STR(held_str(s, "P", "validation", 0, 10, NULL), "R1/#0:{\"v\":1}:[{\"field\":\"sex\",\"message\":\"m1b\",\"source\":\"validation\"}]");
+	CHECK_STR(held_str(s, "P", "validation", 0, 10, NULL),
+		  "R1/#0:{\"v\":1}:[{\"field\":\"sex\",\"message\":\"m1b\",\"source\":\"validation\"}]");
 
 	/* un-hold one row */
 	CHECK_INT(store_outbox_unhold(s, id1, 2), 0); /* stale gen */
@@ -818,33 +821,37 @@ static void test_outbox_held_sources(void)
 	REQUIRE(oput(s, "P", "R5", "", "", 0, "{\"v\":5}", &changed) == 0);
 	REQUIRE(oput(s, "P", "R5", "", "labs", 1, "{\"l\":1}", &changed) == 0);
 	REQUIRE(oput(s, "P", "R5", "", "labs", 2, "{\"l\":2}", &changed) == 0);
+	REQUIRE(oput(s, "P", "R5", "", "labs", 3, "{\"l\":3}", &changed) == 0);
 	due_str(s, "P", 0, 10, &rows, &n);
-	REQUIRE(n == 6);
+	REQUIRE(n == 7);
 	CHECK_INT(store_outbox_done(s, rows[3].id, rows[3].gen), 0); /* R5 #0 */
+	CHECK_INT(store_outbox_hold(s, rows[6].id, rows[6].gen, rv), 0); /* R5 labs #3, by the check */
 	store_outbox_rows_free(rows, n);
 	const char *rc = "[{\"field\":\"\",\"message\":\"ambiguous MRN\",\"source\":\"curation\"}]";
 	int64_t nh = -1;
 	CHECK_INT(store_outbox_hold_record(s, "P", "R5", rc, &nh), 0);
-	CHECK_INT(nh, 2);
+	CHECK_INT(nh, 3);
+	CHECK_INT(held_count(s, "P", "validation"), 0); /* not re-checked while the patient is refused */
 	CHECK_INT(store_outbox_hold_record(s, "P", "R5", rc, &nh), 0);
 	CHECK_INT(nh, 0);
 	CHECK_INT(store_outbox_hold_record(s, "P", "no-such-record", rc, &nh), 0);
 	CHECK_INT(nh, 0);
 	CHECK_INT(store_outbox_hold_record(s, "P", "R5", "{}", &nh), -EINVAL);
-	CHECK_INT(held_count(s, "P", "curation"), 2);
+	CHECK_INT(held_count(s, "P", "curation"), 3);
 	CHECK_STR(due_str(s, "P", 0, 10, NULL, NULL), "R1/#0:{\"v\":1};R2/#0:{\"v\":2};R3/#0:{\"v\":3}");
 	/* The same payload again keeps them held (only a release lets them go). */
 	CHECK_INT(oput(s, "P", "R5", "", "labs", 1, "{\"l\":1}", &changed), 0);
 	CHECK_INT(changed, 0);
-	CHECK_INT(held_count(s, "P", "curation"), 2);
+	CHECK_INT(held_count(s, "P", "curation"), 3);
 	CHECK_INT(store_outbox_release(s, "P", "R5", "validation", &released), 0);
 	CHECK_INT(released, 0);
 	CHECK_INT(store_outbox_release(s, "P", NULL, "!curation", &released), 0);
 	CHECK_INT(released, 0);
 	CHECK_INT(store_outbox_release(s, "P", "R5", "curation", &released), 0);
-	CHECK_INT(released, 2);
+	CHECK_INT(released, 3);
 	CHECK_STR(due_str(s, "P", 0, 10, NULL, NULL),
-		  "R1/#0:{\"v\":1};R2/#0:{\"v\":2};R3/#0:{\"v\":3};R5/labs#1:{\"l\":1};R5/labs#2:{\"l\":2}");
+		  "R1/#0:{\"v\":1};R2/#0:{\"v\":2};R3/#0:{\"v\":3};R5/labs#1:{\"l\":1};R5/labs#2:{\"l\":2};"
+		  "R5/labs#3:{\"l\":3}");
 	CHECK_INT(pstat(s, "P", "done"), 1);
 	store_close(s);
 	fx_deinit(&f);
