@@ -24,9 +24,18 @@
 #include <openssl/crypto.h>
 
 #include "bridge/log.h"
+#include "bridge/push-util.h"
 #include "offline-store/outbox.h"
 
 #define CURATE_BATCH 100
+
+/* Stored with each project's mapping digest: a bridge that curates
+ * differently (here: the record owner index that finds record names REDCap
+ * would take as one) curates every patient again once. */
+#define CURATE_FORMAT "/curate-2"
+
+/* The source of the reasons of rows held while their patient is refused (outbox.h). */
+#define SRC_CURATION "curation"
 
 /* ---- time zone ------------------------------------------------------------ */
 
@@ -170,6 +179,18 @@ static int res_add(void *ud, const char *type, const char *id, const char *versi
 				      .version_id = l->strs[3 * i + 2], .json = j };
 	l->n++;
 	return 0;
+}
+
+/* The waiting patients not in skip (a JSON object used as a set). */
+typedef struct wait_filter {
+	idlist *out;
+	const json_t *skip;
+} wait_filter;
+
+static int wait_filtered(void *ud, const char *patient)
+{
+	wait_filter *w = ud;
+	return json_object_get(w->skip, patient) ? 0 : idlist_add(w->out, patient);
 }
 
 /* ---- pass 1: MRN index ---------------------------------------------------- */
@@ -361,7 +382,10 @@ static int write_rows(store *st, const char *project, const mapping *m, const ma
 #define ANCHOR_MAX 64
 
 /* The REDCap values of the anchor fields for a patient's record: v[] points
- * into anchors (valid while it lives). Returns the count (0: none known). */
+ * into anchors (valid while it lives). Returns the count; 0 when none are
+ * needed or the patient has no record (no MRN); ANCHORS_UNREAD when its
+ * record was not read this cycle (see push.h, anchor mode). */
+#define ANCHORS_UNREAD ((size_t)-1)
 static size_t anchor_values(mapping *m, const json_t *anchors, const json_t *patient_json, const char *mrn_system,
 			    const char *v[ANCHOR_MAX])
 {
@@ -376,8 +400,12 @@ static size_t anchor_values(mapping *m, const json_t *anchors, const json_t *pat
 	}
 	char *rec = mapping_record_name(m, mrn);
 	free(mrn);
-	const json_t *vals = rec ? json_object_get(anchors, rec) : NULL;
+	char *key = rec ? pu_fold(rec) : NULL;
 	free(rec);
+	const json_t *vals = key ? json_object_get(anchors, key) : NULL;
+	free(key);
+	if (!vals)
+		return ANCHORS_UNREAD;
 	for (size_t k = 0; k < n; k++) {
 		const char *x = json_string_value(json_array_get(vals, k));
 		v[k] = x ? x : "";
@@ -438,6 +466,9 @@ static int anchor_scan_one(void *ud, const char *type, const char *id, const cha
 	size_t n = anchor_values(a->m, a->anchors, j, a->mrn_system, v);
 	char digest[65] = "", key[128];
 	int rc = 0;
+	/* A record not read this cycle: REDCap did not list it as changed. */
+	if (n == ANCHORS_UNREAD)
+		n = 0;
 	if (n && (rc = anchor_digest(a->st, a->project, v, n, digest)) == 0 &&
 	    (rc = anchor_key(key, sizeof(key), id)) == 0) {
 		char *old = NULL;
@@ -482,13 +513,69 @@ static const json_t *find_patient(const res_list *res)
 	return NULL;
 }
 
-static int curate_patient(store *st, int64_t server, const config *cfg, mapping *const *maps,
-			  json_t *const *anchors, const char *patient, res_list *res, curate_stats *stats)
+/* Mark the patients in ids (a JSON array) waiting, except `self`. */
+static int mark_waiting(store *st, int64_t server, const json_t *ids, const char *self)
 {
+	size_t i;
+	json_t *v;
+	int rc = 0;
+	json_array_foreach(ids, i, v)
+	{
+		const char *p = json_string_value(v);
+		if (rc == 0 && p && strcmp(p, self) != 0)
+			rc = store_waiting_mark(st, server, p);
+	}
+	return rc;
+}
+
+/*
+ * Refuse patient for project (reason holds no PHI) and hold the pending
+ * rows of its record, if it has one: nothing of it goes to REDCap while the
+ * refusal stands, rows queued before it included.
+ */
+static int refuse(store *st, const char *project, const char *patient, const char *record, const char *reason,
+		  curate_stats *stats)
+{
+	int rc = store_refusal_set(st, project, patient, reason);
+	stats->refused++;
+	log_warn("curate", "%s: Patient/%s refused: %s", project, patient, reason);
+	if (rc == 0 && record) {
+		int64_t held = 0;
+		json_t *r = json_pack("[{s:s, s:s, s:s}]", "field", "", "message", reason, "source", SRC_CURATION);
+		char *txt = r ? json_dumps(r, JSON_COMPACT) : NULL;
+		json_decref(r);
+		rc = txt ? store_outbox_hold_record(st, project, record, txt, &held) : -ENOMEM;
+		free(txt);
+		if (rc == 0 && held)
+			log_warn("curate", "%s: %lld queued rows of Patient/%s held back while it is refused", project,
+				 (long long)held, patient);
+	}
+	return rc;
+}
+
+/*
+ * Curate one patient into every project. *deferred: some project needs
+ * anchors typed into REDCap that were not read for its record this cycle
+ * (it became waiting after they were read); nothing is written and the
+ * patient stays waiting for the next cycle.
+ */
+static int curate_patient(store *st, int64_t server, const config *cfg, mapping *const *maps,
+			  json_t *const *anchors, const char *patient, res_list *res, curate_stats *stats,
+			  bool *deferred)
+{
+	*deferred = false;
 	res_list_clear(res);
 	int rc = store_foreach_patient_resource(st, server, patient, res_add, res);
 	if (rc != 0)
 		return rc;
+	const char *av[ANCHOR_MAX];
+	for (size_t i = 0; anchors && i < cfg->n_redcap_projects; i++) {
+		if (maps[i] && anchors[i] &&
+		    anchor_values(maps[i], anchors[i], find_patient(res), cfg->fhir_mrn_system, av) == ANCHORS_UNREAD) {
+			*deferred = true;
+			return 0;
+		}
+	}
 	mapping_input in = { .res = res->v, .n = res->n };
 	bool made = false;
 	for (size_t i = 0; i < cfg->n_redcap_projects; i++) {
@@ -496,7 +583,6 @@ static int curate_patient(store *st, int64_t server, const config *cfg, mapping 
 			continue;
 		const char *project = cfg->redcap_projects[i].name;
 		mapping_result r = { 0 };
-		const char *av[ANCHOR_MAX];
 		size_t n_av = anchors && anchors[i] ? anchor_values(maps[i], anchors[i], find_patient(res),
 								   cfg->fhir_mrn_system, av)
 						    : 0;
@@ -516,36 +602,68 @@ static int curate_patient(store *st, int64_t server, const config *cfg, mapping 
 			mapping_result_deinit(&r);
 			continue;
 		}
-		if (r.status == MAPPING_OK && r.mrn && cfg->fhir_mrn_system) {
-			int64_t n = 0;
-			if ((rc = store_mrn_count(st, server, r.mrn, &n)) != 0) {
-				mapping_result_deinit(&r);
-				return rc;
-			}
-			if (n > 1) {
-				char reason[160];
-				snprintf(reason, sizeof(reason),
-					 "ambiguous MRN: %lld Patient resources carry it; refused until one remains",
-					 (long long)n);
-				rc = store_refusal_set(st, project, patient, reason);
-				stats->refused++;
-				log_warn("curate", "%s: Patient/%s refused: %s", project, patient, reason);
-				mapping_result_deinit(&r);
-				if (rc != 0)
-					return rc;
-				continue;
-			}
+		/*
+		 * Which patients' records REDCap would take as this one's
+		 * (it ignores case and surrounding spaces). When that changed,
+		 * they are curated again: those sharing the new name to be
+		 * refused too, those sharing the old one because they may be
+		 * alone now.
+		 */
+		json_t *same = NULL, *left = NULL;
+		int moved = 0;
+		const char *record = r.status == MAPPING_OK ? r.record : NULL;
+		rc = store_record_owner_set(st, project, patient, record, &same, &left, &moved);
+		if (rc == 0 && moved)
+			rc = mark_waiting(st, server, same, patient);
+		if (rc == 0 && moved)
+			rc = mark_waiting(st, server, left, patient);
+		size_t n_same = json_array_size(same);
+		json_decref(same);
+		json_decref(left);
+		if (rc != 0) {
+			mapping_result_deinit(&r);
+			return rc;
 		}
 		if (r.status != MAPPING_OK) {
-			rc = store_refusal_set(st, project, patient, r.reason ? r.reason : "no record");
-			stats->refused++;
-			log_warn("curate", "%s: Patient/%s refused: %s", project, patient, r.reason ? r.reason : "no record");
+			rc = refuse(st, project, patient, NULL, r.reason ? r.reason : "no record", stats);
 			mapping_result_deinit(&r);
 			if (rc != 0)
 				return rc;
 			continue;
 		}
-		rc = store_refusal_clear(st, project, patient);
+		char reason[200] = "";
+		if (r.mrn && cfg->fhir_mrn_system) {
+			int64_t n = 0;
+			if ((rc = store_mrn_count(st, server, r.mrn, &n)) != 0) {
+				mapping_result_deinit(&r);
+				return rc;
+			}
+			if (n > 1)
+				snprintf(reason, sizeof(reason),
+					 "ambiguous MRN: %lld Patient resources carry it; refused until one remains",
+					 (long long)n);
+		}
+		if (!reason[0] && n_same > 0)
+			snprintf(reason, sizeof(reason),
+				 "ambiguous record: %zu other Patient%s record id%s differ%s from this one only in case or "
+				 "spaces, which REDCap ignores; refused until one remains",
+				 n_same, n_same == 1 ? "'s" : "s'", n_same == 1 ? "" : "s", n_same == 1 ? "s" : "");
+		if (reason[0]) {
+			rc = refuse(st, project, patient, r.record, reason, stats);
+			mapping_result_deinit(&r);
+			if (rc != 0)
+				return rc;
+			continue;
+		}
+		/* Not refused (any more): rows held while it was go again. */
+		int64_t released = 0;
+		int was_refused = 0;
+		rc = store_refusal_clear(st, project, patient, &was_refused);
+		if (rc == 0 && was_refused)
+			rc = store_outbox_release(st, project, r.record, SRC_CURATION, &released);
+		if (rc == 0 && released)
+			log_info("curate", "%s: Patient/%s is no longer refused: %lld held rows go to REDCap", project,
+				 patient, (long long)released);
 		if (rc == 0)
 			rc = write_rows(st, project, maps[i], &r, stats);
 		mapping_result_deinit(&r);
@@ -556,6 +674,69 @@ static int curate_patient(store *st, int64_t server, const config *cfg, mapping 
 	stats->patients++;
 	stats->records += made;
 	return 0;
+}
+
+void curate_records_free(char **records, size_t n)
+{
+	for (size_t i = 0; records && i < n; i++) {
+		OPENSSL_cleanse(records[i], strlen(records[i]));
+		free(records[i]);
+	}
+	free(records);
+}
+
+int curate_waiting_records(store *st, int64_t server, const config *cfg, mapping *const *maps, const bool *want,
+			   char ***records, size_t *n)
+{
+	idlist waiting = { 0 }, *out = calloc(cfg->n_redcap_projects ? cfg->n_redcap_projects : 1, sizeof(*out));
+	for (size_t i = 0; i < cfg->n_redcap_projects; i++) {
+		records[i] = NULL;
+		n[i] = 0;
+	}
+	if (!out)
+		return -ENOMEM;
+	int rc = store_waiting_foreach(st, server, 0, idlist_add, &waiting);
+	for (size_t k = 0; rc == 0 && k < waiting.n; k++) {
+		char *body = NULL, *mrn = NULL;
+		size_t len = 0;
+		rc = store_get_resource(st, server, "Patient", waiting.v[k], &body, &len, NULL, 0);
+		if (rc == STORE_E_NOTFOUND) {
+			rc = 0;
+			continue;
+		}
+		if (rc != 0)
+			break;
+		json_error_t je;
+		json_t *j = json_loadb(body, len, 0, &je);
+		OPENSSL_cleanse(body, len);
+		free(body);
+		if (json_is_object(j) && mapping_patient_mrn(j, cfg->fhir_mrn_system, &mrn) == -ENOMEM)
+			rc = -ENOMEM;
+		json_decref(j);
+		for (size_t i = 0; rc == 0 && mrn && i < cfg->n_redcap_projects; i++) {
+			if (!want[i] || !maps[i])
+				continue;
+			char *rec = mapping_record_name(maps[i], mrn);
+			rc = rec ? idlist_add(&out[i], rec) : -ENOMEM;
+			if (rec)
+				OPENSSL_cleanse(rec, strlen(rec));
+			free(rec);
+		}
+		if (mrn)
+			OPENSSL_cleanse(mrn, strlen(mrn));
+		free(mrn);
+	}
+	idlist_deinit(&waiting);
+	for (size_t i = 0; i < cfg->n_redcap_projects; i++) {
+		if (rc == 0) {
+			records[i] = out[i].v;
+			n[i] = out[i].n;
+		} else {
+			curate_records_free(out[i].v, out[i].n);
+		}
+	}
+	free(out);
+	return rc;
 }
 
 static double mono_s(void)
@@ -590,16 +771,17 @@ int curate_run(store *st, int64_t server, const config *cfg, mapping *const *map
 		if (!maps[i])
 			continue;
 		const char *project = cfg->redcap_projects[i].name;
-		char *old = NULL;
+		char *old = NULL, digest[128];
+		snprintf(digest, sizeof(digest), "%s%s", mapping_digest(maps[i]), CURATE_FORMAT);
 		rc = store_project_get(st, project, "mapping_digest", &old);
 		if (rc != 0 && rc != STORE_E_NOTFOUND)
 			return fail(st, stats, rc, "reading the mapping digest");
-		bool same = old && strcmp(old, mapping_digest(maps[i])) == 0;
+		bool same = old && strcmp(old, digest) == 0;
 		free(old);
 		if (same)
 			continue;
 		if ((rc = store_begin(st)) != 0 || (rc = store_waiting_all(st, server)) != 0 ||
-		    (rc = store_project_set(st, project, "mapping_digest", mapping_digest(maps[i]))) != 0 ||
+		    (rc = store_project_set(st, project, "mapping_digest", digest)) != 0 ||
 		    (rc = store_commit(st)) != 0)
 			return fail(st, stats, rc, "recording a new mapping");
 		log_info("curate", "%s: mapping %s is new or changed: every patient is curated again", project,
@@ -631,36 +813,61 @@ int curate_run(store *st, int64_t server, const config *cfg, mapping *const *map
 			return fail(st, stats, rc, "indexing MRNs");
 	}
 
-	/* Pass 2: curation, CURATE_BATCH patients a transaction. */
+	/*
+	 * Pass 2: curation, CURATE_BATCH patients a transaction, over the
+	 * waiting list read afresh until it holds no one new: curating may
+	 * make others wait (patients whose record names REDCap takes as one).
+	 * A patient deferred (its anchors typed into REDCap were not read this
+	 * cycle) stays waiting and is not visited again in this run.
+	 */
 	res_list res = { 0 };
-	for (;;) {
-		if (stop && *stop)
-			break;
-		idlist batch = { 0 };
-		rc = store_waiting_foreach(st, server, CURATE_BATCH, idlist_add, &batch);
+	json_t *skip = json_object();
+	if (!skip)
+		return fail(st, stats, -ENOMEM, "curating");
+	while (!(stop && *stop)) {
+		idlist all = { 0 };
+		wait_filter wf = { .out = &all, .skip = skip };
+		rc = store_waiting_foreach(st, server, 0, wait_filtered, &wf);
 		if (rc != 0) {
-			idlist_deinit(&batch);
+			idlist_deinit(&all);
 			res_list_deinit(&res);
+			json_decref(skip);
 			return fail(st, stats, rc, "reading the waiting patients");
 		}
-		if (batch.n == 0) {
-			idlist_deinit(&batch);
+		if (all.n == 0) {
+			idlist_deinit(&all);
 			break;
 		}
-		rc = store_begin(st);
-		for (size_t i = 0; rc == 0 && i < batch.n; i++) {
-			rc = curate_patient(st, server, cfg, maps, anchors, batch.v[i], &res, stats);
+		for (size_t at = 0; rc == 0 && at < all.n && !(stop && *stop); at += CURATE_BATCH) {
+			size_t end = all.n - at < CURATE_BATCH ? all.n : at + CURATE_BATCH;
+			rc = store_begin(st);
+			for (size_t i = at; rc == 0 && i < end; i++) {
+				bool deferred = false;
+				rc = curate_patient(st, server, cfg, maps, anchors, all.v[i], &res, stats, &deferred);
+				if (rc == 0 && deferred) {
+					stats->deferred++;
+					rc = json_object_set_new(skip, all.v[i], json_true()) ? -ENOMEM : 0;
+				} else if (rc == 0) {
+					rc = store_waiting_clear(st, server, all.v[i]);
+				}
+			}
 			if (rc == 0)
-				rc = store_waiting_clear(st, server, batch.v[i]);
+				rc = store_commit(st);
+			if (rc == 0)
+				log_debug("curate", "a batch of %zu patients committed", end - at);
 		}
-		if (rc == 0)
-			rc = store_commit(st);
-		idlist_deinit(&batch);
+		idlist_deinit(&all);
 		if (rc != 0) {
 			res_list_deinit(&res);
+			json_decref(skip);
 			return fail(st, stats, rc, "curating");
 		}
 	}
+	json_decref(skip);
+	if (stats->deferred)
+		log_info("curate", "%lld patients wait for the next cycle: their records' anchors in REDCap were not read "
+				   "in this one",
+			 stats->deferred);
 	if (res.bad)
 		log_warn("curate", "%lld stored bodies were not JSON objects and were skipped", res.bad);
 	res_list_deinit(&res);
@@ -670,10 +877,10 @@ int curate_run(store *st, int64_t server, const config *cfg, mapping *const *map
 
 json_t *curate_stats_json(const curate_stats *s)
 {
-	return json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:f, s:s?}", "patients", (json_int_t)s->patients,
+	return json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:f, s:s?}", "patients", (json_int_t)s->patients,
 			 "records", (json_int_t)s->records, "refused", (json_int_t)s->refused, "rows_queued",
 			 (json_int_t)s->rows_queued, "rows_unchanged", (json_int_t)s->rows_unchanged,
 			 "review_queued", (json_int_t)s->review_queued, "value_errors",
-			 (json_int_t)s->value_errors, "elapsed_s", s->elapsed_s, "error",
-			 s->error[0] ? s->error : NULL);
+			 (json_int_t)s->value_errors, "deferred", (json_int_t)s->deferred, "elapsed_s", s->elapsed_s,
+			 "error", s->error[0] ? s->error : NULL);
 }

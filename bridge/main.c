@@ -63,6 +63,9 @@ typedef struct app {
 	size_t *n_anchor_fields;
 	bool any_anchor;
 	json_t **anchors;        /* per project: this cycle's REDCap anchor values, or NULL */
+	char ***anchor_records;  /* per project: the records of this cycle's waiting patients (anchor read) */
+	size_t *n_anchor_records;
+	int64_t *anchor_listed_at; /* per project: when REDCap listed the changed records, 0: it did not */
 	push_run *anchor_run;
 	http_client *rc_http;    /* REDCap's client (redcap.ca_file) */
 	rc_servers *servers;      /* REDCap servers: rate windows, stop marks */
@@ -136,6 +139,8 @@ static void usage_main(FILE *f)
 		"                              a REDCap project's records and dictionary to files, resumable\n"
 		"  push-resume --config FILE --project P\n"
 		"                              allow pushing again after REDCap banned this host\n"
+		"  push-release --config FILE --project P [--record R]\n"
+		"                              send the rows held back (see `status`) again with the next sync\n"
 		"  version                     print the version\n"
 		"\n"
 		"Every command takes --help, --log-level error|warn|info|debug.\n"
@@ -162,7 +167,9 @@ static void usage_cmd(FILE *f, const char *cmd)
 			   "  at once.\n");
 	else if (strcmp(cmd, "status") == 0)
 		fprintf(f, "usage: fhir-redcap-bridge status --config FILE [--json]\n"
-			   "  What the store holds: resources per type, versions, crawl cursors, last sync.\n"
+			   "  What the store holds: resources per type, versions, crawl cursors, last sync,\n"
+			   "  patients waiting for curation, each REDCap project's outbox (held rows with\n"
+			   "  their reasons, refused patients).\n"
 			   "  Opens the store read-only, so it works while a daemon writes.\n");
 	else if (strcmp(cmd, "dump") == 0)
 		fprintf(f, "usage: fhir-redcap-bridge dump --config FILE --type TYPE [--bodies]\n"
@@ -192,6 +199,15 @@ static void usage_cmd(FILE *f, const char *cmd)
 			   "  After REDCap banned this host (HTTP 429) the bridge sends nothing to it. Once\n"
 			   "  REDCap's administrators have lifted the ban, this lets the next sync push again\n"
 			   "  to every project on the REDCap server of project P.\n");
+	else if (strcmp(cmd, "push-release") == 0)
+		fprintf(f, "usage: fhir-redcap-bridge push-release --config FILE --project P [--record R]\n"
+			   "  Rows held back (`status` lists them with their reasons) stay out of REDCap until\n"
+			   "  their data change. Once the cause is fixed (in REDCap: a choice, a validation, the\n"
+			   "  project's setup), this makes the held rows of project P (of record R only, with\n"
+			   "  --record) pending again: the next sync validates and sends them. Rows held by the\n"
+			   "  bridge's own check against the dictionary need no command: they are checked again\n"
+			   "  every cycle. Rows of a refused patient are not released: they go when the\n"
+			   "  patient is no longer refused.\n");
 	else
 		usage_main(f);
 }
@@ -376,11 +392,21 @@ static void after_pull(app *a)
 
 /* ---- anchors typed into REDCap (before curation) ---------------------------- */
 
-static void on_anchors(void *ud, size_t i, json_t *values)
+static void on_anchors(void *ud, size_t i, json_t *values, int64_t listed_at)
 {
 	app *a = ud;
 	json_decref(a->anchors[i]);
 	a->anchors[i] = values;
+	a->anchor_listed_at[i] = listed_at;
+}
+
+static void drop_anchor_records(app *a)
+{
+	for (size_t i = 0; a->anchor_records && i < a->cfg.n_redcap_projects; i++) {
+		curate_records_free(a->anchor_records[i], a->n_anchor_records[i]);
+		a->anchor_records[i] = NULL;
+		a->n_anchor_records[i] = 0;
+	}
 }
 
 static void drop_anchors(app *a)
@@ -388,6 +414,22 @@ static void drop_anchors(app *a)
 	for (size_t i = 0; a->anchors && i < a->cfg.n_redcap_projects; i++) {
 		json_decref(a->anchors[i]);
 		a->anchors[i] = NULL;
+		a->anchor_listed_at[i] = 0;
+	}
+	drop_anchor_records(a);
+}
+
+/* The anchors read were used: the next read lists what changed in REDCap since this one. */
+static void anchors_used(app *a)
+{
+	char ms[32];
+	for (size_t i = 0; a->anchors && i < a->cfg.n_redcap_projects; i++) {
+		if (!a->anchor_listed_at[i])
+			continue;
+		snprintf(ms, sizeof(ms), "%lld", (long long)a->anchor_listed_at[i]);
+		if (store_project_set(a->st, a->cfg.redcap_projects[i].name, PUSH_ANCHORS_READ_KEY, ms) != 0)
+			log_warn("curate", "%s: cannot record when the anchors were read: %s",
+				 a->cfg.redcap_projects[i].name, store_errmsg(a->st));
 	}
 }
 
@@ -398,6 +440,7 @@ static void on_anchor_export_done(push_run *pr, void *ud)
 	json_t *res = push_run_result(pr);
 	push_run_free(pr);
 	a->anchor_run = NULL;
+	drop_anchor_records(a);
 	json_object_set_new(a->cycle_res, "anchors", res);
 	if (a->stopping) {
 		drop_anchors(a);
@@ -432,12 +475,32 @@ static push_env app_push_env(app *a)
 static void start_anchor_export(app *a)
 {
 	push_env env = app_push_env(a);
+	bool *want = calloc(a->cfg.n_redcap_projects ? a->cfg.n_redcap_projects : 1, sizeof(*want));
+	for (size_t i = 0; want && i < a->cfg.n_redcap_projects; i++)
+		want[i] = a->anchor_fields[i] != NULL;
+	/* The records this cycle curates: their anchors are read whether or not REDCap lists them as changed. */
+	int rc = want ? curate_waiting_records(a->st, a->server_id, &a->cfg, a->maps, want, a->anchor_records,
+					       a->n_anchor_records)
+		      : -ENOMEM;
+	free(want);
+	if (rc != 0) {
+		log_error("curate", "cannot list the records of the waiting patients: %s",
+			  rc == -ENOMEM ? "out of memory" : store_errmsg(a->st));
+		a->curate_rc = rc;
+		snprintf(a->cstats.error, sizeof(a->cstats.error), "the waiting patients could not be read");
+		json_object_set_new(a->cycle_res, "curate", curate_stats_json(&a->cstats));
+		start_push(a);
+		return;
+	}
 	env.anchor_fields = a->anchor_fields;
 	env.n_anchor_fields = a->n_anchor_fields;
+	env.anchor_records = (const char *const *const *)a->anchor_records;
+	env.n_anchor_records = a->n_anchor_records;
 	env.on_anchors = on_anchors;
 	env.dict_ud = a;
-	int rc = push_run_start(&a->anchor_run, &env, on_anchor_export_done, a);
+	rc = push_run_start(&a->anchor_run, &env, on_anchor_export_done, a);
 	if (rc != 0) {
+		drop_anchor_records(a);
 		log_error("redcap", "cannot read the anchors typed into REDCap: %s", strerror(-rc));
 		a->curate_rc = rc;
 		start_push(a);
@@ -457,11 +520,13 @@ static void curate_after_cb(uv_work_t *w, int status)
 {
 	app *a = w->data;
 	a->curating = false;
-	drop_anchors(a);
 	if (status != 0 && a->curate_rc == 0) {
 		a->curate_rc = status;
 		snprintf(a->cstats.error, sizeof(a->cstats.error), "curation was cancelled");
 	}
+	if (a->curate_rc == 0 && !a->curate_stop)
+		anchors_used(a);
+	drop_anchors(a);
 	json_object_set_new(a->cycle_res, "curate", curate_stats_json(&a->cstats));
 	if (a->curate_rc != 0) {
 		log_error("curate", "curation failed: %s", a->cstats.error);
@@ -788,7 +853,11 @@ static int cmd_sync(int argc, char **argv, bool daemon)
 	a.anchor_fields = calloc(np, sizeof(*a.anchor_fields));
 	a.n_anchor_fields = calloc(np, sizeof(*a.n_anchor_fields));
 	a.anchors = calloc(np, sizeof(*a.anchors));
-	if (!a.anchor_fields || !a.n_anchor_fields || !a.anchors) {
+	a.anchor_records = calloc(np, sizeof(*a.anchor_records));
+	a.n_anchor_records = calloc(np, sizeof(*a.n_anchor_records));
+	a.anchor_listed_at = calloc(np, sizeof(*a.anchor_listed_at));
+	if (!a.anchor_fields || !a.n_anchor_fields || !a.anchors || !a.anchor_records || !a.n_anchor_records ||
+	    !a.anchor_listed_at) {
 		fprintf(stderr, "fhir-redcap-bridge: out of memory\n");
 		rc = EXIT_SYNC_FAILED;
 		goto early_out;
@@ -899,8 +968,12 @@ out:
 early_out:
 	store_close(a.st_dt);
 	store_close(a.st);
-	drop_anchors(&a);
+	if (a.anchors && a.anchor_listed_at && a.anchor_records && a.n_anchor_records)
+		drop_anchors(&a);
 	free(a.anchors);
+	free(a.anchor_records);
+	free(a.n_anchor_records);
+	free(a.anchor_listed_at);
 	free(a.anchor_fields);
 	free(a.n_anchor_fields);
 	free_mappings(&a.cfg, a.maps);
@@ -931,6 +1004,9 @@ static void print_status_text(json_t *s, const char *store_path)
 		       (long long)json_integer_value(json_object_get(dt, "waiting_link")));
 	json_t *ls = json_object_get(s, "last_sync");
 	printf("last sync: %s\n", json_is_string(ls) ? json_string_value(ls) : "never");
+	json_t *cw = json_object_get(json_object_get(s, "curation"), "waiting");
+	if (json_is_integer(cw))
+		printf("patients waiting for curation: %lld\n", (long long)json_integer_value(cw));
 	printf("\n%-28s %12s %12s\n", "resource type", "resources", "versions");
 	const char *k;
 	json_t *v;
@@ -1044,6 +1120,9 @@ static int cmd_status(int argc, char **argv)
 		json_object_set(s, "outbox", projects);
 	}
 	json_decref(ob);
+	int64_t sid = 0, waiting = 0;
+	if (s && store_server_id(st, cfg.fhir_base_url, &sid) == 0 && store_waiting_count(st, sid, &waiting) == 0)
+		json_object_set_new(s, "curation", json_pack("{s:I}", "waiting", (json_int_t)waiting));
 	if (s) {
 		char *state = NULL, *since = NULL, *last = NULL;
 		store_project_get(st, DOWNTIME_KV_PROJECT, DOWNTIME_KV_STATE, &state);
@@ -1346,6 +1425,42 @@ static int cmd_push_resume(int argc, char **argv)
 	return rc;
 }
 
+static int cmd_push_release(int argc, char **argv)
+{
+	common_opts o = { 0 };
+	int rc = parse_opts("push-release", argc, argv, &o);
+	if (rc < 0)
+		return rc == -1 ? 0 : EXIT_USAGE;
+	if (!o.project) {
+		fprintf(stderr, "fhir-redcap-bridge push-release: --project P is required\n");
+		return EXIT_USAGE;
+	}
+	if (o.record && !*o.record) {
+		fprintf(stderr, "fhir-redcap-bridge push-release: --record wants a record name\n");
+		return EXIT_USAGE;
+	}
+	config cfg = CONFIG_NULL;
+	store *st = NULL;
+	if ((rc = open_for(&o, &cfg, &st, STORE_RW)) != 0)
+		return rc;
+	if (!project_known(&cfg, o.project)) {
+		fprintf(stderr, "fhir-redcap-bridge push-release: no project %s in %s\n", o.project, cfg.path);
+		close_for(&cfg, st);
+		return EXIT_USAGE;
+	}
+	/* Every held row but those of refused patients (source "curation"): they go when the refusal ends. */
+	int64_t total = 0;
+	if (store_outbox_release(st, o.project, o.record, "!curation", &total) != 0)
+		rc = EXIT_STORE;
+	if (rc != 0)
+		fprintf(stderr, "fhir-redcap-bridge: %s\n", store_errmsg(st));
+	else
+		printf("%s: %lld held row%s released%s; %s\n", o.project, (long long)total, total == 1 ? "" : "s",
+		       o.record ? " for the record" : "", total ? "they are sent with the next sync" : "nothing to do");
+	close_for(&cfg, st);
+	return rc;
+}
+
 /* ---- check ------------------------------------------------------------------ */
 
 typedef struct check_ctx {
@@ -1504,6 +1619,8 @@ int main(int argc, char **argv)
 		rc = cmd_check(argc - 1, argv + 1);
 	else if (strcmp(cmd, "push-resume") == 0)
 		rc = cmd_push_resume(argc - 1, argv + 1);
+	else if (strcmp(cmd, "push-release") == 0)
+		rc = cmd_push_release(argc - 1, argv + 1);
 	else if (strcmp(cmd, "export") == 0)
 		rc = export_main(argc - 1, argv + 1);
 	else if (strcmp(cmd, "users") == 0)

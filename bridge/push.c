@@ -28,13 +28,30 @@
 #include <strings.h>
 #include <time.h>
 
+#include "bridge/backoff.h"
 #include "bridge/log.h"
+#include "bridge/push-util.h"
 #include "bridge/rcclient.h"
 #include "bridge/util.h"
 #include "offline-store/outbox.h"
 #include "redcap/dictionary.h"
+#include "redcap/export.h"
 #include "redcap/redcap.h"
 #include "redcap/validate.h"
+
+/* A single row REDCap refuses without saying why is tried in this many
+ * cycles (with backoff) before it is held. */
+#define PUSH_REFUSED_TRIES 3
+/* dateRangeBegin is read in REDCap's local time, which the bridge does not
+ * know: asking from this long before the last read covers every offset
+ * from UTC-12 on (and a clock an hour off). */
+#define ANCHOR_SINCE_MARGIN_S (13 * 3600)
+
+/* Who held a row back (the "source" of its reasons, see outbox.h). */
+#define SRC_VALIDATION "validation"   /* the bridge's check against the live dictionary: re-checked each cycle */
+#define SRC_MAPPING "mapping"         /* the mapping could not make a value */
+#define SRC_REDCAP "redcap"           /* REDCap refused it */
+#define SRC_STORE "store"             /* the stored row cannot be read */
 
 /* ---- a run ---------------------------------------------------------------- */
 
@@ -46,6 +63,7 @@ typedef enum pstep {
 	P_EVENTS,
 	P_ARMS,
 	P_FEM,
+	P_ANCHOR_IDS,
 	P_ANCHORS,
 	P_PUSH,
 	P_DONE,
@@ -77,8 +95,20 @@ typedef struct proj {
 	size_t n_stack, cap_stack;
 	chunk cur;          /* the chunk in flight */
 
+	int64_t due_at;     /* wall ms when the project began: rows deferred in this cycle wait for the next */
+	uint64_t rng;       /* backoff jitter */
+	json_t *held_kinds; /* "field\x1fPHI-free message" -> rows held back for it this cycle */
+
+	/* anchor mode: the records whose anchors are read, in batches */
+	pu_recset anchor_recs;
+	redcap_export_plan plan;
+	size_t plan_start, plan_count;
+	json_t *anchor_out;  /* {folded record: [values]} */
+	bool anchor_listed;  /* REDCap listed the records changed since the last read */
+	int64_t anchor_t0;   /* wall ms when the listing was asked for */
+
 	/* figures */
-	long long sent, held, requests, records, retries, splits, batches;
+	long long sent, held, requests, records, retries, splits, batches, deferred, released;
 } proj;
 
 struct push_run {
@@ -96,8 +126,13 @@ static void proj_next_step(proj *p);
 static void run_next_project(push_run *pr);
 static void push_next_chunk(proj *p);
 static void split_chunk(proj *p);
-static void send_anchor_export(proj *p);
+static void send_anchor_ids(proj *p);
+static void anchor_ids_answer(proj *p, const char *body, size_t len);
+static void send_anchor_batch(proj *p);
 static void anchors_answer(proj *p, const char *body, size_t len);
+static void anchors_finish(proj *p);
+static void anchor_batch_split(proj *p, const char *desc);
+static void anchor_ids_skipped(proj *p, const char *why);
 
 #define proj_set_error(p, ...) util_setf(&(p)->error, __VA_ARGS__)
 
@@ -119,6 +154,30 @@ static void batch_drop(proj *p)
 	p->cur.n = 0;
 }
 
+/* One warning per kind of problem rows were held back for this cycle:
+ * the field and the message, record names and values taken out. */
+static void log_held_kinds(proj *p)
+{
+	const char *k;
+	json_t *v;
+	json_object_foreach(p->held_kinds, k, v)
+	{
+		const char *sep = strchr(k, '\x1f');
+		int fl = sep ? (int)(sep - k) : 0;
+		long long n = (long long)json_integer_value(v);
+		log_warn("redcap", "%s: %lld row%s held back: %.*s%s%s (see `status`)", p->cp->name, n, n == 1 ? "" : "s",
+			 fl, k, fl ? ": " : "", sep ? sep + 1 : k);
+	}
+	json_object_clear(p->held_kinds);
+}
+
+static void anchors_drop(proj *p)
+{
+	pu_recset_deinit(&p->anchor_recs);
+	json_decref(p->anchor_out);
+	p->anchor_out = NULL;
+}
+
 /* The project is over for this cycle (ok or not); go to the next. */
 static void proj_finish(proj *p, bool ok)
 {
@@ -127,6 +186,8 @@ static void proj_finish(proj *p, bool ok)
 	p->finished = true;
 	p->step = P_DONE;
 	batch_drop(p);
+	anchors_drop(p);
+	log_held_kinds(p);
 	p->requests = pr->call.requests - p->requests0;
 	p->retries = pr->call.retries - p->retries0;
 	if (p->token) {
@@ -134,8 +195,8 @@ static void proj_finish(proj *p, bool ok)
 		p->token = NULL;
 	}
 	if (ok && !pr->env.dict_only && !pr->env.anchor_fields)
-		log_info("redcap", "%s: %lld rows sent in %lld requests, %lld held back", p->cp->name, p->sent,
-			 p->requests, p->held);
+		log_info("redcap", "%s: %lld rows sent in %lld requests, %lld held back, %lld deferred", p->cp->name,
+			 p->sent, p->requests, p->held, p->deferred);
 	else if (!ok)
 		log_error("redcap", "%s: push incomplete: %s", p->cp->name, p->error ? p->error : "error");
 	pr->cur++;
@@ -258,10 +319,14 @@ static void proj_begin(proj *p)
 		proj_finish(p, false);
 		return;
 	}
-	/* Nothing due: no request at all (a quiet cycle costs REDCap nothing). */
-	int64_t next = 0;
+	/* Nothing due and no row held by the bridge's own check (re-checked
+	 * against the live dictionary each cycle): no request at all (a quiet
+	 * cycle costs REDCap nothing). */
+	int64_t next = 0, checkable = 0;
+	p->due_at = util_wall_ms();
 	int rc = pr->env.dict_only || pr->env.anchor_fields ? 0 : store_outbox_next_due(pr->env.st, p->cp->name, &next);
-	if (rc == STORE_E_NOTFOUND || (rc == 0 && next > util_wall_ms())) {
+	if ((rc == STORE_E_NOTFOUND || (rc == 0 && next > p->due_at)) &&
+	    (rc = store_outbox_held_count(pr->env.st, p->cp->name, SRC_VALIDATION, &checkable)) == 0 && checkable == 0) {
 		proj_finish(p, true);
 		return;
 	}
@@ -377,74 +442,92 @@ static void info_answer(proj *p, const char *body, size_t len)
 
 /* ---- the push step --------------------------------------------------------- */
 
-/* A reason as stored (in clear, for `status`): REDCap's message with the
- * record name, which may be an MRN, replaced by "[record]" (messages such as
- * "The record name (x) cannot contain ..." quote it). */
-static json_t *reason(const char *field, const char *message, const char *record)
+/*
+ * A reason as stored (in clear, for `status`): the field, REDCap's message
+ * with the record name, which may be an MRN, replaced by "[record]"
+ * (messages such as "The record name (x) cannot contain ..." quote it), and
+ * who decided (source). "#log" carries the message for the warning line,
+ * the value taken out too; hold_row() takes it off before the reason is
+ * stored. NULL on ENOMEM.
+ */
+static json_t *reason(const char *field, const char *message, const char *record, const char *value,
+		      const char *source)
 {
-	size_t rl = record ? strlen(record) : 0;
-	const char *hit = rl ? strstr(message, record) : NULL;
-	if (!hit)
-		return json_pack("{s:s, s:s}", "field", field, "message", message);
-	size_t cap = strlen(message) + 16, n = 0;
-	char *out = malloc(cap);
-	if (!out)
-		return NULL;
-	for (const char *p = message; *p;) {
-		/* Whole words only: a record "1" must not eat the 1 of "32767". */
-		bool word = strncmp(p, record, rl) == 0 && (p == message || !isalnum((unsigned char)p[-1])) &&
-			    !isalnum((unsigned char)p[rl]);
-		if (word) {
-			size_t need = n + sizeof("[record]") + strlen(p);
-			if (need > cap) {
-				char *nv = realloc(out, need);
-				if (!nv) {
-					free(out);
-					return NULL;
-				}
-				out = nv;
-				cap = need;
-			}
-			memcpy(out + n, "[record]", 8);
-			n += 8;
-			p += rl;
-		} else {
-			out[n++] = *p++;
-		}
-	}
-	out[n] = '\0';
-	json_t *r = json_pack("{s:s, s:s}", "field", field, "message", out);
-	free(out);
+	char *stored = pu_scrub(message, record, NULL), *logged = pu_scrub(message, record, value);
+	json_t *r = stored && logged ? json_pack("{s:s, s:s, s:s, s:s}", "field", field, "message", stored, "source",
+						 source, "#log", logged)
+				     : NULL;
+	free(stored);
+	free(logged);
 	return r;
 }
 
-static json_t *reasons_from_errors(const redcap_errors *errs, const char *record)
+static json_t *reasons_from_errors(const redcap_errors *errs, const char *record, const char *source)
 {
 	json_t *a = json_array();
 	for (size_t i = 0; a && i < errs->n; i++)
-		json_array_append_new(a, reason(errs->v[i].field, errs->v[i].message, record));
+		json_array_append_new(a, reason(errs->v[i].field, errs->v[i].message, record, errs->v[i].value, source));
 	return a;
+}
+
+/* Count a held row's reasons by kind for log_held_kinds(); drop their "#log". */
+static void note_held(proj *p, json_t *reasons)
+{
+	size_t i;
+	json_t *r;
+	json_array_foreach(reasons, i, r)
+	{
+		const char *f = json_string_value(json_object_get(r, "field"));
+		const char *m = json_string_value(json_object_get(r, "#log"));
+		char *key = NULL;
+		if (asprintf(&key, "%s\x1f%s", f ? f : "", m ? m : "") >= 0) {
+			json_t *n = json_object_get(p->held_kinds, key);
+			json_object_set_new(p->held_kinds, key, json_integer(json_integer_value(n) + 1));
+			free(key);
+		}
+		json_object_del(r, "#log");
+	}
 }
 
 static int hold_row(proj *p, size_t i, json_t *reasons)
 {
 	store *st = p->pr->env.st;
+	note_held(p, reasons);
 	char *txt = json_dumps(reasons, JSON_COMPACT);
 	int rc = txt ? store_outbox_hold(st, p->rows[i].id, p->rows[i].gen, txt) : -ENOMEM;
-	free(txt);
 	if (rc == 0) {
 		p->held++;
-		if (p->rows[i].instrument[0])
-			log_warn("redcap", "%s: a row of instrument %s (instance %lld) held back (%zu problem%s); see `status`",
-				 p->cp->name, p->rows[i].instrument, (long long)p->rows[i].instance,
-				 json_array_size(reasons), json_array_size(reasons) == 1 ? "" : "s");
-		else
-			log_warn("redcap", "%s: a row of the non-repeating forms held back (%zu problem%s); see `status`",
-				 p->cp->name, json_array_size(reasons), json_array_size(reasons) == 1 ? "" : "s");
+		/* The full detail, PHI included, only at debug level. */
+		if (log_get_level() >= LOG_DEBUG) {
+			char *vals = p->send[i] ? json_dumps(p->send[i], JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+			log_debug("redcap", "%s: held back: record %s, instrument %s, instance %lld: %s; row %s",
+				  p->cp->name, p->rows[i].record, p->rows[i].instrument[0] ? p->rows[i].instrument : "-",
+				  (long long)p->rows[i].instance, txt, vals ? vals : "(unreadable)");
+			free(vals);
+		}
 	}
+	free(txt);
 	json_decref(p->send[i]);
 	p->send[i] = NULL;
 	return rc;
+}
+
+/* reasons (an array of {"field", "message"}) with source added to each; a new array. */
+static json_t *with_source(const json_t *reasons, const char *source)
+{
+	json_t *out = json_array();
+	size_t i;
+	json_t *r;
+	json_array_foreach(reasons, i, r)
+	{
+		json_t *c = json_copy(r);
+		if (c) {
+			json_object_set_new(c, "source", json_string(source));
+			json_object_set_new(c, "#log", json_incref(json_object_get(c, "message")));
+		}
+		json_array_append_new(out, c);
+	}
+	return out;
 }
 
 /* The stored payload -> the row REDCap takes: the project's record id field
@@ -501,7 +584,7 @@ static void next_batch(proj *p)
 	push_run *pr = p->pr;
 	store *st = pr->env.st;
 	batch_drop(p);
-	int rc = store_outbox_due(st, p->cp->name, util_wall_ms(), pr->env.cfg->redcap_batch_size, &p->rows, &p->n_rows);
+	int rc = store_outbox_due(st, p->cp->name, p->due_at, pr->env.cfg->redcap_batch_size, &p->rows, &p->n_rows);
 	if (rc != 0) {
 		proj_set_error(p, "store: %s", store_errmsg(st));
 		proj_finish(p, false);
@@ -533,21 +616,25 @@ static void next_batch(proj *p)
 		json_t *row = row_for_redcap(p, &p->rows[i], &eng);
 		p->send[i] = row;
 		if (!row) {
-			json_t *r = json_pack("[{s:s, s:s}]", "field", "", "message", "the stored row is not a JSON object");
+			json_t *r = json_array();
+			json_array_append_new(r,
+					      reason("", "the stored row is not a JSON object", NULL, NULL, SRC_STORE));
 			hold_row(p, i, r);
 			json_decref(r);
 			continue;
 		}
 		if (eng) {
 			/* The mapping could not make a value: hold with its reason. */
-			hold_row(p, i, eng);
+			json_t *r = with_source(eng, SRC_MAPPING);
+			hold_row(p, i, r);
+			json_decref(r);
 			json_decref(eng);
 			continue;
 		}
 		redcap_errors_deinit(&errs);
 		rc = redcap_validate_row(&p->dict, row, i, NULL, &errs);
 		if (rc == REDCAP_E_INVALID) {
-			json_t *r = reasons_from_errors(&errs, p->rows[i].record);
+			json_t *r = reasons_from_errors(&errs, p->rows[i].record, SRC_VALIDATION);
 			hold_row(p, i, r);
 			json_decref(r);
 			continue;
@@ -601,17 +688,15 @@ split:
 	split_chunk(p);
 }
 
+/* The records of a chunk as REDCap counts them (trimmed, case-insensitive). */
 static size_t distinct_records(proj *p, const chunk *c)
 {
-	size_t n = 0;
-	for (size_t i = 0; i < c->n; i++) {
-		const char *ri = p->rows[c->idx[i]].record;
-		size_t j;
-		for (j = 0; j < i; j++)
-			if (strcasecmp(p->rows[c->idx[j]].record, ri) == 0)
-				break;
-		n += j == i;
-	}
+	pu_recset set = PU_RECSET_NULL;
+	for (size_t i = 0; i < c->n; i++)
+		if (pu_recset_add(&set, p->rows[c->idx[i]].record) < 0)
+			break;
+	size_t n = set.n;
+	pu_recset_deinit(&set);
 	return n;
 }
 
@@ -672,6 +757,91 @@ static bool same_trimmed(const char *a, const char *b)
 	return la == lb && strncasecmp(a, b, la) == 0;
 }
 
+/* Hold the single row of the chunk in flight with reasons (taken). */
+static void hold_one(proj *p, json_t *reasons)
+{
+	store *st = p->pr->env.st;
+	if (store_begin(st) == 0) {
+		hold_row(p, p->cur.idx[0], reasons);
+		if (store_commit(st) != 0)
+			store_rollback(st);
+	}
+	json_decref(reasons);
+}
+
+/*
+ * REDCap refused the single row of the chunk in flight and its answer could
+ * not be pinned to the row by record, field and value. Per-value errors or
+ * a refusal the row itself causes (its record name, columns, event, repeat
+ * columns) say what is wrong: held at once. Anything else does not (a
+ * generic 400, a proxy's page): the row is tried again in later cycles,
+ * with backoff, and held only when REDCap refuses it PUSH_REFUSED_TRIES
+ * times. Nothing is lost either way: `push-release` sends a held row again.
+ */
+static void refused_alone(proj *p, const redcap_answer *a)
+{
+	size_t k = p->cur.idx[0];
+	const store_outbox_row *row = &p->rows[k];
+	char desc[256];
+	redcap_answer_describe(a, desc, sizeof(desc));
+	if (a->errors.n) {
+		json_t *r = json_array();
+		for (size_t e = 0; r && e < a->errors.n; e++) {
+			const redcap_value_error *ve = &a->errors.v[e];
+			json_array_append_new(r, reason(ve->field, ve->message, row->record, ve->value, SRC_REDCAP));
+		}
+		hold_one(p, r);
+		push_next_chunk(p);
+		return;
+	}
+	const char *msg = a->message && *a->message ? a->message : desc;
+	if (pu_refusal_is_row_caused(msg) || row->attempts + 1 >= PUSH_REFUSED_TRIES) {
+		json_t *r = json_array();
+		if (pu_refusal_is_row_caused(msg)) {
+			json_array_append_new(r, reason("", msg, row->record, NULL, SRC_REDCAP));
+		} else {
+			/* The message says nothing about the row and may be anything (a
+			 * proxy's page): status keeps its first 200 bytes, the log only
+			 * the PHI-free description. */
+			char *stored = NULL;
+			if (asprintf(&stored, "REDCap refused this row without saying why, %d tries (%s): %.200s",
+				     row->attempts + 1, desc, msg) < 0)
+				stored = NULL;
+			json_t *x = stored ? reason("", stored, row->record, NULL, SRC_REDCAP) : NULL;
+			if (x) {
+				char *lm = NULL;
+				if (asprintf(&lm, "REDCap refused the row without saying why, %d tries (%s)",
+					     row->attempts + 1, desc) >= 0)
+					json_object_set_new(x, "#log", json_string(lm));
+				free(lm);
+			}
+			json_array_append_new(r, x);
+			free(stored);
+		}
+		hold_one(p, r);
+		push_next_chunk(p);
+		return;
+	}
+	/* Later, with backoff: not in this cycle (due_at is before next). */
+	const config *cfg = p->pr->env.cfg;
+	uint64_t delay = backoff_delay_ms((unsigned)row->attempts + 1, cfg->redcap_retry_base_ms,
+					  cfg->redcap_retry_max_ms, -1, &p->rng);
+	store *st = p->pr->env.st;
+	int rc = store_outbox_retry(st, row->id, row->gen, util_wall_ms() + (int64_t)delay, desc);
+	if (rc != 0) {
+		proj_set_error(p, "store: %s", store_errmsg(st));
+		proj_finish(p, false);
+		return;
+	}
+	p->deferred++;
+	log_warn("redcap", "%s: REDCap refused a row without saying why (%s); it is tried again in a later cycle "
+			   "(refusal %d of %d before it is held)",
+		 p->cp->name, desc, row->attempts + 1, PUSH_REFUSED_TRIES);
+	json_decref(p->send[k]);
+	p->send[k] = NULL;
+	push_next_chunk(p);
+}
+
 /* REDCap refused the import. Pin its per-value errors to rows of the chunk
  * (record, field and value must all match) and hold those; resend the
  * rest. Anything that cannot be pinned is found by splitting. */
@@ -693,7 +863,8 @@ static void import_refused(proj *p, const redcap_answer *a)
 					continue;
 				if (!reasons[i])
 					reasons[i] = json_array();
-				json_array_append_new(reasons[i], reason(ve->field, ve->message, ve->record));
+				json_array_append_new(reasons[i],
+						      reason(ve->field, ve->message, ve->record, ve->value, SRC_REDCAP));
 				pinned = true;
 			}
 		}
@@ -704,22 +875,10 @@ static void import_refused(proj *p, const redcap_answer *a)
 			for (size_t i = 0; i < n; i++)
 				json_decref(reasons[i]);
 		free(reasons);
-		if (n > 1) {
+		if (n > 1)
 			split_chunk(p);
-			return;
-		}
-		/* One row REDCap refuses as a whole: hold it with the message. */
-		char desc[256];
-		redcap_answer_describe(a, desc, sizeof(desc));
-		json_t *r = json_array();
-		json_array_append_new(r, reason("", a->message ? a->message : desc, p->rows[p->cur.idx[0]].record));
-		store *st = p->pr->env.st;
-		store_begin(st);
-		hold_row(p, p->cur.idx[0], r);
-		if (store_commit(st) != 0)
-			store_rollback(st);
-		json_decref(r);
-		push_next_chunk(p);
+		else
+			refused_alone(p, a);
 		return;
 	}
 	store *st = p->pr->env.st;
@@ -782,6 +941,8 @@ static void on_result(void *ud, const rc_result *r)
 			import_answer(p, r->body, r->len);
 		else if (p->step == P_ANCHORS)
 			anchors_answer(p, r->body, r->len);
+		else if (p->step == P_ANCHOR_IDS)
+			anchor_ids_answer(p, r->body, r->len);
 		else
 			info_answer(p, r->body, r->len);
 		break;
@@ -790,6 +951,10 @@ static void on_result(void *ud, const rc_result *r)
 	case REDCAP_SPLIT:
 		if (p->step == P_PUSH && p->cur.n > 1) {
 			split_chunk(p);
+		} else if (p->step == P_ANCHORS) {
+			anchor_batch_split(p, r->desc);
+		} else if (p->step == P_ANCHOR_IDS) {
+			anchor_ids_skipped(p, r->desc);
 		} else {
 			proj_set_error(p, "%s", r->desc);
 			if (p->step == P_PUSH)
@@ -820,10 +985,112 @@ static void on_result(void *ud, const rc_result *r)
 	}
 }
 
-/* The anchors typed into REDCap: record id + anchor fields of every record. */
-static void send_anchor_export(proj *p)
+/*
+ * The anchors typed into REDCap. Which records: those of the patients this
+ * cycle curates (env.anchor_records, from the bridge), and those REDCap
+ * lists as created or modified since the last read (a person may have
+ * typed an anchor for a patient without new EHR data). The first read, or
+ * one after a failed listing, lists every record. The listing asks for the
+ * record id only; the anchor fields come in batches of redcap.batch_size
+ * records, halved while REDCap runs out of memory (redcap/export.h's plan).
+ * A listing that runs out of memory even so is skipped for this cycle (a
+ * warning; the records of this cycle's patients are read all the same and
+ * the next cycle lists from the same point).
+ */
+static void send_anchor_ids(proj *p)
 {
 	push_run *pr = p->pr;
+	const redcap_field *rid = redcap_dict_record_id(&p->dict);
+	char since[32] = "", *last = NULL;
+	p->anchor_t0 = util_wall_ms();
+	if (store_project_get(pr->env.st, p->cp->name, PUSH_ANCHORS_READ_KEY, &last) == 0) {
+		char *end = NULL;
+		long long ms = strtoll(last, &end, 10);
+		struct tm tm;
+		time_t t = (time_t)(ms / 1000 - ANCHOR_SINCE_MARGIN_S);
+		if (end && !*end && ms > 0 && gmtime_r(&t, &tm))
+			strftime(since, sizeof(since), "%Y-%m-%d %H:%M:%S", &tm);
+	}
+	free(last);
+	const char *fields[1] = { rid->name };
+	redcap_export_opts eo = { .fields = fields, .n_fields = 1, .date_begin = since[0] ? since : NULL };
+	redcap_body b;
+	redcap_body_init(&b, 0);
+	if (redcap_request_export(&b, p->token, &eo) != 0) {
+		redcap_body_deinit(&b);
+		proj_set_error(p, "cannot build the record listing request");
+		proj_finish(p, false);
+		return;
+	}
+	p->step = P_ANCHOR_IDS;
+	log_debug("redcap", "%s: listing the records changed since %s", p->cp->name, since[0] ? since : "ever");
+	send_new(pr, &b);
+}
+
+/* The record set: this cycle's records first (their spelling is the bridge's), then REDCap's list. */
+static int anchor_records_add(proj *p, const redcap_strv *listed)
+{
+	push_run *pr = p->pr;
+	size_t n = pr->env.n_anchor_records ? pr->env.n_anchor_records[p->index] : 0;
+	for (size_t i = 0; i < n; i++)
+		if (pu_recset_add(&p->anchor_recs, pr->env.anchor_records[p->index][i]) < 0)
+			return -ENOMEM;
+	for (size_t i = 0; listed && i < listed->n; i++)
+		if (pu_recset_add(&p->anchor_recs, listed->v[i]) < 0)
+			return -ENOMEM;
+	return 0;
+}
+
+/* A failed listing (REDCap ran out of memory even on record ids): read this cycle's records only. */
+static void anchor_ids_skipped(proj *p, const char *why)
+{
+	log_warn("redcap", "%s: REDCap could not list the records changed since the last read (%s); anchors typed "
+			   "for patients without new EHR data are looked at in a later cycle",
+		 p->cp->name, why);
+	p->anchor_listed = false;
+	if (anchor_records_add(p, NULL) != 0) {
+		proj_set_error(p, "out of memory");
+		proj_finish(p, false);
+		return;
+	}
+	redcap_export_plan_init(&p->plan, p->anchor_recs.n, p->pr->env.cfg->redcap_batch_size);
+	send_anchor_batch(p);
+}
+
+static void anchor_ids_answer(proj *p, const char *body, size_t len)
+{
+	const redcap_field *rid = redcap_dict_record_id(&p->dict);
+	redcap_strv ids = { 0 };
+	redcap_error err = { 0 };
+	int rc = redcap_parse_record_ids(body, len, REDCAP_FORMAT_JSON, rid->name, &ids, &err);
+	if (rc != 0) {
+		redcap_strv_deinit(&ids);
+		proj_set_error(p, "unexpected answer to the record listing: %s",
+			       rc == -ENOMEM ? "out of memory" : err.msg);
+		proj_finish(p, false);
+		return;
+	}
+	p->anchor_listed = true;
+	rc = anchor_records_add(p, &ids);
+	log_debug("redcap", "%s: %zu records changed in REDCap since the last read", p->cp->name, ids.n);
+	redcap_strv_deinit(&ids);
+	if (rc != 0) {
+		proj_set_error(p, "out of memory");
+		proj_finish(p, false);
+		return;
+	}
+	redcap_export_plan_init(&p->plan, p->anchor_recs.n, p->pr->env.cfg->redcap_batch_size);
+	send_anchor_batch(p);
+}
+
+/* The next batch of records: record id + anchor fields. */
+static void send_anchor_batch(proj *p)
+{
+	push_run *pr = p->pr;
+	if (!redcap_export_plan_next(&p->plan, &p->plan_start, &p->plan_count)) {
+		anchors_finish(p);
+		return;
+	}
 	const redcap_field *rid = redcap_dict_record_id(&p->dict);
 	size_t n = pr->env.n_anchor_fields[p->index];
 	const char **fields = calloc(n + 1, sizeof(*fields));
@@ -835,7 +1102,9 @@ static void send_anchor_export(proj *p)
 	fields[0] = rid->name;
 	for (size_t i = 0; i < n; i++)
 		fields[i + 1] = pr->env.anchor_fields[p->index][i];
-	redcap_export_opts eo = { .fields = fields, .n_fields = n + 1 };
+	redcap_export_opts eo = { .fields = fields, .n_fields = n + 1,
+				  .records = (const char *const *)p->anchor_recs.v + p->plan_start,
+				  .n_records = p->plan_count };
 	redcap_body b;
 	redcap_body_init(&b, 0);
 	int rc = redcap_request_export(&b, p->token, &eo);
@@ -847,7 +1116,20 @@ static void send_anchor_export(proj *p)
 		return;
 	}
 	p->step = P_ANCHORS;
+	p->batches++;
 	send_new(pr, &b);
+}
+
+/* REDCap ran out of memory on a batch: ask for half of it. */
+static void anchor_batch_split(proj *p, const char *desc)
+{
+	if (redcap_export_plan_split(&p->plan) != 0) {
+		proj_set_error(p, "REDCap cannot export the anchors of a single record: %s", desc);
+		proj_finish(p, false);
+		return;
+	}
+	p->splits++;
+	send_anchor_batch(p);
 }
 
 static void anchors_answer(proj *p, const char *body, size_t len)
@@ -863,22 +1145,28 @@ static void anchors_answer(proj *p, const char *body, size_t len)
 		proj_finish(p, false);
 		return;
 	}
-	json_t *out = json_object();
+	if (!p->anchor_out)
+		p->anchor_out = json_object();
+	json_t *out = p->anchor_out;
 	size_t i;
 	json_t *row;
 	json_array_foreach(rows, i, row)
 	{
 		const char *rec = json_string_value(json_object_get(row, rid->name));
 		const char *ri = json_string_value(json_object_get(row, "redcap_repeat_instrument"));
-		if (!rec || (ri && *ri))
+		char *key = rec ? pu_fold(rec) : NULL;
+		if (!key || (ri && *ri)) {
+			free(key);
 			continue;
-		json_t *vals = json_object_get(out, rec);
+		}
+		json_t *vals = json_object_get(out, key);
 		if (!vals) {
 			vals = json_array();
 			for (size_t k = 0; k < n; k++)
 				json_array_append_new(vals, json_string(""));
-			json_object_set_new(out, rec, vals);
+			json_object_set_new(out, key, vals);
 		}
+		free(key);
 		for (size_t k = 0; k < n; k++) {
 			const char *v = json_string_value(json_object_get(row, pr->env.anchor_fields[p->index][k]));
 			const char *have = json_string_value(json_array_get(vals, k));
@@ -887,12 +1175,101 @@ static void anchors_answer(proj *p, const char *body, size_t len)
 		}
 	}
 	json_decref(rows);
-	log_info("redcap", "%s: anchors of %zu records read", p->cp->name, json_object_size(out));
+	redcap_export_plan_done(&p->plan);
+	send_anchor_batch(p);
+}
+
+/* Every batch read: the records REDCap had nothing for get empty values
+ * (read: no anchor typed), and the result goes to the caller. */
+static void anchors_finish(proj *p)
+{
+	push_run *pr = p->pr;
+	size_t n = pr->env.n_anchor_fields[p->index];
+	json_t *out = p->anchor_out ? p->anchor_out : json_object();
+	p->anchor_out = NULL;
+	for (size_t r = 0; out && r < p->anchor_recs.n; r++) {
+		char *key = pu_fold(p->anchor_recs.v[r]);
+		if (key && !json_object_get(out, key)) {
+			json_t *vals = json_array();
+			for (size_t k = 0; k < n; k++)
+				json_array_append_new(vals, json_string(""));
+			json_object_set_new(out, key, vals);
+		}
+		free(key);
+	}
+	log_info("redcap", "%s: anchors of %zu records read in %lld batches%s", p->cp->name, p->anchor_recs.n,
+		 p->batches, p->anchor_listed ? "" : " (REDCap's list of changed records was not read)");
 	if (pr->env.on_anchors)
-		pr->env.on_anchors(pr->env.dict_ud, p->index, out);
+		pr->env.on_anchors(pr->env.dict_ud, p->index, out, p->anchor_listed ? p->anchor_t0 : 0);
 	else
 		json_decref(out);
 	proj_finish(p, true);
+}
+
+/*
+ * Rows held by the bridge's own check are checked again against the
+ * dictionary just read: a row that passes now (an administrator added the
+ * missing choice, widened a validation) is un-held and goes with this
+ * cycle's batches; one that still fails keeps being held, with today's
+ * messages. Pages of redcap.batch_size rows, a transaction each.
+ */
+static int revalidate_held(proj *p)
+{
+	push_run *pr = p->pr;
+	store *st = pr->env.st;
+	int64_t after = 0;
+	long long still = 0;
+	int rc = 0;
+	for (;;) {
+		store_outbox_row *rows = NULL;
+		size_t n = 0;
+		if ((rc = store_outbox_held(st, p->cp->name, SRC_VALIDATION, after, pr->env.cfg->redcap_batch_size, &rows,
+					    &n)) != 0 ||
+		    n == 0)
+			break;
+		redcap_errors errs = REDCAP_ERRORS_NULL;
+		if ((rc = store_begin(st)) != 0) {
+			store_outbox_rows_free(rows, n);
+			break;
+		}
+		for (size_t i = 0; rc == 0 && i < n; i++) {
+			json_t *eng = NULL, *row = row_for_redcap(p, &rows[i], &eng);
+			after = rows[i].id;
+			redcap_errors_deinit(&errs);
+			int v = row && !eng ? redcap_validate_row(&p->dict, row, 0, NULL, &errs) : -EINVAL;
+			if (v == 0) {
+				rc = store_outbox_unhold(st, rows[i].id, rows[i].gen);
+				p->released += rc == 0;
+			} else if (v == REDCAP_E_INVALID) {
+				json_t *r = reasons_from_errors(&errs, rows[i].record, SRC_VALIDATION);
+				for (size_t k = 0; k < json_array_size(r); k++)
+					json_object_del(json_array_get(r, k), "#log");
+				char *txt = r ? json_dumps(r, JSON_COMPACT) : NULL;
+				rc = txt ? store_outbox_hold(st, rows[i].id, rows[i].gen, txt) : -ENOMEM;
+				still++;
+				log_debug("redcap", "%s: still held back: record %s, instrument %s, instance %lld: %s",
+					  p->cp->name, rows[i].record, rows[i].instrument[0] ? rows[i].instrument : "-",
+					  (long long)rows[i].instance, txt ? txt : "?");
+				free(txt);
+				json_decref(r);
+			}
+			json_decref(row);
+			json_decref(eng);
+		}
+		redcap_errors_deinit(&errs);
+		if (rc == 0)
+			rc = store_commit(st);
+		else
+			store_rollback(st);
+		store_outbox_rows_free(rows, n);
+		if (rc != 0 || n < pr->env.cfg->redcap_batch_size)
+			break;
+	}
+	if (p->released)
+		log_info("redcap", "%s: %lld held rows pass the dictionary now; they are sent", p->cp->name, p->released);
+	if (still)
+		log_info("redcap", "%s: %lld held rows still fail the dictionary (see `status`)", p->cp->name, still);
+	return rc;
 }
 
 static void proj_next_step(proj *p)
@@ -911,7 +1288,12 @@ static void proj_next_step(proj *p)
 		return;
 	}
 	if (pr->env.anchor_fields) {
-		send_anchor_export(p);
+		send_anchor_ids(p);
+		return;
+	}
+	if (revalidate_held(p) != 0) {
+		proj_set_error(p, "store: %s", store_errmsg(pr->env.st));
+		proj_finish(p, false);
 		return;
 	}
 	next_batch(p);
@@ -972,6 +1354,8 @@ int push_run_start(push_run **out, const push_env *env, push_done_fn done, void 
 		p->srv = rc_servers_get(env->servers, cp->url);
 		p->dict = (redcap_dict)REDCAP_DICT_NULL;
 		p->info = (redcap_project)REDCAP_PROJECT_NULL;
+		p->rng = (uint64_t)util_wall_ms() * 2654435761u + i + 1;
+		p->held_kinds = json_object();
 	}
 	rc_call_init(&pr->call, env->loop, env->http, cfg, NULL, NULL, "redcap");
 	uv_update_time(env->loop);
@@ -1010,8 +1394,9 @@ json_t *push_run_result(const push_run *pr)
 	for (size_t i = 0; i < pr->n; i++) {
 		const proj *p = &pr->p[i];
 		json_object_set_new(projects, p->cp->name,
-				    json_pack("{s:b, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:s?}", "ok", p->ok, "sent",
-					      (json_int_t)p->sent, "held", (json_int_t)p->held, "requests",
+				    json_pack("{s:b, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:s?}", "ok", p->ok,
+					      "sent", (json_int_t)p->sent, "held", (json_int_t)p->held, "deferred",
+					      (json_int_t)p->deferred, "released", (json_int_t)p->released, "requests",
 					      (json_int_t)p->requests, "records", (json_int_t)p->records,
 					      "retries", (json_int_t)p->retries, "splits", (json_int_t)p->splits,
 					      "batches", (json_int_t)p->batches, "error", p->error));
@@ -1032,6 +1417,8 @@ void push_run_free(push_run *pr)
 	for (size_t i = 0; i < pr->n; i++) {
 		proj *p = &pr->p[i];
 		batch_drop(p);
+		anchors_drop(p);
+		json_decref(p->held_kinds);
 		free(p->stack);
 		free(p->error);
 		secret_free(p->token);

@@ -10,7 +10,19 @@
  * refuses is resolved without losing the good rows: per-value errors name
  * (record, field, value), so those rows are held and the rest resent; a
  * whole-request error or an out-of-memory answer splits the batch in
- * halves until the bad row stands alone.
+ * halves until the bad row stands alone. A row standing alone that REDCap
+ * refuses without saying why (no per-value errors, no message about the
+ * row's own record name, columns or event) is tried again in later cycles
+ * with backoff and held only at the third such refusal.
+ *
+ * Held rows carry the source of their reasons (outbox.h): rows held by the
+ * bridge's own check ("validation") are checked again every cycle against
+ * the dictionary just read, and go as soon as they pass (so a project with
+ * such rows reads its dictionary every cycle); the others wait for new
+ * data or `fhir-redcap-bridge push-release`. Rows a refused patient's
+ * curation held ("curation") go when the refusal ends. Logs: one warning
+ * per project and kind of problem per cycle (field and message, record
+ * names and values taken out); the detail per row at debug level only.
  *
  * Traffic: one request at a time per REDCap server, never more than
  * redcap.max_requests_per_minute to it (a sliding window shared by every
@@ -26,6 +38,7 @@
 #pragma once
 
 #include <stdbool.h>
+#include <stdint.h>
 
 #include <jansson.h>
 #include <uv.h>
@@ -53,15 +66,26 @@ typedef struct push_env {
 	/*
 	 * Anchor mode (before curation): for each project whose mapping reads
 	 * anchors typed into REDCap (anchor_fields[i] non-NULL, n_anchor_fields[i]
-	 * of them, i indexing cfg->redcap_projects), export the record id and
-	 * those fields of every record and hand over a new JSON object
-	 * {record: [value or "", ...]} (values of the non-repeating rows, first
-	 * event that has one) through on_anchors(dict_ud, ...), which takes the reference.
-	 * Nothing is sent to REDCap's records in this mode.
+	 * of them, i indexing cfg->redcap_projects), read the anchor fields of
+	 * the records this cycle curates (anchor_records[i], n_anchor_records[i]
+	 * of them; may be NULL) and of those REDCap lists as created or modified
+	 * since the last read (PUSH_ANCHORS_READ_KEY in the store), in batches of
+	 * redcap.batch_size records. Hands over a new JSON object
+	 * {record: [value or "", ...]} keyed by the record name as REDCap
+	 * compares names (pu_fold()), with an entry for every record read (values
+	 * of the non-repeating rows, first event that has one), through
+	 * on_anchors(dict_ud, i, values, listed_at), which takes the reference.
+	 * listed_at is the wall ms the listing was asked at, to be stored under
+	 * PUSH_ANCHORS_READ_KEY once the values are used, or 0 when REDCap could
+	 * not list the records (only anchor_records[i] were read). A record not
+	 * in the object was not read this cycle. Nothing is sent to REDCap's
+	 * records in this mode.
 	 */
 	const char *const *const *anchor_fields;
 	const size_t *n_anchor_fields;
-	void (*on_anchors)(void *ud, size_t project_index, json_t *values);
+	const char *const *const *anchor_records;
+	const size_t *n_anchor_records;
+	void (*on_anchors)(void *ud, size_t project_index, json_t *values, int64_t listed_at);
 } push_env;
 
 typedef void (*push_done_fn)(push_run *pr, void *ud);
@@ -75,11 +99,16 @@ void push_run_stop(push_run *pr);
 /* true if every project's due rows were sent or held back. */
 bool push_run_ok(const push_run *pr);
 
-/* {"ok": bool, "projects": {"P": {"ok": bool, "sent": n, "held": n, "requests": n,
- *   "records": n, "retries": n, "splits": n, "error": "..."|null}}} */
+/* {"ok": bool, "projects": {"P": {"ok": bool, "sent": n, "held": n, "deferred": n, "released": n,
+ *   "requests": n, "records": n, "retries": n, "splits": n, "batches": n, "error": "..."|null}}}
+ * deferred: single rows REDCap refused without saying why, tried again in a later cycle;
+ * released: held rows that passed the live dictionary this cycle. */
 json_t *push_run_result(const push_run *pr);
 
 void push_run_free(push_run *pr);
 
 /* The store key under which a ban is recorded for a project. */
 #define PUSH_HALT_KEY "halted"
+
+/* The store key of a project's last complete anchor read (wall ms, decimal). */
+#define PUSH_ANCHORS_READ_KEY "anchors_read_at"

@@ -30,6 +30,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/types.h>
 #include <time.h>
 
 #include <openssl/crypto.h>
@@ -54,6 +55,7 @@
 #define HASH_OUTBOX 'o'
 #define HASH_REVIEW 'v'
 #define HASH_CALLER 'c'
+#define HASH_FOLD 'f'
 
 static const char name_hash_label[] = "fhir-redcap-bridge store name-hash v1";
 
@@ -87,6 +89,10 @@ enum ob_stmt_id {
 	OST_OB_EXISTS,
 	OST_OB_RETRY,
 	OST_OB_HOLD,
+	OST_OB_HOLD_RECORD,
+	OST_OB_UNHOLD,
+	OST_OB_HELD,
+	OST_OB_HELD_COUNT,
 	OST_OB_RELEASE,
 	OST_OB_RELEASE_RECORD,
 	OST_PROV_PUT,
@@ -106,6 +112,11 @@ enum ob_stmt_id {
 	OST_ST_REVIEW,
 	OST__N
 };
+
+/* A held row's reasons come from source (a bound text; NULL matches every row, "!x" every row not from x). */
+#define HOLD_SOURCE(col, param)                                                                              \
+	"(" param " IS NULL OR json_extract(" col ", '$[0].source') IS " param " OR (substr(" param ", 1, 1) = '!'" \
+	" AND json_extract(" col ", '$[0].source') IS NOT substr(" param ", 2)))"
 
 static const char *const ob_sql[OST__N] = {
 	[OST_PROJECT_GET] = "SELECT id FROM projects WHERE name = ?1",
@@ -158,12 +169,30 @@ static const char *const ob_sql[OST__N] = {
 	[OST_OB_EXISTS] = "SELECT 1 FROM outbox WHERE id = ?1",
 	[OST_OB_RETRY] = "UPDATE outbox SET attempts = attempts + 1, next_at = ?3, last_error = ?4"
 			 " WHERE id = ?1 AND gen = ?2 AND state = 0",
-	[OST_OB_HOLD] = "UPDATE outbox SET state = 2, next_at = 0, reasons = ?3, state_at = ?4"
-			" WHERE id = ?1 AND gen = ?2 AND state = 0",
+	/* A held row (same gen) only gets its new reasons: since is when it was first held. */
+	[OST_OB_HOLD] = "UPDATE outbox SET state = 2, next_at = 0, reasons = ?3,"
+			" state_at = CASE state WHEN 2 THEN state_at ELSE ?4 END"
+			" WHERE id = ?1 AND gen = ?2 AND (state = 0 OR (state = 2 AND reasons IS NOT ?3))",
+	/* Rows held for another reason too: a row held by the bridge's check must not go when the
+	 * dictionary changes while its patient is refused. */
+	[OST_OB_HOLD_RECORD] = "UPDATE outbox SET state = 2, next_at = 0, reasons = ?3,"
+			       " state_at = CASE state WHEN 2 THEN state_at ELSE ?4 END"
+			       " WHERE project = ?1 AND record = ?2 AND (state = 0 OR (state = 2 AND reasons IS NOT ?3))",
+	[OST_OB_UNHOLD] = "UPDATE outbox SET state = 0, attempts = 0, next_at = 0, last_error = '', reasons = NULL,"
+			  " state_at = ?3 WHERE id = ?1 AND gen = ?2 AND state = 2",
+	/* The source of a held row is that of its first reason (HOLD_SOURCE). */
+	[OST_OB_HELD] = "SELECT o.id, o.gen, o.record, o.event, o.instrument, o.instance, o.payload, o.attempts,"
+			" o.next_at, o.last_error, r.record_hash, r.name, o.reasons"
+			" FROM outbox o INDEXED BY outbox_held JOIN records r ON r.id = o.record"
+			" WHERE o.project = ?1 AND o.state = 2 AND o.id > ?2 AND " HOLD_SOURCE("o.reasons", "?3")
+			" ORDER BY o.id LIMIT ?4",
+	[OST_OB_HELD_COUNT] = "SELECT count(*) FROM outbox INDEXED BY outbox_held WHERE project = ?1 AND state = 2"
+			      " AND " HOLD_SOURCE("reasons", "?2"),
 	[OST_OB_RELEASE] = "UPDATE outbox SET state = 0, attempts = 0, next_at = 0, last_error = '', reasons = NULL,"
-			   " state_at = ?2 WHERE project = ?1 AND state = 2",
+			   " state_at = ?2 WHERE project = ?1 AND state = 2 AND " HOLD_SOURCE("reasons", "?4"),
 	[OST_OB_RELEASE_RECORD] = "UPDATE outbox SET state = 0, attempts = 0, next_at = 0, last_error = '',"
-				  " reasons = NULL, state_at = ?2 WHERE project = ?1 AND state = 2 AND record = ?3",
+				  " reasons = NULL, state_at = ?2 WHERE project = ?1 AND state = 2 AND record = ?3"
+				  " AND " HOLD_SOURCE("reasons", "?4"),
 	/* Producing the same value again writes nothing (at keeps when it was first so). */
 	[OST_PROV_PUT] = "INSERT INTO provenance(record, field, event, instrument, instance, rule, res_type, res_id,"
 			 " res_version, at) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"
@@ -812,6 +841,7 @@ json_t *store_mrn_patients(store *s, int64_t server, const char *mrn)
 
 typedef struct refusal_args {
 	const char *project, *patient, *reason;
+	int *existed;
 } refusal_args;
 
 static int refusal_set_impl(store *s, void *ud)
@@ -836,7 +866,7 @@ int store_refusal_set(store *s, const char *project, const char *patient, const 
 		return rc;
 	if (!key_ok(project, true) || !key_ok(patient, true))
 		return bad_args(s, "store_refusal_set");
-	refusal_args a = { project, patient, reason ? reason : "" };
+	refusal_args a = { project, patient, reason ? reason : "", NULL };
 	return store__write(s, "store_refusal_set", refusal_set_impl, &a);
 }
 
@@ -852,18 +882,259 @@ static int refusal_clear_impl(store *s, void *ud)
 		return rc;
 	sqlite3_bind_int64(st, 1, pid);
 	bind_text(st, 2, a->patient);
-	return store__stmt_exec(s, st, "cannot clear a refused patient");
+	if ((rc = store__stmt_exec(s, st, "cannot clear a refused patient")) != 0)
+		return rc;
+	*a->existed = sqlite3_changes(s->db) > 0;
+	return 0;
 }
 
-int store_refusal_clear(store *s, const char *project, const char *patient)
+int store_refusal_clear(store *s, const char *project, const char *patient, int *existed)
 {
+	int dummy = 0;
+	if (!existed)
+		existed = &dummy;
+	*existed = 0;
 	int rc = ob_init(s);
 	if (rc)
 		return rc;
 	if (!key_ok(project, true) || !key_ok(patient, true))
 		return bad_args(s, "store_refusal_clear");
-	refusal_args a = { project, patient, NULL };
-	return store__write(s, "store_refusal_clear", refusal_clear_impl, &a);
+	refusal_args a = { project, patient, NULL, existed };
+	rc = store__write(s, "store_refusal_clear", refusal_clear_impl, &a);
+	if (rc)
+		*existed = 0;
+	return rc;
+}
+
+/* ---- record owners (names as REDCap matches them) ------------------------- */
+
+/* A project_kv value by project id: *value malloc'd, STORE_E_NOTFOUND when unset. */
+static int kv_get_pid(store *s, int64_t pid, const char *key, char **value)
+{
+	sqlite3_stmt *st = NULL;
+	*value = NULL;
+	int rc = ob_stmt(s, OST_KV_GET, &st);
+	if (rc)
+		return rc;
+	sqlite3_bind_int64(st, 1, pid);
+	bind_text(st, 2, key);
+	int src = sqlite3_step(st);
+	if (src == SQLITE_ROW && !(*value = dup_text(st, 0)))
+		rc = store__oom(s);
+	else if (src == SQLITE_DONE)
+		rc = STORE_E_NOTFOUND;
+	else if (src != SQLITE_ROW)
+		rc = store__db_fail(s, src, "cannot read a project setting");
+	store__stmt_done(st);
+	return rc;
+}
+
+/* Set (value non-NULL) or delete a project_kv entry by project id. */
+static int kv_put_pid(store *s, int64_t pid, const char *key, const char *value)
+{
+	sqlite3_stmt *st = NULL;
+	int rc = ob_stmt(s, value ? OST_KV_SET : OST_KV_DEL, &st);
+	if (rc)
+		return rc;
+	sqlite3_bind_int64(st, 1, pid);
+	bind_text(st, 2, key);
+	if (value)
+		bind_text(st, 3, value);
+	return store__stmt_exec(s, st, "cannot write a project setting");
+}
+
+/*
+ * The keyed hash (hex) of a record name as REDCap compares names: trimmed of
+ * PHP trim()'s whitespace, ASCII letters folded to lower case.
+ */
+static int fold_hash_hex(store *s, int64_t pid, const char *record, char hex[2 * OB_HASH_LEN + 1])
+{
+	static const char ws[] = " \t\n\r\v";
+	const char *b = record, *e = record + strlen(record);
+	while (b < e && strchr(ws, *b))
+		b++;
+	while (e > b && strchr(ws, e[-1]))
+		e--;
+	char *low = malloc((size_t)(e - b) + 1);
+	if (!low)
+		return store__oom(s);
+	for (size_t i = 0; i < (size_t)(e - b); i++)
+		low[i] = b[i] >= 'A' && b[i] <= 'Z' ? (char)(b[i] - 'A' + 'a') : b[i];
+	uint8_t h[OB_HASH_LEN];
+	store__kmac_begin(&s->ob->mac, HASH_FOLD);
+	store__kmac_i64(&s->ob->mac, pid);
+	store__kmac_bytes(&s->ob->mac, low, (size_t)(e - b));
+	int rc = store__kmac_final(s, &s->ob->mac, h, OB_HASH_LEN);
+	OPENSSL_cleanse(low, (size_t)(e - b));
+	free(low);
+	for (size_t i = 0; rc == 0 && i < OB_HASH_LEN; i++)
+		snprintf(hex + 2 * i, 3, "%02x", h[i]);
+	return rc;
+}
+
+/* The patients listed under key (a JSON array in project_kv), a new array ([] when unset). */
+static int owners_get(store *s, int64_t pid, const char *key, json_t **out)
+{
+	char *txt = NULL;
+	json_error_t e;
+	*out = NULL;
+	int rc = kv_get_pid(s, pid, key, &txt);
+	if (rc == STORE_E_NOTFOUND) {
+		*out = json_array();
+		return *out ? 0 : store__oom(s);
+	}
+	if (rc)
+		return rc;
+	*out = json_loads(txt, 0, &e);
+	free(txt);
+	if (!json_is_array(*out)) {
+		json_decref(*out);
+		*out = NULL;
+		store__seterr(s, "a record owner list of the store %s is damaged", s->db_path);
+		return STORE_E_CORRUPT;
+	}
+	return 0;
+}
+
+/* Write the list under key (deleted when empty). */
+static int owners_put(store *s, int64_t pid, const char *key, json_t *list)
+{
+	if (json_array_size(list) == 0)
+		return kv_put_pid(s, pid, key, NULL);
+	char *txt = json_dumps(list, JSON_COMPACT);
+	if (!txt)
+		return store__oom(s);
+	int rc = kv_put_pid(s, pid, key, txt);
+	free(txt);
+	return rc;
+}
+
+/* The index of patient in list, or -1. */
+static ssize_t owners_find(const json_t *list, const char *patient)
+{
+	for (size_t i = 0; i < json_array_size(list); i++) {
+		const char *p = json_string_value(json_array_get(list, i));
+		if (p && strcmp(p, patient) == 0)
+			return (ssize_t)i;
+	}
+	return -1;
+}
+
+/* A copy of list without patient (NULL on OOM). */
+static json_t *owners_others(const json_t *list, const char *patient)
+{
+	json_t *out = json_array();
+	for (size_t i = 0; out && i < json_array_size(list); i++) {
+		json_t *v = json_array_get(list, i);
+		if (strcmp(json_string_value(v), patient) != 0 && json_array_append(out, v) != 0) {
+			json_decref(out);
+			return NULL;
+		}
+	}
+	return out;
+}
+
+typedef struct owner_args {
+	const char *project, *patient, *record;
+	json_t **same, **left;
+	int *changed;
+} owner_args;
+
+/* Keys: "record-of/<patient>" -> fold hash; "record-fold/<fold hash>" -> [patients]. */
+#define OWNER_KEY "record-of/"
+#define FOLD_KEY "record-fold/"
+
+static int owner_set_impl(store *s, void *ud)
+{
+	const owner_args *a = ud;
+	int64_t pid = 0;
+	char hex[2 * OB_HASH_LEN + 1] = "", fkey[sizeof(FOLD_KEY) + 2 * OB_HASH_LEN];
+	char *okey = NULL, *old = NULL;
+	json_t *list = NULL;
+	int rc = project_id(s, a->project, true, &pid);
+	if (rc == 0 && a->record)
+		rc = fold_hash_hex(s, pid, a->record, hex);
+	if (rc == 0 && asprintf(&okey, OWNER_KEY "%s", a->patient) < 0) {
+		okey = NULL;
+		rc = store__oom(s);
+	}
+	if (rc == 0) {
+		rc = kv_get_pid(s, pid, okey, &old);
+		if (rc == STORE_E_NOTFOUND)
+			rc = 0;
+	}
+	bool same = strcmp(old ? old : "", hex) == 0;
+	/* The old name's other owners: its list without this patient. */
+	if (rc == 0 && !same && old) {
+		snprintf(fkey, sizeof(fkey), FOLD_KEY "%s", old);
+		if ((rc = owners_get(s, pid, fkey, &list)) == 0) {
+			ssize_t at = owners_find(list, a->patient);
+			if (at >= 0)
+				json_array_remove(list, (size_t)at);
+			rc = owners_put(s, pid, fkey, list);
+		}
+		if (rc == 0 && a->left && !(*a->left = json_copy(list)))
+			rc = store__oom(s);
+		json_decref(list);
+		list = NULL;
+	}
+	/* The new name's owners, this patient among them. */
+	if (rc == 0 && hex[0]) {
+		snprintf(fkey, sizeof(fkey), FOLD_KEY "%s", hex);
+		rc = owners_get(s, pid, fkey, &list);
+		if (rc == 0 && owners_find(list, a->patient) < 0) {
+			rc = json_array_append_new(list, json_string(a->patient)) ? store__oom(s) : 0;
+			if (rc == 0)
+				rc = owners_put(s, pid, fkey, list);
+		}
+		if (rc == 0 && a->same && !(*a->same = owners_others(list, a->patient)))
+			rc = store__oom(s);
+	}
+	if (rc == 0 && !same)
+		rc = kv_put_pid(s, pid, okey, hex[0] ? hex : NULL);
+	if (rc == 0)
+		*a->changed = !same;
+	json_decref(list);
+	free(okey);
+	free(old);
+	return rc;
+}
+
+int store_record_owner_set(store *s, const char *project, const char *patient, const char *record, json_t **same,
+			   json_t **left, int *changed)
+{
+	int dummy = 0;
+	if (!changed)
+		changed = &dummy;
+	*changed = 0;
+	if (same)
+		*same = NULL;
+	if (left)
+		*left = NULL;
+	int rc = ob_init(s);
+	if (rc)
+		return rc;
+	if (!key_ok(project, true) || !key_ok(patient, true) || (record && !key_ok(record, true)))
+		return bad_args(s, "store_record_owner_set");
+	owner_args a = { project, patient, record, same, left, changed };
+	rc = store__write(s, "store_record_owner_set", owner_set_impl, &a);
+	/* Empty lists for the caller, whatever was not filled. */
+	if (rc == 0 && same && !*same && !(*same = json_array()))
+		rc = store__oom(s);
+	if (rc == 0 && left && !*left && !(*left = json_array()))
+		rc = store__oom(s);
+	if (rc) {
+		*changed = 0;
+		if (same) {
+			json_decref(*same);
+			*same = NULL;
+		}
+		if (left) {
+			json_decref(*left);
+			*left = NULL;
+		}
+	}
+	return rc;
 }
 
 /* ---- instances ---------------------------------------------------------- */
@@ -941,6 +1212,7 @@ void store_outbox_row_deinit(store_outbox_row *r)
 	free(r->instrument);
 	free_secret(r->payload, r->payload_len);
 	free(r->last_error);
+	free(r->reasons);
 	memset(r, 0, sizeof(*r));
 }
 
@@ -1060,18 +1332,19 @@ int store_outbox_put(store *s, const char *project, const char *record, const ch
 	return rc;
 }
 
-/* Fill r from a row of OST_OB_DUE (project pid named project). */
+/* Fill r from a row of OST_OB_DUE or OST_OB_HELD (project pid named project). */
 static int due_row(store *s, sqlite3_stmt *st, int64_t pid, const char *project, store_outbox_row *r)
 {
+	bool held = sqlite3_column_count(st) > 12;
 	r->id = sqlite3_column_int64(st, 0);
 	r->gen = sqlite3_column_int64(st, 1);
 	int64_t rid = sqlite3_column_int64(st, 2);
 	r->instance = sqlite3_column_int64(st, 5);
-	r->state = STORE_OUTBOX_PENDING;
+	r->state = held ? STORE_OUTBOX_HELD : STORE_OUTBOX_PENDING;
 	r->attempts = sqlite3_column_int(st, 7);
 	r->next_at_ms = sqlite3_column_int64(st, 8);
 	if (!(r->project = strdup(project)) || !(r->event = dup_text(st, 3)) || !(r->instrument = dup_text(st, 4)) ||
-	    !(r->last_error = dup_text(st, 9)))
+	    !(r->last_error = dup_text(st, 9)) || (held && !(r->reasons = dup_text(st, 12))))
 		return store__oom(s);
 	size_t aad_len = 0;
 	int rc = open_name(s, pid, st, 10, 11, &r->record);
@@ -1083,28 +1356,11 @@ static int due_row(store *s, sqlite3_stmt *st, int64_t pid, const char *project,
 	return rc;
 }
 
-int store_outbox_due(store *s, const char *project, int64_t now_ms, size_t limit, store_outbox_row **rows,
-		     size_t *n)
+/* The rows of st (bound), project pid named project, into *rows, *n. */
+static int read_rows(store *s, sqlite3_stmt *st, int64_t pid, const char *project, size_t limit,
+		     store_outbox_row **rows, size_t *n)
 {
-	int64_t pid = 0;
-	sqlite3_stmt *st = NULL;
-	*rows = NULL;
-	*n = 0;
-	int rc = ob_init(s);
-	if (rc)
-		return rc;
-	if (!key_ok(project, true))
-		return bad_args(s, "store_outbox_due");
-	if (limit == 0)
-		return 0;
-	rc = project_id(s, project, false, &pid);
-	if (rc == STORE_E_NOTFOUND)
-		return 0;
-	if (rc || (rc = ob_stmt(s, OST_OB_DUE, &st)) != 0)
-		return rc;
-	sqlite3_bind_int64(st, 1, pid);
-	sqlite3_bind_int64(st, 2, now_ms);
-	sqlite3_bind_int64(st, 3, limit > INT64_MAX ? INT64_MAX : (int64_t)limit);
+	int rc = 0;
 	store_outbox_row *v = NULL;
 	size_t cnt = 0, cap = 0;
 	int src;
@@ -1134,6 +1390,86 @@ int store_outbox_due(store *s, const char *project, int64_t now_ms, size_t limit
 	*rows = v;
 	*n = cnt;
 	return 0;
+}
+
+int store_outbox_due(store *s, const char *project, int64_t now_ms, size_t limit, store_outbox_row **rows,
+		     size_t *n)
+{
+	int64_t pid = 0;
+	sqlite3_stmt *st = NULL;
+	*rows = NULL;
+	*n = 0;
+	int rc = ob_init(s);
+	if (rc)
+		return rc;
+	if (!key_ok(project, true))
+		return bad_args(s, "store_outbox_due");
+	if (limit == 0)
+		return 0;
+	rc = project_id(s, project, false, &pid);
+	if (rc == STORE_E_NOTFOUND)
+		return 0;
+	if (rc || (rc = ob_stmt(s, OST_OB_DUE, &st)) != 0)
+		return rc;
+	sqlite3_bind_int64(st, 1, pid);
+	sqlite3_bind_int64(st, 2, now_ms);
+	sqlite3_bind_int64(st, 3, limit > INT64_MAX ? INT64_MAX : (int64_t)limit);
+	return read_rows(s, st, pid, project, limit, rows, n);
+}
+
+static void bind_source(sqlite3_stmt *st, int i, const char *source)
+{
+	if (source)
+		bind_text(st, i, source);
+	else
+		sqlite3_bind_null(st, i);
+}
+
+int store_outbox_held(store *s, const char *project, const char *source, int64_t after_id, size_t limit,
+		      store_outbox_row **rows, size_t *n)
+{
+	int64_t pid = 0;
+	sqlite3_stmt *st = NULL;
+	*rows = NULL;
+	*n = 0;
+	int rc = ob_init(s);
+	if (rc)
+		return rc;
+	if (!key_ok(project, true) || (source && !key_ok(source, true)))
+		return bad_args(s, "store_outbox_held");
+	if (limit == 0)
+		return 0;
+	rc = project_id(s, project, false, &pid);
+	if (rc == STORE_E_NOTFOUND)
+		return 0;
+	if (rc || (rc = ob_stmt(s, OST_OB_HELD, &st)) != 0)
+		return rc;
+	sqlite3_bind_int64(st, 1, pid);
+	sqlite3_bind_int64(st, 2, after_id);
+	bind_source(st, 3, source);
+	sqlite3_bind_int64(st, 4, limit > INT64_MAX ? INT64_MAX : (int64_t)limit);
+	return read_rows(s, st, pid, project, limit, rows, n);
+}
+
+int store_outbox_held_count(store *s, const char *project, const char *source, int64_t *n)
+{
+	int64_t pid = 0;
+	bool found = false;
+	sqlite3_stmt *st = NULL;
+	int rc = ob_init(s);
+	if (rc)
+		return rc;
+	*n = 0;
+	if (!key_ok(project, true) || (source && !key_ok(source, true)))
+		return bad_args(s, "store_outbox_held_count");
+	rc = project_id(s, project, false, &pid);
+	if (rc == STORE_E_NOTFOUND)
+		return 0;
+	if (rc || (rc = ob_stmt(s, OST_OB_HELD_COUNT, &st)) != 0)
+		return rc;
+	sqlite3_bind_int64(st, 1, pid);
+	bind_source(st, 2, source);
+	return store__stmt_int(s, st, "cannot count the held rows", &found, n);
 }
 
 int store_outbox_next_due(store *s, const char *project, int64_t *next_at_ms)
@@ -1176,7 +1512,7 @@ static int mark_impl(store *s, void *ud)
 		return rc;
 	sqlite3_bind_int64(st, 1, a->id);
 	sqlite3_bind_int64(st, 2, a->gen);
-	if (a->stmt == OST_OB_DONE) {
+	if (a->stmt == OST_OB_DONE || a->stmt == OST_OB_UNHOLD) {
 		sqlite3_bind_int64(st, 3, store__now(s));
 	} else if (a->stmt == OST_OB_RETRY) {
 		sqlite3_bind_int64(st, 3, a->next_at);
@@ -1227,12 +1563,19 @@ int store_outbox_retry(store *s, int64_t id, int64_t gen, int64_t next_at_ms, co
 	return mark(s, "store_outbox_retry", &a);
 }
 
-int store_outbox_hold(store *s, int64_t id, int64_t gen, const char *reasons_json)
+/* Reasons as store_outbox_hold() takes them: a JSON array. */
+static bool reasons_ok(const char *reasons_json)
 {
 	json_error_t e;
 	json_t *j = reasons_json ? json_loads(reasons_json, 0, &e) : NULL;
 	bool ok = json_is_array(j);
 	json_decref(j);
+	return ok;
+}
+
+int store_outbox_hold(store *s, int64_t id, int64_t gen, const char *reasons_json)
+{
+	bool ok = reasons_ok(reasons_json);
 	int rc = ob_init(s);
 	if (rc)
 		return rc;
@@ -1245,34 +1588,50 @@ int store_outbox_hold(store *s, int64_t id, int64_t gen, const char *reasons_jso
 	return mark(s, "store_outbox_hold", &a);
 }
 
+int store_outbox_unhold(store *s, int64_t id, int64_t gen)
+{
+	mark_args a = { .stmt = OST_OB_UNHOLD, .id = id, .gen = gen };
+	return mark(s, "store_outbox_unhold", &a);
+}
+
 typedef struct release_args {
-	const char *project, *record;
+	const char *project, *record, *source, *reasons;
 	int64_t *n;
 } release_args;
 
+/* Release (reasons NULL) or hold (reasons set) the rows of a project or record. */
 static int release_impl(store *s, void *ud)
 {
 	const release_args *a = ud;
 	int64_t pid = 0, rid = 0;
 	sqlite3_stmt *st = NULL;
+	bool hold = a->reasons != NULL;
 	int rc = project_id(s, a->project, false, &pid);
 	if (!rc && a->record)
 		rc = record_id(s, pid, a->record, false, &rid);
 	if (rc == STORE_E_NOTFOUND)
 		return 0;
-	if (rc || (rc = ob_stmt(s, a->record ? OST_OB_RELEASE_RECORD : OST_OB_RELEASE, &st)) != 0)
+	if (rc || (rc = ob_stmt(s, hold ? OST_OB_HOLD_RECORD : a->record ? OST_OB_RELEASE_RECORD : OST_OB_RELEASE,
+				&st)) != 0)
 		return rc;
 	sqlite3_bind_int64(st, 1, pid);
-	sqlite3_bind_int64(st, 2, store__now(s));
-	if (a->record)
-		sqlite3_bind_int64(st, 3, rid);
-	if ((rc = store__stmt_exec(s, st, "cannot release held rows")) != 0)
+	if (hold) {
+		sqlite3_bind_int64(st, 2, rid);
+		bind_text(st, 3, a->reasons);
+		sqlite3_bind_int64(st, 4, store__now(s));
+	} else {
+		sqlite3_bind_int64(st, 2, store__now(s));
+		if (a->record)
+			sqlite3_bind_int64(st, 3, rid);
+		bind_source(st, 4, a->source);
+	}
+	if ((rc = store__stmt_exec(s, st, hold ? "cannot hold a record's rows" : "cannot release held rows")) != 0)
 		return rc;
 	*a->n = sqlite3_changes(s->db);
 	return 0;
 }
 
-int store_outbox_release(store *s, const char *project, const char *record, int64_t *n)
+int store_outbox_release(store *s, const char *project, const char *record, const char *source, int64_t *n)
 {
 	int64_t dummy = 0;
 	if (!n)
@@ -1281,10 +1640,28 @@ int store_outbox_release(store *s, const char *project, const char *record, int6
 	int rc = ob_init(s);
 	if (rc)
 		return rc;
-	if (!key_ok(project, true) || (record && !key_ok(record, true)))
+	if (!key_ok(project, true) || (record && !key_ok(record, true)) || (source && !key_ok(source, true)))
 		return bad_args(s, "store_outbox_release");
-	release_args a = { project, record, n };
+	release_args a = { .project = project, .record = record, .source = source, .n = n };
 	rc = store__write(s, "store_outbox_release", release_impl, &a);
+	if (rc)
+		*n = 0;
+	return rc;
+}
+
+int store_outbox_hold_record(store *s, const char *project, const char *record, const char *reasons_json, int64_t *n)
+{
+	int64_t dummy = 0;
+	if (!n)
+		n = &dummy;
+	*n = 0;
+	int rc = ob_init(s);
+	if (rc)
+		return rc;
+	if (!key_ok(project, true) || !key_ok(record, true) || !reasons_ok(reasons_json))
+		return bad_args(s, "store_outbox_hold_record");
+	release_args a = { .project = project, .record = record, .reasons = reasons_json, .n = n };
+	rc = store__write(s, "store_outbox_hold_record", release_impl, &a);
 	if (rc)
 		*n = 0;
 	return rc;

@@ -98,7 +98,25 @@ json_t *store_mrn_patients(store *s, int64_t server, const char *mrn);
  * patient later curates fine.
  */
 int store_refusal_set(store *s, const char *project, const char *patient, const char *reason);
-int store_refusal_clear(store *s, const char *project, const char *patient);
+/* *existed (may be NULL): whether the patient was refused. */
+int store_refusal_clear(store *s, const char *project, const char *patient, int *existed);
+
+/* ------------------------------------------------------------------------
+ * Record owners: which patients' records in a project REDCap would take for
+ * one record. REDCap trims record names and matches them
+ * case-insensitively, so "ab1" and "AB1" are one record there while the
+ * bridge (and FHIR) tell them apart. Kept per project as keyed hashes of the
+ * folded names (project settings "record-of/<patient>" and
+ * "record-fold/<hash>"), never the names.
+ *
+ * store_record_owner_set: patient's record name in project is now record
+ * (NULL: it has none). *same (may be NULL) gets a new JSON array of the
+ * other patients whose record names fold to the same; *left (may be NULL)
+ * those that shared the patient's previous name, when it changed ([]
+ * otherwise); *changed (may be NULL) whether the patient's entry changed.
+ */
+int store_record_owner_set(store *s, const char *project, const char *patient, const char *record, json_t **same,
+			   json_t **left, int *changed);
 
 /* ------------------------------------------------------------------------
  * Instance numbers of repeating instruments. The (project, record, event,
@@ -136,6 +154,7 @@ typedef struct store_outbox_row {
 	int attempts;
 	int64_t next_at_ms;
 	char *last_error;          /* "" when none */
+	char *reasons;             /* store_outbox_held(): the reasons JSON text; else NULL */
 } store_outbox_row;
 
 void store_outbox_row_deinit(store_outbox_row *r);
@@ -171,16 +190,49 @@ int store_outbox_done(store *s, int64_t id, int64_t gen);
  * returning 0 (STORE_E_NOTFOUND for an unknown id). */
 int store_outbox_retry(store *s, int64_t id, int64_t gen, int64_t next_at_ms, const char *error);
 
-/* Hold back with reasons: reasons_json is a JSON array of
- * {"field": f, "message": m} (REDCap's messages, no values; anything else
- * than an array is -EINVAL), only if gen matches and the row is PENDING,
- * else a no-op returning 0 (STORE_E_NOTFOUND for an unknown id). The held
- * value itself stays in the (encrypted) payload. */
+/*
+ * Hold back with reasons: reasons_json is a JSON array of
+ * {"field": f, "message": m, "source": s} (REDCap's messages, no values;
+ * anything else than an array is -EINVAL), only if gen matches and the row
+ * is PENDING, else a no-op returning 0 (STORE_E_NOTFOUND for an unknown
+ * id). A HELD row with that gen only gets the new reasons (its "since"
+ * stays). The held value itself stays in the (encrypted) payload.
+ *
+ * The source of a held row is the "source" member of its first reason
+ * (the callers' convention: who decided, e.g. "validation", "redcap",
+ * "mapping", "curation"); the calls below that take a source select the
+ * held rows by it: NULL all, "x" those from x, "!x" all but those from x
+ * (a row without a source included).
+ */
 int store_outbox_hold(store *s, int64_t id, int64_t gen, const char *reasons_json);
 
-/* Make HELD rows of project PENDING again (all when record is NULL), with
- * attempts 0 and next_at 0. *n released (n may be NULL). */
-int store_outbox_release(store *s, const char *project, const char *record, int64_t *n);
+/* Hold every PENDING row of (project, record) with reasons_json (as
+ * store_outbox_hold() takes them); rows held already get these reasons
+ * instead of theirs (a release then lets them be checked afresh). *n the
+ * rows changed (n may be NULL). */
+int store_outbox_hold_record(store *s, const char *project, const char *record, const char *reasons_json,
+			     int64_t *n);
+
+/* Make the HELD row (id, gen) PENDING again (attempts 0, next_at 0, reasons
+ * cleared); a stale gen or a row not held: a no-op returning 0;
+ * STORE_E_NOTFOUND for an unknown id. */
+int store_outbox_unhold(store *s, int64_t id, int64_t gen);
+
+/* Make HELD rows of project PENDING again (all when record is NULL; only
+ * those from source unless it is NULL), with attempts 0 and next_at 0.
+ * *n released (n may be NULL). */
+int store_outbox_release(store *s, const char *project, const char *record, const char *source, int64_t *n);
+
+/*
+ * Up to limit HELD rows of project from source (NULL: any) with id >
+ * after_id, oldest id first, reasons filled; page on with the last id.
+ * *rows malloc'd (free with store_outbox_rows_free), *n set.
+ */
+int store_outbox_held(store *s, const char *project, const char *source, int64_t after_id, size_t limit,
+		      store_outbox_row **rows, size_t *n);
+
+/* How many HELD rows of project come from source (NULL: all); 0 for an unknown project. */
+int store_outbox_held_count(store *s, const char *project, const char *source, int64_t *n);
 
 /*
  * The outbox as a new JSON object:

@@ -456,9 +456,12 @@ static void test_refusals(void)
 	CHECK(p && json_equal(json_object_get(p, "refused"), want));
 	json_decref(p);
 	json_decref(want);
-	CHECK_INT(store_refusal_clear(s, "P", "p1"), 0);
-	CHECK_INT(store_refusal_clear(s, "P", "p1"), 0);
-	CHECK_INT(store_refusal_clear(s, "unknown", "p1"), 0);
+	int existed = -1;
+	CHECK_INT(store_refusal_clear(s, "P", "p1", &existed), 0);
+	CHECK_INT(existed, 1);
+	CHECK_INT(store_refusal_clear(s, "P", "p1", &existed), 0);
+	CHECK_INT(existed, 0);
+	CHECK_INT(store_refusal_clear(s, "unknown", "p1", NULL), 0);
 	p = project_status(s, "P", 0);
 	CHECK_INT(json_array_size(json_object_get(p, "refused")), 1);
 	json_decref(p);
@@ -674,14 +677,14 @@ static void test_outbox_hold_release(void)
 	CHECK_INT(store_outbox_hold(s, id2, 2, reasons), 0);
 	CHECK_INT(store_outbox_hold(s, id3, 1, reasons), 0);
 	CHECK_INT(pstat(s, "P", "held"), 3);
-	CHECK_INT(store_outbox_release(s, "P", "R2", &released), 0);
+	CHECK_INT(store_outbox_release(s, "P", "R2", NULL, &released), 0);
 	CHECK_INT(released, 1);
 	CHECK_STR(due_str(s, "P", 0, 10, NULL, NULL), "R2/#0:{\"v\":22}");
-	CHECK_INT(store_outbox_release(s, "P", "no-such-record", &released), 0);
+	CHECK_INT(store_outbox_release(s, "P", "no-such-record", NULL, &released), 0);
 	CHECK_INT(released, 0);
-	CHECK_INT(store_outbox_release(s, "no-such-project", NULL, &released), 0);
+	CHECK_INT(store_outbox_release(s, "no-such-project", NULL, NULL, &released), 0);
 	CHECK_INT(released, 0);
-	CHECK_INT(store_outbox_release(s, "P", NULL, &released), 0);
+	CHECK_INT(store_outbox_release(s, "P", NULL, NULL, &released), 0);
 	CHECK_INT(released, 2);
 	CHECK_STR(due_str(s, "P", 0, 10, NULL, NULL), "R1/#0:{\"v\":1};R2/#0:{\"v\":22};R3/#0:{\"v\":3}");
 	CHECK_INT(q_int(f.db, "SELECT count(*) FROM outbox WHERE reasons IS NOT NULL OR attempts <> 0"), 0);
@@ -689,6 +692,226 @@ static void test_outbox_hold_release(void)
 	/* Released rows keep their gen: a done for it counts. */
 	CHECK_INT(store_outbox_done(s, id1, 1), 0);
 	CHECK_INT(pstat(s, "P", "done"), 1);
+	store_close(s);
+	fx_deinit(&f);
+}
+
+/* The held rows as "record/instrument#instance:reasons;..." (static buffer). */
+static char *held_str(store *s, const char *project, const char *source, int64_t after, size_t limit, int64_t *last)
+{
+	store_outbox_row *rows = NULL;
+	size_t n = 0;
+	static char buf[2048];
+	buf[0] = '\0';
+	int rc = store_outbox_held(s, project, source, after, limit, &rows, &n);
+	if (rc) {
+		snprintf(buf, sizeof(buf), "error %d", rc);
+		return buf;
+	}
+	for (size_t i = 0; i < n; i++) {
+		size_t len = strlen(buf);
+		snprintf(buf + len, sizeof(buf) - len, "%s%s/%s#%lld:%s:%s", i ? ";" : "", rows[i].record,
+			 rows[i].instrument, (long long)rows[i].instance, rows[i].payload, rows[i].reasons);
+		if (rows[i].state != STORE_OUTBOX_HELD)
+			snprintf(buf, sizeof(buf), "not held");
+		if (last)
+			*last = rows[i].id;
+	}
+	store_outbox_rows_free(rows, n);
+	return buf;
+}
+
+static int64_t held_count(store *s, const char *project, const char *source)
+{
+	int64_t n = -1;
+	int rc = store_outbox_held_count(s, project, source, &n);
+	return rc ? -1000 + rc : n;
+}
+
+/* Held rows by source: read back with their reasons, re-held with new ones,
+ * un-held one by one, released by source; a record's pending rows held at
+ * once (an ambiguous patient) and released again. */
+static void test_outbox_held_sources(void)
+{
+	fx f;
+	int64_t srv = 0;
+	store *s = fx_setup(&f, &srv);
+	REQUIRE(s);
+	int changed = 0;
+	REQUIRE(oput(s, "P", "R1", "", "", 0, "{\"v\":1}", &changed) == 0);
+	REQUIRE(oput(s, "P", "R2", "", "", 0, "{\"v\":2}", &changed) == 0);
+	REQUIRE(oput(s, "P", "R3", "", "", 0, "{\"v\":3}", &changed) == 0);
+	REQUIRE(oput(s, "Q", "R1", "", "", 0, "{\"q\":1}", &changed) == 0);
+	store_outbox_row *rows = NULL;
+	size_t n = 0;
+	due_str(s, "P", 0, 10, &rows, &n);
+	REQUIRE(n == 3);
+	int64_t id1 = rows[0].id, id2 = rows[1].id, id3 = rows[2].id;
+	store_outbox_rows_free(rows, n);
+	due_str(s, "Q", 0, 10, &rows, &n);
+	REQUIRE(n == 1);
+	int64_t idq = rows[0].id;
+	store_outbox_rows_free(rows, n);
+
+	const char *rv = "[{\"field\":\"sex\",\"message\":\"m1\",\"source\":\"validation\"}]";
+	const char *rr = "[{\"field\":\"\",\"message\":\"m2\",\"source\":\"redcap\"}]";
+	const char *legacy = "[{\"field\":\"dob\",\"message\":\"m3\"}]";
+	CHECK_INT(store_outbox_hold(s, id1, 1, rv), 0);
+	CHECK_INT(store_outbox_hold(s, id2, 1, rr), 0);
+	CHECK_INT(store_outbox_hold(s, id3, 1, legacy), 0);
+	CHECK_INT(store_outbox_hold(s, idq, 1, rv), 0);
+	CHECK_INT(held_count(s, "P", NULL), 3);
+	CHECK_INT(held_count(s, "P", "validation"), 1);
+	CHECK_INT(held_count(s, "P", "redcap"), 1);
+	CHECK_INT(held_count(s, "P", "mapping"), 0);
+	CHECK_INT(held_count(s, "nope", NULL), 0);
+	const char *h1 = "R1/#0:{\"v\":1}:[{\"field\":\"sex\",\"message\":\"m1\",\"source\":\"validation\"}]";
+	CHECK_STR(held_str(s, "P", "validation", 0, 10, NULL), h1);
+	CHECK_STR(held_str(s, "P", NULL, 0, 10, NULL),
+		  "R1/#0:{\"v\":1}:[{\"field\":\"sex\",\"message\":\"m1\",\"source\":\"validation\"}];"
+		  "R2/#0:{\"v\":2}:[{\"field\":\"\",\"message\":\"m2\",\"source\":\"redcap\"}];"
+		  "R3/#0:{\"v\":3}:[{\"field\":\"dob\",\"message\":\"m3\"}]");
+	/* paging by id */
+	int64_t last = 0;
+	CHECK_STR(held_str(s, "P", NULL, 0, 2, &last),
+		  "R1/#0:{\"v\":1}:[{\"field\":\"sex\",\"message\":\"m1\",\"source\":\"validation\"}];"
+		  "R2/#0:{\"v\":2}:[{\"field\":\"\",\"message\":\"m2\",\"source\":\"redcap\"}]");
+	CHECK_INT(last, id2);
+	CHECK_STR(held_str(s, "P", NULL, last, 2, NULL), "R3/#0:{\"v\":3}:[{\"field\":\"dob\",\"message\":\"m3\"}]");
+	CHECK_STR(held_str(s, "P", "validation", id1, 2, NULL), "");
+	CHECK_STR(held_str(s, "nope", NULL, 0, 2, NULL), "");
+
+	/* A held row gets new reasons; since stays when it was first held. */
+	CHECK(raw_exec(f.db, "UPDATE outbox SET state_at = 1000 WHERE state = 2") == SQLITE_OK);
+	const char *rv2 = "[{\"field\":\"sex\",\"message\":\"m1b\",\"source\":\"validation\"}]";
+	CHECK_INT(store_outbox_hold(s, id1, 1, rv2), 0);
+	CHECK_INT(store_outbox_hold(s, id1, 2, rr), 0); /* stale gen: ignored */
+	char sql[160];
+	snprintf(sql, sizeof(sql), "SELECT state_at FROM outbox WHERE id = %lld", (long long)id1);
+	CHECK_INT(q_int(f.db, sql), 1000);
+	CHECK_STR(held_str(s, "P", "validation", 0, 10, NULL),
+		  "R1/#0:{\"v\":1}:[{\"field\":\"sex\",\"message\":\"m1b\",\"source\":\"validation\"}]");
+
+	/* un-hold one row */
+	CHECK_INT(store_outbox_unhold(s, id1, 2), 0); /* stale gen */
+	CHECK_INT(held_count(s, "P", "validation"), 1);
+	CHECK_INT(store_outbox_unhold(s, id1, 1), 0);
+	CHECK_INT(store_outbox_unhold(s, id1, 1), 0); /* not held any more: no-op */
+	CHECK_INT(store_outbox_unhold(s, id1 + 1000, 1), STORE_E_NOTFOUND);
+	CHECK_INT(held_count(s, "P", "validation"), 0);
+	CHECK_STR(due_str(s, "P", 0, 10, NULL, NULL), "R1/#0:{\"v\":1}");
+	snprintf(sql, sizeof(sql), "SELECT count(*) FROM outbox WHERE id = %lld AND reasons IS NULL AND attempts = 0",
+		 (long long)id1);
+	CHECK_INT(q_int(f.db, sql), 1);
+
+	/* release by source: only the rows REDCap refused, then the rest */
+	int64_t released = -1;
+	CHECK_INT(held_count(s, "P", "!redcap"), 1);      /* the legacy row without a source */
+	CHECK_INT(held_count(s, "P", "!validation"), 2);
+	CHECK_INT(store_outbox_release(s, "P", NULL, "redcap", &released), 0);
+	CHECK_INT(released, 1);
+	CHECK_INT(store_outbox_release(s, "P", "R3", "redcap", &released), 0);
+	CHECK_INT(released, 0);
+	CHECK_INT(store_outbox_release(s, "P", "R3", NULL, &released), 0);
+	CHECK_INT(released, 1);
+	CHECK_INT(held_count(s, "P", NULL), 0);
+	CHECK_INT(held_count(s, "Q", "validation"), 1); /* another project's row stays */
+
+	/* A record's pending rows held at once; a done row stays done. */
+	REQUIRE(oput(s, "P", "R5", "", "", 0, "{\"v\":5}", &changed) == 0);
+	REQUIRE(oput(s, "P", "R5", "", "labs", 1, "{\"l\":1}", &changed) == 0);
+	REQUIRE(oput(s, "P", "R5", "", "labs", 2, "{\"l\":2}", &changed) == 0);
+	REQUIRE(oput(s, "P", "R5", "", "labs", 3, "{\"l\":3}", &changed) == 0);
+	due_str(s, "P", 0, 10, &rows, &n);
+	REQUIRE(n == 7);
+	CHECK_INT(store_outbox_done(s, rows[3].id, rows[3].gen), 0); /* R5 #0 */
+	CHECK_INT(store_outbox_hold(s, rows[6].id, rows[6].gen, rv), 0); /* R5 labs #3, by the check */
+	store_outbox_rows_free(rows, n);
+	const char *rc = "[{\"field\":\"\",\"message\":\"ambiguous MRN\",\"source\":\"curation\"}]";
+	int64_t nh = -1;
+	CHECK_INT(store_outbox_hold_record(s, "P", "R5", rc, &nh), 0);
+	CHECK_INT(nh, 3);
+	CHECK_INT(held_count(s, "P", "validation"), 0); /* not re-checked while the patient is refused */
+	CHECK_INT(store_outbox_hold_record(s, "P", "R5", rc, &nh), 0);
+	CHECK_INT(nh, 0);
+	CHECK_INT(store_outbox_hold_record(s, "P", "no-such-record", rc, &nh), 0);
+	CHECK_INT(nh, 0);
+	CHECK_INT(store_outbox_hold_record(s, "P", "R5", "{}", &nh), -EINVAL);
+	CHECK_INT(held_count(s, "P", "curation"), 3);
+	CHECK_STR(due_str(s, "P", 0, 10, NULL, NULL), "R1/#0:{\"v\":1};R2/#0:{\"v\":2};R3/#0:{\"v\":3}");
+	/* The same payload again keeps them held (only a release lets them go). */
+	CHECK_INT(oput(s, "P", "R5", "", "labs", 1, "{\"l\":1}", &changed), 0);
+	CHECK_INT(changed, 0);
+	CHECK_INT(held_count(s, "P", "curation"), 3);
+	CHECK_INT(store_outbox_release(s, "P", "R5", "validation", &released), 0);
+	CHECK_INT(released, 0);
+	CHECK_INT(store_outbox_release(s, "P", NULL, "!curation", &released), 0);
+	CHECK_INT(released, 0);
+	CHECK_INT(store_outbox_release(s, "P", "R5", "curation", &released), 0);
+	CHECK_INT(released, 3);
+	CHECK_STR(due_str(s, "P", 0, 10, NULL, NULL),
+		  "R1/#0:{\"v\":1};R2/#0:{\"v\":2};R3/#0:{\"v\":3};R5/labs#1:{\"l\":1};R5/labs#2:{\"l\":2};"
+		  "R5/labs#3:{\"l\":3}");
+	CHECK_INT(pstat(s, "P", "done"), 1);
+	store_close(s);
+	fx_deinit(&f);
+}
+
+/* A JSON array of strings as "a,b" (static buffer); "(null)" for NULL. */
+static const char *jlist(json_t *a)
+{
+	static char buf[256];
+	buf[0] = '\0';
+	if (!a)
+		return "(null)";
+	for (size_t i = 0; i < json_array_size(a); i++) {
+		size_t len = strlen(buf);
+		snprintf(buf + len, sizeof(buf) - len, "%s%s", i ? "," : "", json_string_value(json_array_get(a, i)));
+	}
+	return buf;
+}
+
+/* Record names as REDCap matches them: "XK1", "xk1 " and "\tXk1" are one record. */
+static void test_record_owners(void)
+{
+	fx f;
+	int64_t srv = 0;
+	store *s = fx_setup(&f, &srv);
+	REQUIRE(s);
+	json_t *same = NULL, *left = NULL;
+	int changed = -1;
+#define OWN(proj, pat, rec, want_same, want_left, want_changed)                                              \
+	do {                                                                                                 \
+		CHECK_INT(store_record_owner_set(s, proj, pat, rec, &same, &left, &changed), 0);             \
+		CHECK_STR(jlist(same), want_same);                                                           \
+		CHECK_STR(jlist(left), want_left);                                                           \
+		CHECK_INT(changed, want_changed);                                                            \
+		json_decref(same);                                                                           \
+		json_decref(left);                                                                           \
+	} while (0)
+	OWN("P", "pat-1", "XK1", "", "", 1);
+	OWN("P", "pat-1", "XK1", "", "", 0);
+	OWN("P", "pat-2", "xk1 ", "pat-1", "", 1);
+	OWN("P", "pat-3", "\tXk1", "pat-1,pat-2", "", 1);
+	OWN("P", "pat-1", "XK1", "pat-2,pat-3", "", 0);
+	OWN("Q", "pat-9", "xk1", "", "", 1); /* another project */
+	OWN("P", "pat-4", "XK2", "", "", 1);
+	/* pat-3 gets another record: it leaves pat-1 and pat-2 */
+	OWN("P", "pat-3", "xk2", "pat-4", "pat-1,pat-2", 1);
+	OWN("P", "pat-2", NULL, "", "pat-1", 1);
+	OWN("P", "pat-2", NULL, "", "", 0);
+	OWN("P", "pat-1", "XK1", "", "", 0);
+	/* either list may be skipped */
+	CHECK_INT(store_record_owner_set(s, "P", "pat-1", "XK1", NULL, NULL, NULL), 0);
+	CHECK_INT(store_record_owner_set(s, "", "pat-1", "XK1", NULL, NULL, NULL), -EINVAL);
+	CHECK_INT(store_record_owner_set(s, "P", "", "XK1", NULL, NULL, NULL), -EINVAL);
+#undef OWN
+	/* Only keyed hashes (hex: no x, no k) and patient ids in the store. */
+	CHECK_INT(q_int(f.db, "SELECT count(*) FROM project_kv WHERE lower(key) LIKE '%xk1%' OR lower(value) LIKE '%xk1%'"
+			      " OR lower(key) LIKE '%xk2%' OR lower(value) LIKE '%xk2%'"),
+		  0);
+	/* P: record-of for pat-1, pat-3, pat-4 and two folds; Q: one of each. */
+	CHECK_INT(q_int(f.db, "SELECT count(*) FROM project_kv WHERE key LIKE 'record-%'"), 7);
 	store_close(s);
 	fx_deinit(&f);
 }
@@ -1313,6 +1536,8 @@ int main(int argc, char **argv)
 		HARNESS_TEST(test_instances),
 		HARNESS_TEST(test_outbox_put_and_gen),
 		HARNESS_TEST(test_outbox_hold_release),
+		HARNESS_TEST(test_outbox_held_sources),
+		HARNESS_TEST(test_record_owners),
 		HARNESS_TEST(test_outbox_due_order_and_next),
 		HARNESS_TEST(test_outbox_status_json),
 		HARNESS_TEST(test_provenance),

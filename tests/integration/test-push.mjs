@@ -113,9 +113,15 @@ function syncKilledWhen(cfgPath, trigger) {
 
 test('kill -9 during curation and during the push, then rerun: nothing lost, no duplicate instance', async (t) => {
   const w = await world(t, { genArgs: ['--patients', '150', '--seed', '13'], cfg: { batch_size: 10 } });
-  // 1: while the patients are being curated (after the first committed batch).
-  const k1 = await syncKilledWhen(w.cfgPath, (err, fire) => { if (/is new or changed/.test(err)) setTimeout(fire, 80); });
+  const total = w.data.resources.filter((x) => x.resourceType === 'Patient').length;
+  // 1: while the patients are being curated: right after the first batch
+  // of 100 committed, before the last 50 did.
+  const k1 = await syncKilledWhen(w.cfgPath, (err, fire) => { if (/a batch of \d+ patients committed/.test(err)) fire(); });
   assert.equal(k1.signal, 'SIGKILL', 'the first run was killed before it ended');
+  const mid = await status(w.cfgPath);
+  assert.ok(mid.curation.waiting >= 1 && mid.curation.waiting <= total - 1,
+    `the kill landed mid-curation: ${mid.curation.waiting} of ${total} patients still waiting`);
+  assert.equal(mid.outbox.example.done, 0, 'nothing was pushed before the kill');
   // 2 and 3: in the middle of the push, after n imports reached REDCap.
   for (const n of [5, 40]) {
     const start = (await w.redcap.control('stats')).imports.requests;
@@ -153,10 +159,22 @@ test('REDCap offline and 5xx answers are retried; the data lands', async (t) => 
   const w = await world(t, { genArgs: ['--patients', '6', '--seed', '15'] });
   await w.redcap.control('faults', { kind: 'status', status: 503, times: 2, content: 'record' });
   await w.redcap.control('offline', { project: 'example', offline: true });
-  setTimeout(() => w.redcap.control('offline', { project: 'example', offline: false }).catch(() => {}), 300);
-  const r = await syncOnce(w.cfgPath);
+  const run = syncOnce(w.cfgPath);
+  // Back online once REDCap has answered "offline" at least once.
+  let s;
+  for (let i = 0; i < 500; i++) {
+    s = await w.redcap.control('stats');
+    if ((s.requests.byStatus['400'] ?? 0) >= 1) break;
+    await sleep(10);
+  }
+  await w.redcap.control('offline', { project: 'example', offline: false });
+  const r = await run;
   assert.equal(r.code, 0, r.stderr);
-  assert.ok(pushOf(r).retries >= 1, JSON.stringify(pushOf(r)));
+  const after = await w.redcap.control('stats');
+  assert.ok(after.requests.byStatus['400'] >= 1, `REDCap answered "offline": ${JSON.stringify(after.requests.byStatus)}`);
+  assert.ok(after.requests.byStatus['503'] >= 2, `REDCap answered 503 twice: ${JSON.stringify(after.requests.byStatus)}`);
+  assert.equal(after.faults.injected, 2);
+  assert.ok(pushOf(r).retries >= 3, JSON.stringify(pushOf(r)));
   await assertMatches(w, expectedFor(w));
 });
 
@@ -236,20 +254,33 @@ test('check: the shipped mapping fits; a missing field, a bad choice map and a n
 
   const m = JSON.parse(readFileSync(join(exampleDir, 'mapping.json'), 'utf8'));
   const bad = structuredClone(m);
-  const sexRule = bad.rules.find((r) => r.fields && r.fields.sex);
-  sexRule.fields.sex.map.female = '9';
-  const hr = bad.rules.find((r) => r.fields && r.fields.hr_baseline);
+  const sexAt = bad.rules.findIndex((r) => r.fields && r.fields.sex);
+  bad.rules[sexAt].fields.sex.map.female = '9';
+  const hrAt = bad.rules.findIndex((r) => r.fields && r.fields.hr_baseline);
+  const hr = bad.rules[hrAt];
   hr.fields.hr_beseline = hr.fields.hr_baseline;
   delete hr.fields.hr_baseline;
-  const vit = bad.rules.find((r) => r.instrument === 'vitals');
+  const vitAt = bad.rules.findIndex((r) => r.instrument === 'vitals');
+  const vit = bad.rules[vitAt];
   delete vit.instrument;
   vit.select = 'LAST';
+  // A rule whose instrument is the non-repeating demographics form.
+  const demo = structuredClone(bad.rules[sexAt]);
+  demo.name = 'dob-as-instances';
+  demo.instrument = 'demographics';
+  demo.fields = { dob: demo.fields.dob };
+  bad.rules.push(demo);
+  const demoAt = bad.rules.length - 1;
   writeFileSync(join(w.dir, 'mapping.json'), JSON.stringify(bad, null, 2));
   const r = await runBridge(['check', '--config', w.cfgPath]);
   assert.equal(r.code, 1, r.stdout + r.stderr);
-  assert.match(r.stdout, /hr_beseline/);
-  assert.match(r.stdout, /sex/);
-  assert.match(r.stdout, /vs_datetime|vitals/);
+  const rule = (i) => `rules\\[${i}\\] "${bad.rules[i].name}"`;
+  assert.match(r.stdout, new RegExp(`^example: \\S+mapping\\.json:\\d+:\\d+: ${rule(sexAt)}: field sex: the map gives "9" \\(for "female"\\), not a code of the field \\(1, 2, 3\\)$`, 'm'));
+  assert.match(r.stdout, new RegExp(`^example: \\S+mapping\\.json:\\d+:\\d+: ${rule(hrAt)}: field hr_beseline: is not in the data dictionary$`, 'm'));
+  for (const f of ['vs_datetime', 'vs_loinc', 'vs_value', 'vs_unit'])
+    assert.match(r.stdout, new RegExp(`^example: \\S+mapping\\.json:\\d+:\\d+: ${rule(vitAt)}: field ${f}: is on the repeating instrument vitals \\(a rule without "instrument" fills non-repeating forms\\)$`, 'm'));
+  assert.match(r.stdout, new RegExp(`^example: \\S+mapping\\.json:\\d+:\\d+: ${rule(demoAt)}: instrument demographics: is not a repeating instrument$`, 'm'));
+  assert.match(r.stdout, /^7 problems found$/m);
 });
 
 test('a 403 (wrong token) stops the push with a clear error', async (t) => {
@@ -555,4 +586,279 @@ test('a record name REDCap refuses (an MRN with "+") is held with the message, t
   const rows = (await w.redcap.records()).rows;
   assert.ok(!rows.some((x) => x.record_id === 'AB+1234'));
   assert.equal(new Set(rows.map((x) => x.record_id)).size, 2, 'the other records landed');
+});
+
+// ---- held rows: tried again, re-checked, released ----------------------------
+
+const GENERIC_400 = 'There were errors with your request. If you are sending data, then it might be due to the data being misformatted.';
+
+test('a single row REDCap refuses without saying why is tried again next cycle, not held for good', async (t) => {
+  const w = await world(t, { genArgs: ['--patients', '2', '--seed', '30'], cfg: { batch_size: 1 } });
+  // One plain 400 (no per-value errors, no message about the row).
+  await w.redcap.control('faults', { kind: 'status', status: 400, content: 'record', action: 'import', times: 1 });
+  const r1 = await syncOnce(w.cfgPath);
+  assert.equal(r1.code, 0, r1.stderr);
+  assert.equal(pushOf(r1).deferred, 1, JSON.stringify(pushOf(r1)));
+  assert.equal(pushOf(r1).held, 0);
+  assert.match(r1.stderr, /REDCap refused a row without saying why \(bad-request \(HTTP 400\): \d+-byte message\); it is tried again in a later cycle \(refusal 1 of 3/);
+  const st1 = await status(w.cfgPath);
+  assert.equal(st1.outbox.example.held, 0);
+  assert.equal(st1.outbox.example.pending, 1, 'the refused row waits for the next cycle');
+  assert.equal((await w.redcap.control('stats')).faults.injected, 1);
+  // The next cycle sends it; everything is in REDCap.
+  const r2 = await syncOnce(w.cfgPath);
+  assert.equal(r2.code, 0, r2.stderr);
+  assert.equal(pushOf(r2).sent, 1);
+  await assertMatches(w, expectedFor(w));
+  const st2 = await status(w.cfgPath);
+  assert.equal(st2.outbox.example.pending, 0);
+  assert.equal(st2.outbox.example.held, 0);
+});
+
+test('a row REDCap keeps refusing without a reason is held after the third cycle; push-release sends it again', async (t) => {
+  const w = await world(t, { genArgs: ['--patients', '2', '--seed', '31'], cfg: { batch_size: 1 } });
+  // One plain 400 for the first import of each cycle: in the first, the
+  // oldest row; after that the same row, the only one due.
+  const refuseOnce = () => w.redcap.control('faults', { kind: 'status', status: 400, content: 'record', action: 'import', times: 1 });
+  for (const n of [1, 2]) {
+    await refuseOnce();
+    const r = await syncOnce(w.cfgPath);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(pushOf(r).deferred, 1, `cycle ${n}: ${JSON.stringify(pushOf(r))}`);
+    assert.equal((await w.redcap.control('stats')).faults.injected, n);
+    if (n === 2)
+      assert.equal(pushOf(r).requests - 3, 1, 'the deferred row alone, after the dictionary requests');
+  }
+  await refuseOnce();
+  const r3 = await syncOnce(w.cfgPath);
+  assert.equal(r3.code, 0, r3.stderr);
+  assert.equal(pushOf(r3).held, 1, JSON.stringify(pushOf(r3)));
+  assert.match(r3.stderr, /example: 1 row held back: REDCap refused the row without saying why, 3 tries \(bad-request \(HTTP 400\): \d+-byte message\) \(see `status`\)/);
+  const st = await status(w.cfgPath);
+  assert.equal(st.outbox.example.held, 1);
+  const [h] = st.outbox.example.held_rows;
+  assert.equal(h.reasons.length, 1);
+  assert.equal(h.reasons[0].source, 'redcap');
+  // The emulator's generic 400 body, as the bridge reads it (trimmed).
+  assert.equal(h.reasons[0].message, `REDCap refused this row without saying why, 3 tries (bad-request (HTTP 400): ${GENERIC_400.length}-byte message): ${GENERIC_400}`);
+  // Held: a rerun sends nothing.
+  const r4 = await syncOnce(w.cfgPath);
+  assert.equal(r4.code, 0, r4.stderr);
+  assert.equal(pushOf(r4).requests, 0, 'no request for a held row');
+  // push-release: another record first (nothing), then the project.
+  const other = await runBridge(['push-release', '--config', w.cfgPath, '--project', 'example', '--record', 'NO-SUCH-RECORD']);
+  assert.equal(other.code, 0, other.stderr);
+  assert.match(other.stdout, /^example: 0 held rows released for the record; nothing to do$/m);
+  const bad = await runBridge(['push-release', '--config', w.cfgPath, '--project', 'nope']);
+  assert.equal(bad.code, 2);
+  assert.match(bad.stderr, /no project nope/);
+  const rel = await runBridge(['push-release', '--config', w.cfgPath, '--project', 'example', '--record', h.record]);
+  assert.equal(rel.code, 0, rel.stderr);
+  assert.match(rel.stdout, /^example: 1 held row released for the record; they are sent with the next sync$/m);
+  const r5 = await syncOnce(w.cfgPath);
+  assert.equal(r5.code, 0, r5.stderr);
+  assert.equal(pushOf(r5).sent, 1);
+  await assertMatches(w, expectedFor(w));
+  assert.equal((await status(w.cfgPath)).outbox.example.held, 0);
+  const help = await runBridge(['push-release', '--help']);
+  assert.equal(help.code, 0);
+  assert.match(help.stdout, /usage: fhir-redcap-bridge push-release --config FILE --project P \[--record R\]/);
+  assert.match((await runBridge(['--help'])).stdout, /push-release --config FILE --project P \[--record R\]/);
+});
+
+test('a row held by the bridge\'s own check goes once REDCap\'s dictionary has the missing choice; logs carry no PHI', async (t) => {
+  const dir0 = tempDir('frb-dict-');
+  t.after(() => cleanup(dir0));
+  // The example study without sex's "3, Unknown".
+  const full = readFileSync(join(exampleDir, 'dictionary.csv'), 'utf8');
+  const narrow = full.replace('1, Female | 2, Male | 3, Unknown', '1, Female | 2, Male');
+  assert.notEqual(narrow, full);
+  writeFileSync(join(dir0, 'dict.csv'), narrow);
+  const repeating = 'vitals;labs;conditions;medications;allergies';
+  const w = await world(t, {
+    genArgs: ['--patients', '3', '--seed', '32'],
+    emulatorArgs: ['--project', `example=${join(dir0, 'dict.csv')},repeating=${repeating}`, '--token', `${EXAMPLE_TOKEN}=example`],
+  });
+  const pats = w.data.resources.filter((x) => x.resourceType === 'Patient');
+  const unknown = pats.filter((p) => p.gender !== 'male' && p.gender !== 'female');
+  // One more patient whose sex maps to 3.
+  const mrn = 'MRN07777777';
+  const c = await w.fhir.fhir('Patient', { method: 'POST', headers: { 'content-type': 'application/fhir+json' },
+    body: JSON.stringify({ resourceType: 'Patient', gender: 'unknown', birthDate: '1971-07-07', identifier: [{ system: MRN_SYSTEM, value: mrn }] }) });
+  assert.equal(c.status, 201);
+  const r1 = await syncOnce(w.cfgPath);
+  assert.equal(r1.code, 0, r1.stderr);
+  const heldN = unknown.length + 1;
+  assert.equal(pushOf(r1).held, heldN);
+  const msg = 'The value is not a valid category for sex';
+  assert.match(r1.stderr, new RegExp(`warn +redcap +example: ${heldN} rows? held back: sex: ${msg} \\(see \`status\`\\)`));
+  assert.doesNotMatch(r1.stderr, /MRN\d{8}/, 'no record name in the log');
+  const st1 = await status(w.cfgPath);
+  assert.equal(st1.outbox.example.held, heldN);
+  assert.ok(st1.outbox.example.held_rows.every((h) => h.reasons.length === 1 && h.reasons[0].field === 'sex' &&
+    h.reasons[0].message === msg && h.reasons[0].source === 'validation'), JSON.stringify(st1.outbox.example.held_rows));
+  assert.ok(st1.outbox.example.held_rows.some((h) => h.record === mrn));
+  // Nothing changes by itself while the dictionary lacks the choice.
+  const r2 = await syncOnce(w.cfgPath);
+  assert.equal(r2.code, 0, r2.stderr);
+  assert.equal(pushOf(r2).released, 0);
+  assert.equal((await status(w.cfgPath)).outbox.example.held, heldN);
+  // The full detail only at debug level.
+  const rd = await syncOnce(w.cfgPath, ['--log-level', 'debug']);
+  assert.equal(rd.code, 0, rd.stderr);
+  assert.match(rd.stderr, new RegExp(`debug +redcap +example: still held back: record ${mrn}, instrument -, instance 0: .*${msg}`));
+
+  // An administrator adds the choice (the emulator's project is defined again: its records go).
+  await w.redcap.control('projects', { name: 'example', dictionary_csv: full, repeating: repeating.split(';') });
+  const r3 = await syncOnce(w.cfgPath);
+  assert.equal(r3.code, 0, r3.stderr);
+  assert.equal(pushOf(r3).released, heldN, JSON.stringify(pushOf(r3)));
+  assert.equal(pushOf(r3).sent, heldN);
+  assert.equal(pushOf(r3).held, 0);
+  const st3 = await status(w.cfgPath);
+  assert.equal(st3.outbox.example.held, 0);
+  const rows = (await w.redcap.records()).rows;
+  const row = rows.find((x) => x.record_id === mrn && !x.redcap_repeat_instrument);
+  assert.ok(row, 'the released row is in REDCap');
+  assert.equal(row.sex, '3');
+  assert.equal(row.dob, '1971-07-07');
+});
+
+test('queued rows of a patient whose MRN becomes ambiguous are held, never sent; they go once it is alone again', async (t) => {
+  const w = await world(t, { genArgs: ['--patients', '4', '--seed', '33'] });
+  assert.equal((await syncOnce(w.cfgPath)).code, 0);
+  const mrn = 'MRN00000002';
+  const lab = w.data.resources.find((x) => x.resourceType === 'Observation' && x.subject.reference === 'Patient/pat-000002' &&
+    x.valueQuantity && x.category[0].coding[0].code === 'laboratory' && x.code.coding[0].code !== '2160-0');
+  assert.ok(lab);
+  const labInRedcap = async () => (await w.redcap.records()).rows.filter((x) => x.record_id === mrn &&
+    x.redcap_repeat_instrument === 'labs' && x.lab_value === '777.5');
+  // The lab value changes while REDCap is offline: the row is queued.
+  const cur = (await w.fhir.fhir(`Observation/${lab.id}`)).body;
+  const put = await w.fhir.fhir(`Observation/${lab.id}`, { method: 'PUT', headers: { 'content-type': 'application/fhir+json' },
+    body: JSON.stringify({ ...cur, valueQuantity: { ...cur.valueQuantity, value: 777.5 } }) });
+  assert.equal(put.status, 200);
+  await sleep(1100);
+  await w.redcap.control('offline', { project: 'example', offline: true });
+  const r1 = await syncOnce(w.cfgPath);
+  assert.equal(r1.code, 1, 'REDCap is offline: the push did not complete');
+  assert.equal(r1.result.curate.rows_queued, 1);
+  assert.equal((await status(w.cfgPath)).outbox.example.pending, 1);
+  // A second Patient with the same MRN appears; REDCap is back.
+  const dup = await w.fhir.fhir('Patient', { method: 'POST', headers: { 'content-type': 'application/fhir+json' },
+    body: JSON.stringify({ resourceType: 'Patient', gender: 'male', birthDate: '1950-05-05', identifier: [{ system: MRN_SYSTEM, value: mrn }] }) });
+  assert.equal(dup.status, 201);
+  await sleep(1100);
+  await w.redcap.control('offline', { project: 'example', offline: false });
+  const r2 = await syncOnce(w.cfgPath);
+  assert.equal(r2.code, 0, r2.stderr);
+  const st2 = await status(w.cfgPath);
+  assert.deepEqual(st2.outbox.example.refused.map((x) => x.patient).sort(), ['pat-000002', dup.body.id].sort());
+  assert.ok(st2.outbox.example.refused.every((x) => /^ambiguous MRN: 2 Patient resources carry it/.test(x.reason)));
+  assert.equal(st2.outbox.example.pending, 0);
+  assert.equal(st2.outbox.example.held, 1);
+  const [h] = st2.outbox.example.held_rows;
+  assert.equal(h.record, mrn);
+  assert.equal(h.instrument, 'labs');
+  assert.equal(h.reasons[0].source, 'curation');
+  assert.match(h.reasons[0].message, /^ambiguous MRN/);
+  assert.deepEqual(await labInRedcap(), [], 'the queued value did not reach REDCap while the MRN is ambiguous');
+  // push-release does not let it go while the refusal stands.
+  const rel = await runBridge(['push-release', '--config', w.cfgPath, '--project', 'example']);
+  assert.match(rel.stdout, /0 held rows released/);
+  // The duplicate gets its own MRN: pat-000002 is alone again and curated as usual.
+  const fixed = await w.fhir.fhir(`Patient/${dup.body.id}`, { method: 'PUT', headers: { 'content-type': 'application/fhir+json' },
+    body: JSON.stringify({ ...dup.body, identifier: [{ system: MRN_SYSTEM, value: 'MRN09999999' }] }) });
+  assert.equal(fixed.status, 200);
+  await sleep(1100);
+  const r3 = await syncOnce(w.cfgPath);
+  assert.equal(r3.code, 0, r3.stderr);
+  const st3 = await status(w.cfgPath);
+  assert.deepEqual(st3.outbox.example.refused, []);
+  assert.equal(st3.outbox.example.held, 0);
+  assert.equal(st3.outbox.example.pending, 0);
+  assert.equal((await labInRedcap()).length, 1, 'the value landed once the patient was alone again');
+  const rows = (await w.redcap.records()).rows;
+  assert.ok(rows.some((x) => x.record_id === 'MRN09999999' && !x.redcap_repeat_instrument));
+});
+
+test('two patients whose record ids differ only in case are both refused, never merged in REDCap', async (t) => {
+  const w = await world(t, { genArgs: ['--patients', '2', '--seed', '34'] });
+  const mk = async (value, birthDate) => {
+    const c = await w.fhir.fhir('Patient', { method: 'POST', headers: { 'content-type': 'application/fhir+json' },
+      body: JSON.stringify({ resourceType: 'Patient', gender: 'female', birthDate, identifier: [{ system: MRN_SYSTEM, value }] }) });
+    assert.equal(c.status, 201);
+    return c.body;
+  };
+  const a = await mk('CASE0001', '1960-01-01');
+  const b = await mk('case0001', '1970-02-02');
+  const r1 = await syncOnce(w.cfgPath);
+  assert.equal(r1.code, 0, r1.stderr);
+  const st = await status(w.cfgPath);
+  const refused = st.outbox.example.refused;
+  assert.deepEqual(refused.map((x) => x.patient).sort(), [a.id, b.id].sort());
+  assert.ok(refused.every((x) => /^ambiguous record: 1 other Patient's record id differs from this one only in case or spaces, which REDCap ignores/.test(x.reason)),
+    JSON.stringify(refused));
+  assert.doesNotMatch(r1.stderr, /case0001/i, 'no record name in the log');
+  let rows = (await w.redcap.records()).rows;
+  assert.ok(!rows.some((x) => x.record_id.toLowerCase() === 'case0001'), 'neither reached REDCap');
+  assert.equal(new Set(rows.map((x) => x.record_id)).size, 2, 'the other records landed');
+  // A rerun refuses them again, sends nothing.
+  const r2 = await syncOnce(w.cfgPath);
+  assert.equal(r2.code, 0, r2.stderr);
+  assert.equal(pushOf(r2).sent, 0);
+  // One of them gets another MRN: both go, each to its own record.
+  const put = await w.fhir.fhir(`Patient/${b.id}`, { method: 'PUT', headers: { 'content-type': 'application/fhir+json' },
+    body: JSON.stringify({ ...b, identifier: [{ system: MRN_SYSTEM, value: 'OTHER0002' }] }) });
+  assert.equal(put.status, 200);
+  await sleep(1100);
+  const r3 = await syncOnce(w.cfgPath);
+  assert.equal(r3.code, 0, r3.stderr);
+  assert.deepEqual((await status(w.cfgPath)).outbox.example.refused, []);
+  rows = (await w.redcap.records()).rows;
+  assert.equal(rows.find((x) => x.record_id === 'CASE0001')?.dob, '1960-01-01');
+  assert.equal(rows.find((x) => x.record_id === 'OTHER0002')?.dob, '1970-02-02');
+});
+
+test('anchors typed into REDCap are read for this cycle\'s records in batches, split when REDCap runs out of memory', async (t) => {
+  const w = await world(t, { genArgs: ['--patients', '6', '--seed', '35'], cfg: { batch_size: 4 } });
+  const m = JSON.parse(readFileSync(join(exampleDir, 'mapping.json'), 'utf8'));
+  m.anchors = { enroll: { field: 'enroll_date' } };
+  m.rules = m.rules.filter((r) => !r.anchor);
+  writeFileSync(join(w.dir, 'mapping.json'), JSON.stringify(m, null, 2));
+  const e0 = (await w.redcap.control('stats')).exports;
+  const r1 = await syncOnce(w.cfgPath);
+  assert.equal(r1.code, 0, r1.stderr);
+  const e1 = (await w.redcap.control('stats')).exports;
+  // The listing (nothing in REDCap yet), then 6 records in batches of 4: 4 + 2.
+  assert.equal(e1.requests - e0.requests, 3, JSON.stringify(e1));
+  assert.equal(e1.records - e0.records, 0, 'REDCap had none of the records yet');
+  assert.equal(r1.result.anchors.projects.example.ok, true);
+
+  // REDCap now runs out of memory on exports of more than 2 records.
+  await w.redcap.control('config', { maxExportRecords: 2 });
+  // New lab values for three patients.
+  const changed = [];
+  for (const pid of ['pat-000001', 'pat-000002', 'pat-000003']) {
+    const lab = w.data.resources.find((x) => x.resourceType === 'Observation' && x.subject.reference === `Patient/${pid}` &&
+      x.valueQuantity && x.category[0].coding[0].code === 'laboratory' && x.code.coding[0].code !== '2160-0');
+    const cur = (await w.fhir.fhir(`Observation/${lab.id}`)).body;
+    const put = await w.fhir.fhir(`Observation/${lab.id}`, { method: 'PUT', headers: { 'content-type': 'application/fhir+json' },
+      body: JSON.stringify({ ...cur, valueQuantity: { ...cur.valueQuantity, value: 555.5 } }) });
+    assert.equal(put.status, 200);
+    changed.push(pid);
+  }
+  await sleep(1100);
+  const r2 = await syncOnce(w.cfgPath);
+  assert.equal(r2.code, 0, r2.stderr);
+  // The listing of the 6 changed records runs REDCap out of memory: skipped for this cycle.
+  assert.match(r2.stderr, /REDCap could not list the records changed since the last read/);
+  // The 3 records of this cycle: 3 is too many, 2 + 1 fit.
+  assert.ok(r2.result.anchors.projects.example.splits >= 1, JSON.stringify(r2.result.anchors));
+  const e2 = (await w.redcap.control('stats')).exports;
+  assert.equal(e2.records - e1.records, 3, 'exactly the records of this cycle were read');
+  assert.equal(r2.result.curate.patients, 3);
+  assert.equal(r2.result.curate.deferred, 0);
+  const rows = (await w.redcap.records()).rows;
+  assert.equal(rows.filter((x) => x.redcap_repeat_instrument === 'labs' && x.lab_value === '555.5').length, 3);
 });
