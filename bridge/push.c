@@ -241,14 +241,8 @@ static void server_stop(proj *p, bool ban, const char *what)
 	rc_server *s = p->srv;
 	s->stopped = true;
 	snprintf(s->reason, sizeof(s->reason), "%s", what);
-	if (ban) {
-		const config *cfg = pr->env.cfg;
-		for (size_t i = 0; i < cfg->n_redcap_projects; i++)
-			if (strcmp(cfg->redcap_projects[i].url, s->url) == 0 &&
-			    store_project_set(pr->env.st, cfg->redcap_projects[i].name, PUSH_HALT_KEY, what) != 0)
-				log_error("redcap", "cannot record the ban in the store: %s",
-					  store_errmsg(pr->env.st));
-	}
+	if (ban && rc_ban_record(pr->env.st, pr->env.cfg, s->url, what) != 0)
+		log_error("redcap", "cannot record the ban in the store: %s", store_errmsg(pr->env.st));
 	log_error("redcap", "%s: %s. ALL TRAFFIC TO %s STOPPED%s", p->cp->name, what, s->url,
 		  ban ? " until an operator runs `fhir-redcap-bridge push-resume`" : " for this cycle");
 }

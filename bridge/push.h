@@ -108,7 +108,7 @@ json_t *push_run_result(const push_run *pr);
 void push_run_free(push_run *pr);
 
 /* The store key under which a ban is recorded for a project. */
-#define PUSH_HALT_KEY "halted"
+#define PUSH_HALT_KEY RC_HALT_KEY /* (bridge/rcclient.h) */
 
 /* The store key of a project's last complete anchor read (wall ms, decimal). */
 #define PUSH_ANCHORS_READ_KEY "anchors_read_at"
