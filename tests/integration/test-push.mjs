@@ -178,6 +178,21 @@ test('REDCap offline and 5xx answers are retried; the data lands', async (t) => 
   await assertMatches(w, expectedFor(w));
 });
 
+test('imports REDCap applied but whose answers were lost (cut mid-answer) are sent again: no second record or instance', async (t) => {
+  const w = await world(t, { genArgs: ['--patients', '6', '--seed', '16'], cfg: { batch_size: 25 } });
+  // The emulator applies each of these imports, then cuts its answer in half.
+  await w.redcap.control('faults', { content: 'record', action: 'import', kind: 'truncate', times: 3 });
+  const r = await syncOnce(w.cfgPath);
+  assert.equal(r.code, 0, r.stderr);
+  const s = await w.redcap.control('stats');
+  assert.equal(s.faults.injected, 3, 'three answers were lost');
+  assert.ok(pushOf(r).retries >= 3, JSON.stringify(pushOf(r)));
+  // Every instance once, every value as computed: the resent rows overwrote themselves.
+  await assertMatches(w, expectedFor(w));
+  const again = await syncOnce(w.cfgPath);
+  assert.equal(pushOf(again).sent, 0, 'nothing left to send');
+});
+
 test('a ban stops all traffic to that REDCap until push-resume', async (t) => {
   const w = await world(t, { genArgs: ['--patients', '10', '--seed', '16'], cfg: { batch_size: 5 } });
   await w.redcap.control('config', { rateLimit: 4 });
