@@ -459,6 +459,9 @@ static int load_project(jsonstrict *x, json_t *o, config_redcap_project *p, cons
 		return jsonstrict_fail_key(x, "name",
 					   "%s is not a project name (letters, digits, '_', '-', '.'; at most 64)",
 					   jsonstrict_show(p->name, shown, sizeof(shown)));
+	if (p->name[0] == '_')
+		return jsonstrict_fail_key(x, "name", "%s: names that start with '_' are the bridge's own",
+					   jsonstrict_show(p->name, shown, sizeof(shown)));
 	for (size_t j = 0; j < i; j++)
 		if (strcmp(c->redcap_projects[j].name, p->name) == 0)
 			return jsonstrict_fail_key(x, "name", "%s is used twice (first at redcap.projects[%zu])",

@@ -580,10 +580,26 @@ static void start_push(app *a)
 	}
 }
 
+/* The store keeps its own records (e.g. the EHR state) under project names
+ * that start with '_' (a config cannot use them): not REDCap projects. */
+static json_t *redcap_projects_only(json_t *projects)
+{
+	const char *k;
+	json_t *v;
+	void *tmp;
+	json_object_foreach_safe(projects, tmp, k, v)
+	{
+		if (k[0] == '_')
+			json_object_del(projects, k);
+	}
+	return projects;
+}
+
 /* Held rows do not fail a cycle; say how many wait for a person. */
 static void report_held(app *a)
 {
 	json_t *st = store_outbox_status_json(a->st, 0);
+	redcap_projects_only(json_object_get(st, "projects"));
 	const char *k;
 	json_t *v;
 	json_object_foreach(json_object_get(st, "projects"), k, v)
@@ -1109,7 +1125,7 @@ static int cmd_status(int argc, char **argv)
 	json_t *s = store_status_json(st);
 	json_t *ob = s ? store_outbox_status_json(st, 50) : NULL;
 	if (s && ob) {
-		json_t *projects = json_object_get(ob, "projects");
+		json_t *projects = redcap_projects_only(json_object_get(ob, "projects"));
 		for (size_t i = 0; i < cfg.n_redcap_projects; i++) {
 			char *halt = NULL;
 			json_t *pj = json_object_get(projects, cfg.redcap_projects[i].name);

@@ -188,6 +188,8 @@ static const struct err_case {
 	  ":6:4: redcap.projects[1].name: \"a\" is used twice (first at redcap.projects[0])" },
 	{ L1 L2 "  \"page_size\": 5},\n \"redcap\": {\"projects\": [{\"name\": \"a b\", \"url\": \"https://r/api/\", \"token_file\": \"t\"}]}}",
 	  ":4:27: redcap.projects[0].name: \"a b\" is not a project name (letters, digits, '_', '-', '.'; at most 64)" },
+	{ L1 L2 "  \"page_size\": 5},\n \"redcap\": {\"projects\": [{\"name\": \"_ehr\", \"url\": \"https://r/api/\", \"token_file\": \"t\"}]}}",
+	  ":4:27: redcap.projects[0].name: \"_ehr\": names that start with '_' are the bridge's own" },
 	{ L1 L2 "  \"page_size\": 5},\n \"redcap\": {\"max_requests_per_minute\": 601}}",
 	  ":4:13: redcap.max_requests_per_minute: expected an integer from 1 to 600, got 601" },
 	{ L1 L2 "  \"page_size\": 5},\n \"redcap\": {\"retry\": {\"base_ms\": 5000, \"max_ms\": 100}}}",

@@ -8,12 +8,15 @@
 # charting: the EHR goes dark, a nurse charts a heart rate into the bridge
 # and reads the cached summary; the EHR comes back and the entry is written
 # to it exactly once (with its Provenance) and on to REDCap. Everything
-# lands in ./demo/ (delete it to start over).
+# lands in ./demo/ (made anew on every run).
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 cd "$top"
 bash tests/setup.sh
 
+# The servers start empty each time, so the bridge's store does too (and a
+# rerun never reads the last run's server URLs).
+rm -rf demo
 mkdir -p demo
 chmod 700 demo
 node tests/servers/fhir-server.mjs --port 0 --generate "${DEMO_PATIENTS:-25}" --seed 1 \
