@@ -251,6 +251,12 @@ static void bind_text(sqlite3_stmt *st, int i, const char *str)
 	sqlite3_bind_text(st, i, str, -1, SQLITE_STATIC);
 }
 
+/* A row limit as SQLite's LIMIT takes it. */
+static void bind_limit(sqlite3_stmt *st, int i, size_t limit)
+{
+	sqlite3_bind_int64(st, i, limit > INT64_MAX ? INT64_MAX : (int64_t)limit);
+}
+
 static int bad_args(store *s, const char *fn)
 {
 	store__seterr(s, "%s: bad arguments", fn);
@@ -539,6 +545,30 @@ static int ids_of(store *s, const char *project, const char *record, bool create
 	return rc ? rc : record_id(s, *pid, record, create, rid);
 }
 
+/*
+ * The start of a read of one project's rows (fn names the call in messages):
+ * set up s->ob, refuse bad arguments (args_ok false), then look the project
+ * up into *pid and get statement id into *st. limit is the most rows the
+ * caller takes. Nothing to read (a limit of 0, or a project the store has
+ * never seen) is 0 with *st NULL.
+ */
+static int project_query(store *s, const char *fn, bool args_ok, size_t limit, const char *project,
+			 enum ob_stmt_id id, int64_t *pid, sqlite3_stmt **st)
+{
+	*st = NULL;
+	int rc = ob_init(s);
+	if (rc)
+		return rc;
+	if (!args_ok)
+		return bad_args(s, fn);
+	if (limit == 0)
+		return 0;
+	rc = project_id(s, project, false, pid);
+	if (rc == STORE_E_NOTFOUND)
+		return 0;
+	return rc ? rc : ob_stmt(s, id, st);
+}
+
 /* ---- patients waiting --------------------------------------------------- */
 
 typedef struct patient_args {
@@ -681,10 +711,44 @@ int store_foreach_patient_resource(store *s, int64_t server, const char *patient
 
 /* ---- per-project key/value ---------------------------------------------- */
 
+/* A project_kv value by project id: *value malloc'd, STORE_E_NOTFOUND when unset. */
+static int kv_get_pid(store *s, int64_t pid, const char *key, char **value)
+{
+	sqlite3_stmt *st = NULL;
+	*value = NULL;
+	int rc = ob_stmt(s, OST_KV_GET, &st);
+	if (rc)
+		return rc;
+	sqlite3_bind_int64(st, 1, pid);
+	bind_text(st, 2, key);
+	int src = sqlite3_step(st);
+	if (src == SQLITE_ROW && !(*value = dup_text(st, 0)))
+		rc = store__oom(s);
+	else if (src == SQLITE_DONE)
+		rc = STORE_E_NOTFOUND;
+	else if (src != SQLITE_ROW)
+		rc = store__db_fail(s, src, "cannot read a project setting");
+	store__stmt_done(st);
+	return rc;
+}
+
+/* Set (value non-NULL) or delete a project_kv entry by project id. */
+static int kv_put_pid(store *s, int64_t pid, const char *key, const char *value)
+{
+	sqlite3_stmt *st = NULL;
+	int rc = ob_stmt(s, value ? OST_KV_SET : OST_KV_DEL, &st);
+	if (rc)
+		return rc;
+	sqlite3_bind_int64(st, 1, pid);
+	bind_text(st, 2, key);
+	if (value)
+		bind_text(st, 3, value);
+	return store__stmt_exec(s, st, "cannot write a project setting");
+}
+
 int store_project_get(store *s, const char *project, const char *key, char **value)
 {
 	int64_t pid = 0;
-	sqlite3_stmt *st = NULL;
 	int rc = ob_init(s);
 	if (rc)
 		return rc;
@@ -693,19 +757,8 @@ int store_project_get(store *s, const char *project, const char *key, char **val
 		return bad_args(s, "store_project_get");
 	if ((rc = project_id(s, project, false, &pid)) != 0)
 		return rc;
-	if ((rc = ob_stmt(s, OST_KV_GET, &st)) != 0)
-		return rc;
-	sqlite3_bind_int64(st, 1, pid);
-	bind_text(st, 2, key);
-	int src = sqlite3_step(st);
-	if (src == SQLITE_ROW && !(*value = dup_text(st, 0)))
-		rc = store__oom(s);
-	else if (src == SQLITE_DONE) {
+	if ((rc = kv_get_pid(s, pid, key, value)) == STORE_E_NOTFOUND)
 		store__seterr(s, "project %s has no %s", project, key);
-		rc = STORE_E_NOTFOUND;
-	} else if (src != SQLITE_ROW)
-		rc = store__db_fail(s, src, "cannot read a project setting");
-	store__stmt_done(st);
 	return rc;
 }
 
@@ -717,18 +770,11 @@ static int kv_set_impl(store *s, void *ud)
 {
 	const kv_args *a = ud;
 	int64_t pid = 0;
-	sqlite3_stmt *st = NULL;
 	bool del = !a->value || !a->value[0];
 	int rc = project_id(s, a->project, !del, &pid);
 	if (rc == STORE_E_NOTFOUND && del)
 		return 0;
-	if (rc || (rc = ob_stmt(s, del ? OST_KV_DEL : OST_KV_SET, &st)) != 0)
-		return rc;
-	sqlite3_bind_int64(st, 1, pid);
-	bind_text(st, 2, a->key);
-	if (!del)
-		bind_text(st, 3, a->value);
-	return store__stmt_exec(s, st, "cannot write a project setting");
+	return rc ? rc : kv_put_pid(s, pid, a->key, del ? NULL : a->value);
 }
 
 int store_project_set(store *s, const char *project, const char *key, const char *value)
@@ -907,41 +953,6 @@ int store_refusal_clear(store *s, const char *project, const char *patient, int 
 }
 
 /* ---- record owners (names as REDCap matches them) ------------------------- */
-
-/* A project_kv value by project id: *value malloc'd, STORE_E_NOTFOUND when unset. */
-static int kv_get_pid(store *s, int64_t pid, const char *key, char **value)
-{
-	sqlite3_stmt *st = NULL;
-	*value = NULL;
-	int rc = ob_stmt(s, OST_KV_GET, &st);
-	if (rc)
-		return rc;
-	sqlite3_bind_int64(st, 1, pid);
-	bind_text(st, 2, key);
-	int src = sqlite3_step(st);
-	if (src == SQLITE_ROW && !(*value = dup_text(st, 0)))
-		rc = store__oom(s);
-	else if (src == SQLITE_DONE)
-		rc = STORE_E_NOTFOUND;
-	else if (src != SQLITE_ROW)
-		rc = store__db_fail(s, src, "cannot read a project setting");
-	store__stmt_done(st);
-	return rc;
-}
-
-/* Set (value non-NULL) or delete a project_kv entry by project id. */
-static int kv_put_pid(store *s, int64_t pid, const char *key, const char *value)
-{
-	sqlite3_stmt *st = NULL;
-	int rc = ob_stmt(s, value ? OST_KV_SET : OST_KV_DEL, &st);
-	if (rc)
-		return rc;
-	sqlite3_bind_int64(st, 1, pid);
-	bind_text(st, 2, key);
-	if (value)
-		bind_text(st, 3, value);
-	return store__stmt_exec(s, st, "cannot write a project setting");
-}
 
 /*
  * The keyed hash (hex) of a record name as REDCap compares names: trimmed of
@@ -1399,21 +1410,12 @@ int store_outbox_due(store *s, const char *project, int64_t now_ms, size_t limit
 	sqlite3_stmt *st = NULL;
 	*rows = NULL;
 	*n = 0;
-	int rc = ob_init(s);
-	if (rc)
-		return rc;
-	if (!key_ok(project, true))
-		return bad_args(s, "store_outbox_due");
-	if (limit == 0)
-		return 0;
-	rc = project_id(s, project, false, &pid);
-	if (rc == STORE_E_NOTFOUND)
-		return 0;
-	if (rc || (rc = ob_stmt(s, OST_OB_DUE, &st)) != 0)
+	int rc = project_query(s, "store_outbox_due", key_ok(project, true), limit, project, OST_OB_DUE, &pid, &st);
+	if (rc || !st)
 		return rc;
 	sqlite3_bind_int64(st, 1, pid);
 	sqlite3_bind_int64(st, 2, now_ms);
-	sqlite3_bind_int64(st, 3, limit > INT64_MAX ? INT64_MAX : (int64_t)limit);
+	bind_limit(st, 3, limit);
 	return read_rows(s, st, pid, project, limit, rows, n);
 }
 
@@ -1432,22 +1434,14 @@ int store_outbox_held(store *s, const char *project, const char *source, int64_t
 	sqlite3_stmt *st = NULL;
 	*rows = NULL;
 	*n = 0;
-	int rc = ob_init(s);
-	if (rc)
-		return rc;
-	if (!key_ok(project, true) || (source && !key_ok(source, true)))
-		return bad_args(s, "store_outbox_held");
-	if (limit == 0)
-		return 0;
-	rc = project_id(s, project, false, &pid);
-	if (rc == STORE_E_NOTFOUND)
-		return 0;
-	if (rc || (rc = ob_stmt(s, OST_OB_HELD, &st)) != 0)
+	bool ok = key_ok(project, true) && (!source || key_ok(source, true));
+	int rc = project_query(s, "store_outbox_held", ok, limit, project, OST_OB_HELD, &pid, &st);
+	if (rc || !st)
 		return rc;
 	sqlite3_bind_int64(st, 1, pid);
 	sqlite3_bind_int64(st, 2, after_id);
 	bind_source(st, 3, source);
-	sqlite3_bind_int64(st, 4, limit > INT64_MAX ? INT64_MAX : (int64_t)limit);
+	bind_limit(st, 4, limit);
 	return read_rows(s, st, pid, project, limit, rows, n);
 }
 
@@ -1456,16 +1450,11 @@ int store_outbox_held_count(store *s, const char *project, const char *source, i
 	int64_t pid = 0;
 	bool found = false;
 	sqlite3_stmt *st = NULL;
-	int rc = ob_init(s);
-	if (rc)
-		return rc;
 	*n = 0;
-	if (!key_ok(project, true) || (source && !key_ok(source, true)))
-		return bad_args(s, "store_outbox_held_count");
-	rc = project_id(s, project, false, &pid);
-	if (rc == STORE_E_NOTFOUND)
-		return 0;
-	if (rc || (rc = ob_stmt(s, OST_OB_HELD_COUNT, &st)) != 0)
+	bool ok = key_ok(project, true) && (!source || key_ok(source, true));
+	/* A limit of one row: the count. */
+	int rc = project_query(s, "store_outbox_held_count", ok, 1, project, OST_OB_HELD_COUNT, &pid, &st);
+	if (rc || !st)
 		return rc;
 	sqlite3_bind_int64(st, 1, pid);
 	bind_source(st, 2, source);
@@ -1682,7 +1671,7 @@ static int status_held(store *s, int64_t pid, size_t limit, json_t *arr)
 	if (rc)
 		return rc;
 	sqlite3_bind_int64(st, 1, pid);
-	sqlite3_bind_int64(st, 2, limit > INT64_MAX ? INT64_MAX : (int64_t)limit);
+	bind_limit(st, 2, limit);
 	int src;
 	while ((src = sqlite3_step(st)) == SQLITE_ROW) {
 		char *record = NULL;
