@@ -359,6 +359,18 @@ static int ob_init(store *s)
 	return 0;
 }
 
+/*
+ * The body of most writers here (fn names the call in messages): set up
+ * s->ob, refuse bad arguments (args_ok false), then run impl(s, a) as a write.
+ */
+static int ob_write(store *s, const char *fn, bool args_ok, int (*impl)(store *s, void *ud), void *a)
+{
+	int rc = ob_init(s);
+	if (rc)
+		return rc;
+	return args_ok ? store__write(s, fn, impl, a) : bad_args(s, fn);
+}
+
 /* The keyed hash of a payload together with the key of the row it is for. */
 static int payload_hash(store *s, uint8_t domain, int64_t rid, const char *event, const char *instrument,
 			int64_t instance, const char *payload, size_t len, uint8_t out[OB_HASH_LEN])
@@ -592,13 +604,8 @@ static int wait_mark_impl(store *s, void *ud)
 
 int store_waiting_mark(store *s, int64_t server, const char *patient)
 {
-	int rc = ob_init(s);
-	if (rc)
-		return rc;
-	if (server <= 0 || !key_ok(patient, true))
-		return bad_args(s, "store_waiting_mark");
 	patient_args a = { server, patient };
-	return store__write(s, "store_waiting_mark", wait_mark_impl, &a);
+	return ob_write(s, "store_waiting_mark", server > 0 && key_ok(patient, true), wait_mark_impl, &a);
 }
 
 int store_waiting_foreach(store *s, int64_t server, size_t limit, store_patient_cb cb, void *ud)
@@ -661,13 +668,8 @@ static int wait_clear_impl(store *s, void *ud)
 
 int store_waiting_clear(store *s, int64_t server, const char *patient)
 {
-	int rc = ob_init(s);
-	if (rc)
-		return rc;
-	if (!key_ok(patient, true))
-		return bad_args(s, "store_waiting_clear");
 	patient_args a = { server, patient };
-	return store__write(s, "store_waiting_clear", wait_clear_impl, &a);
+	return ob_write(s, "store_waiting_clear", key_ok(patient, true), wait_clear_impl, &a);
 }
 
 static int wait_all_impl(store *s, void *ud)
@@ -682,8 +684,7 @@ static int wait_all_impl(store *s, void *ud)
 
 int store_waiting_all(store *s, int64_t server)
 {
-	int rc = ob_init(s);
-	return rc ? rc : store__write(s, "store_waiting_all", wait_all_impl, &server);
+	return ob_write(s, "store_waiting_all", true, wait_all_impl, &server);
 }
 
 int store_foreach_patient_resource(store *s, int64_t server, const char *patient, store_resource_cb cb, void *ud)
@@ -779,13 +780,8 @@ static int kv_set_impl(store *s, void *ud)
 
 int store_project_set(store *s, const char *project, const char *key, const char *value)
 {
-	int rc = ob_init(s);
-	if (rc)
-		return rc;
-	if (!key_ok(project, true) || !key_ok(key, true))
-		return bad_args(s, "store_project_set");
 	kv_args a = { project, key, value };
-	return store__write(s, "store_project_set", kv_set_impl, &a);
+	return ob_write(s, "store_project_set", key_ok(project, true) && key_ok(key, true), kv_set_impl, &a);
 }
 
 /* ---- MRN index ---------------------------------------------------------- */
@@ -823,13 +819,9 @@ static int mrn_set_impl(store *s, void *ud)
 
 int store_mrn_set(store *s, int64_t server, const char *patient, const char *mrn)
 {
-	int rc = ob_init(s);
-	if (rc)
-		return rc;
-	if (server <= 0 || !key_ok(patient, true) || (mrn && !key_ok(mrn, false)))
-		return bad_args(s, "store_mrn_set");
 	mrn_args a = { server, patient, mrn };
-	return store__write(s, "store_mrn_set", mrn_set_impl, &a);
+	bool ok = server > 0 && key_ok(patient, true) && (!mrn || key_ok(mrn, false));
+	return ob_write(s, "store_mrn_set", ok, mrn_set_impl, &a);
 }
 
 int store_mrn_count(store *s, int64_t server, const char *mrn, int64_t *n)
@@ -907,13 +899,8 @@ static int refusal_set_impl(store *s, void *ud)
 
 int store_refusal_set(store *s, const char *project, const char *patient, const char *reason)
 {
-	int rc = ob_init(s);
-	if (rc)
-		return rc;
-	if (!key_ok(project, true) || !key_ok(patient, true))
-		return bad_args(s, "store_refusal_set");
 	refusal_args a = { project, patient, reason ? reason : "", NULL };
-	return store__write(s, "store_refusal_set", refusal_set_impl, &a);
+	return ob_write(s, "store_refusal_set", key_ok(project, true) && key_ok(patient, true), refusal_set_impl, &a);
 }
 
 static int refusal_clear_impl(store *s, void *ud)
@@ -940,13 +927,9 @@ int store_refusal_clear(store *s, const char *project, const char *patient, int 
 	if (!existed)
 		existed = &dummy;
 	*existed = 0;
-	int rc = ob_init(s);
-	if (rc)
-		return rc;
-	if (!key_ok(project, true) || !key_ok(patient, true))
-		return bad_args(s, "store_refusal_clear");
 	refusal_args a = { project, patient, NULL, existed };
-	rc = store__write(s, "store_refusal_clear", refusal_clear_impl, &a);
+	bool ok = key_ok(project, true) && key_ok(patient, true);
+	int rc = ob_write(s, "store_refusal_clear", ok, refusal_clear_impl, &a);
 	if (rc)
 		*existed = 0;
 	return rc;
@@ -1122,13 +1105,9 @@ int store_record_owner_set(store *s, const char *project, const char *patient, c
 		*same = NULL;
 	if (left)
 		*left = NULL;
-	int rc = ob_init(s);
-	if (rc)
-		return rc;
-	if (!key_ok(project, true) || !key_ok(patient, true) || (record && !key_ok(record, true)))
-		return bad_args(s, "store_record_owner_set");
 	owner_args a = { project, patient, record, same, left, changed };
-	rc = store__write(s, "store_record_owner_set", owner_set_impl, &a);
+	bool ok = key_ok(project, true) && key_ok(patient, true) && (!record || key_ok(record, true));
+	int rc = ob_write(s, "store_record_owner_set", ok, owner_set_impl, &a);
 	/* Empty lists for the caller, whatever was not filled. */
 	if (rc == 0 && same && !*same && !(*same = json_array()))
 		rc = store__oom(s);
@@ -1195,17 +1174,13 @@ static int instance_impl(store *s, void *ud)
 int store_instance(store *s, const char *project, const char *record, const char *event, const char *instrument,
 		   const char *src_type, const char *src_id, int64_t *instance)
 {
-	int rc = ob_init(s);
-	if (rc)
-		return rc;
 	*instance = 0;
 	if (!event)
 		event = "";
-	if (!key_ok(project, true) || !key_ok(record, true) || !key_ok(event, false) || !key_ok(instrument, true) ||
-	    !key_ok(src_type, true) || !key_ok(src_id, true))
-		return bad_args(s, "store_instance");
 	instance_args a = { project, record, event, instrument, src_type, src_id, instance };
-	rc = store__write(s, "store_instance", instance_impl, &a);
+	bool ok = key_ok(project, true) && key_ok(record, true) && key_ok(event, false) && key_ok(instrument, true) &&
+		  key_ok(src_type, true) && key_ok(src_id, true);
+	int rc = ob_write(s, "store_instance", ok, instance_impl, &a);
 	if (rc)
 		*instance = 0;
 	return rc;
@@ -1331,13 +1306,8 @@ int store_outbox_put(store *s, const char *project, const char *record, const ch
 	if (!changed)
 		changed = &dummy;
 	*changed = 0;
-	int rc = ob_init(s);
-	if (rc)
-		return rc;
 	row_args a = { project, record, event, instrument, instance, payload, payload_len, NULL, changed };
-	if (!row_args_ok(&a))
-		return bad_args(s, "store_outbox_put");
-	rc = store__write(s, "store_outbox_put", outbox_put_impl, &a);
+	int rc = ob_write(s, "store_outbox_put", row_args_ok(&a), outbox_put_impl, &a);
 	if (rc)
 		*changed = 0;
 	return rc;
@@ -1529,12 +1499,7 @@ static int mark_impl(store *s, void *ud)
 
 static int mark(store *s, const char *what, mark_args *a)
 {
-	int rc = ob_init(s);
-	if (rc)
-		return rc;
-	if (a->id <= 0)
-		return bad_args(s, what);
-	return store__write(s, what, mark_impl, a);
+	return ob_write(s, what, a->id > 0, mark_impl, a);
 }
 
 int store_outbox_done(store *s, int64_t id, int64_t gen)
@@ -1620,40 +1585,31 @@ static int release_impl(store *s, void *ud)
 	return 0;
 }
 
-int store_outbox_release(store *s, const char *project, const char *record, const char *source, int64_t *n)
+/* Run release_impl as fn: *a->n the rows changed (a->n may be NULL), 0 on error. */
+static int release_write(store *s, const char *fn, bool args_ok, release_args *a)
 {
 	int64_t dummy = 0;
-	if (!n)
-		n = &dummy;
-	*n = 0;
-	int rc = ob_init(s);
+	if (!a->n)
+		a->n = &dummy;
+	*a->n = 0;
+	int rc = ob_write(s, fn, args_ok, release_impl, a);
 	if (rc)
-		return rc;
-	if (!key_ok(project, true) || (record && !key_ok(record, true)) || (source && !key_ok(source, true)))
-		return bad_args(s, "store_outbox_release");
-	release_args a = { .project = project, .record = record, .source = source, .n = n };
-	rc = store__write(s, "store_outbox_release", release_impl, &a);
-	if (rc)
-		*n = 0;
+		*a->n = 0;
 	return rc;
+}
+
+int store_outbox_release(store *s, const char *project, const char *record, const char *source, int64_t *n)
+{
+	release_args a = { .project = project, .record = record, .source = source, .n = n };
+	bool ok = key_ok(project, true) && (!record || key_ok(record, true)) && (!source || key_ok(source, true));
+	return release_write(s, "store_outbox_release", ok, &a);
 }
 
 int store_outbox_hold_record(store *s, const char *project, const char *record, const char *reasons_json, int64_t *n)
 {
-	int64_t dummy = 0;
-	if (!n)
-		n = &dummy;
-	*n = 0;
-	int rc = ob_init(s);
-	if (rc)
-		return rc;
-	if (!key_ok(project, true) || !key_ok(record, true) || !reasons_ok(reasons_json))
-		return bad_args(s, "store_outbox_hold_record");
 	release_args a = { .project = project, .record = record, .reasons = reasons_json, .n = n };
-	rc = store__write(s, "store_outbox_hold_record", release_impl, &a);
-	if (rc)
-		*n = 0;
-	return rc;
+	bool ok = key_ok(project, true) && key_ok(record, true) && reasons_ok(reasons_json);
+	return release_write(s, "store_outbox_hold_record", ok, &a);
 }
 
 /* ---- outbox status ------------------------------------------------------ */
@@ -1861,14 +1817,10 @@ int store_provenance_put(store *s, const char *project, const char *record, cons
 			 const char *instrument, int64_t instance, const char *field, const char *rule,
 			 const char *res_type, const char *res_id, const char *res_version)
 {
-	int rc = ob_init(s);
-	if (rc)
-		return rc;
 	prov_args a = { .row = { project, record, event, instrument, instance, "", 0, NULL, NULL },
 			.e = { field, rule, res_type, res_id, res_version } };
-	if (!row_args_ok(&a.row) || !prov_entry_ok(&a.e))
-		return bad_args(s, "store_provenance_put");
-	return store__write(s, "store_provenance_put", prov_put_impl, &a);
+	bool ok = row_args_ok(&a.row) && prov_entry_ok(&a.e);
+	return ob_write(s, "store_provenance_put", ok, prov_put_impl, &a);
 }
 
 json_t *store_provenance_get(store *s, const char *project, const char *record, const char *field)
@@ -2237,15 +2189,10 @@ static int decide_impl(store *s, void *ud)
 
 int store_review_decide(store *s, int64_t id, bool accept, const char *actor)
 {
-	int rc = ob_init(s);
-	if (rc)
-		return rc;
 	if (!actor)
 		actor = "";
-	if (id <= 0 || !key_ok(actor, false))
-		return bad_args(s, "store_review_decide");
 	decide_args a = { id, accept, actor };
-	return store__write(s, "store_review_decide", decide_impl, &a);
+	return ob_write(s, "store_review_decide", id > 0 && key_ok(actor, false), decide_impl, &a);
 }
 
 int store_keyed_digest(store *s, const char *label, const void *data, size_t len, char out[65])
@@ -2299,12 +2246,8 @@ int store_provenance_clear(store *s, const char *project, const char *record, co
 	if (!existed)
 		existed = &dummy;
 	*existed = 0;
-	int rc = ob_init(s);
-	if (rc)
-		return rc;
 	prov_clear_args a = { .row = { project, record, event, instrument, instance, "", 0, NULL, NULL },
 			      .field = field, .existed = existed };
-	if (!row_args_ok(&a.row) || !key_ok(field, true))
-		return bad_args(s, "store_provenance_clear");
-	return store__write(s, "store_provenance_clear", prov_clear_impl, &a);
+	bool ok = row_args_ok(&a.row) && key_ok(field, true);
+	return ob_write(s, "store_provenance_clear", ok, prov_clear_impl, &a);
 }
