@@ -107,6 +107,7 @@ typedef struct common_opts {
 	char **args;             /* positional arguments, when the command takes them */
 	int n_args;
 	bool takes_args;
+	bool needs_project;      /* a usage error without --project */
 } common_opts;
 
 static void usage_main(FILE *f)
@@ -212,8 +213,8 @@ static void usage_cmd(FILE *f, const char *cmd)
 		usage_main(f);
 }
 
-/* Parse the options every subcommand shares. Returns -1 after printing help
- * (exit 0) or -2 on a usage error (exit 2). */
+/* Parse the options every subcommand shares (and check those o asks for).
+ * Returns -1 after printing help (exit 0) or -2 on a usage error (exit 2). */
 static int parse_opts(const char *cmd, int argc, char **argv, common_opts *o)
 {
 	static const struct option longopts[] = {
@@ -282,7 +283,12 @@ static int parse_opts(const char *cmd, int argc, char **argv, common_opts *o)
 		fprintf(stderr, "fhir-redcap-bridge %s: unexpected argument '%s'\n", cmd, argv[optind]);
 		return -2;
 	}
-	return cli_finish_options(cmd, &o->config, o->log_level);
+	int rc = cli_finish_options(cmd, &o->config, o->log_level);
+	if (rc == 0 && o->needs_project && !o->project) {
+		fprintf(stderr, "fhir-redcap-bridge %s: --project P is required\n", cmd);
+		rc = -2;
+	}
+	return rc;
 }
 
 static int load_config(config *cfg, const common_opts *o)
@@ -1102,6 +1108,27 @@ static void close_for(config *cfg, store *st)
 	config_deinit(cfg);
 }
 
+/* The config's entry for project name, or NULL. */
+static const config_redcap_project *config_project(const config *cfg, const char *name)
+{
+	for (size_t i = 0; i < cfg->n_redcap_projects; i++)
+		if (strcmp(cfg->redcap_projects[i].name, name) == 0)
+			return &cfg->redcap_projects[i];
+	return NULL;
+}
+
+/* open_for() for a command (cmd) on project o->project: one the config does not have is a usage error. */
+static int open_project(const char *cmd, const common_opts *o, config *cfg, store **st, store_mode mode)
+{
+	int rc = open_for(o, cfg, st, mode);
+	if (rc == 0 && !config_project(cfg, o->project)) {
+		fprintf(stderr, "fhir-redcap-bridge %s: no project %s in %s\n", cmd, o->project, cfg->path);
+		close_for(cfg, *st);
+		rc = EXIT_USAGE;
+	}
+	return rc;
+}
+
 static int cmd_status(int argc, char **argv)
 {
 	common_opts o = { 0 };
@@ -1220,14 +1247,6 @@ static int cmd_dump(int argc, char **argv)
 
 
 
-static bool project_known(const config *cfg, const char *name)
-{
-	for (size_t i = 0; i < cfg->n_redcap_projects; i++)
-		if (strcmp(cfg->redcap_projects[i].name, name) == 0)
-			return true;
-	return false;
-}
-
 static void print_json(json_t *j)
 {
 	char *txt = j ? json_dumps(j, JSON_INDENT(2) | JSON_PRESERVE_ORDER) : NULL;
@@ -1250,7 +1269,7 @@ static int cmd_explain(int argc, char **argv)
 	store *st = NULL;
 	if ((rc = load_config(&cfg, &o)) != 0)
 		return rc;
-	if (!project_known(&cfg, o.project)) {
+	if (!config_project(&cfg, o.project)) {
 		fprintf(stderr, "fhir-redcap-bridge explain: no project %s in %s\n", o.project, cfg.path);
 		config_deinit(&cfg);
 		return EXIT_USAGE;
@@ -1406,28 +1425,17 @@ static int cmd_review(int argc, char **argv)
 
 static int cmd_push_resume(int argc, char **argv)
 {
-	common_opts o = { 0 };
+	common_opts o = { .needs_project = true };
 	int rc = parse_opts("push-resume", argc, argv, &o);
 	if (rc < 0)
 		return rc == -1 ? 0 : EXIT_USAGE;
-	if (!o.project) {
-		fprintf(stderr, "fhir-redcap-bridge push-resume: --project P is required\n");
-		return EXIT_USAGE;
-	}
 	config cfg = CONFIG_NULL;
 	store *st = NULL;
-	if ((rc = open_for(&o, &cfg, &st, STORE_RW)) != 0)
+	if ((rc = open_project("push-resume", &o, &cfg, &st, STORE_RW)) != 0)
 		return rc;
-	const char *url = NULL;
-	for (size_t i = 0; i < cfg.n_redcap_projects; i++)
-		if (strcmp(cfg.redcap_projects[i].name, o.project) == 0)
-			url = cfg.redcap_projects[i].url;
-	if (!url) {
-		fprintf(stderr, "fhir-redcap-bridge push-resume: no project %s in %s\n", o.project, cfg.path);
-		rc = EXIT_USAGE;
-	}
 	/* A ban is per REDCap server: lift it for every project there. */
-	for (size_t i = 0; url && rc == 0 && i < cfg.n_redcap_projects; i++) {
+	const char *url = config_project(&cfg, o.project)->url;
+	for (size_t i = 0; rc == 0 && i < cfg.n_redcap_projects; i++) {
 		if (strcmp(cfg.redcap_projects[i].url, url) != 0)
 			continue;
 		if (store_project_set(st, cfg.redcap_projects[i].name, PUSH_HALT_KEY, "") != 0) {
@@ -1443,27 +1451,18 @@ static int cmd_push_resume(int argc, char **argv)
 
 static int cmd_push_release(int argc, char **argv)
 {
-	common_opts o = { 0 };
+	common_opts o = { .needs_project = true };
 	int rc = parse_opts("push-release", argc, argv, &o);
 	if (rc < 0)
 		return rc == -1 ? 0 : EXIT_USAGE;
-	if (!o.project) {
-		fprintf(stderr, "fhir-redcap-bridge push-release: --project P is required\n");
-		return EXIT_USAGE;
-	}
 	if (o.record && !*o.record) {
 		fprintf(stderr, "fhir-redcap-bridge push-release: --record wants a record name\n");
 		return EXIT_USAGE;
 	}
 	config cfg = CONFIG_NULL;
 	store *st = NULL;
-	if ((rc = open_for(&o, &cfg, &st, STORE_RW)) != 0)
+	if ((rc = open_project("push-release", &o, &cfg, &st, STORE_RW)) != 0)
 		return rc;
-	if (!project_known(&cfg, o.project)) {
-		fprintf(stderr, "fhir-redcap-bridge push-release: no project %s in %s\n", o.project, cfg.path);
-		close_for(&cfg, st);
-		return EXIT_USAGE;
-	}
 	/* Every held row but those of refused patients (source "curation"): they go when the refusal ends. */
 	int64_t total = 0;
 	if (store_outbox_release(st, o.project, o.record, "!curation", &total) != 0)

@@ -817,33 +817,12 @@ static mapping *sel_mapping(const char *sel, const char *from, const char *to)
 	return load(text);
 }
 
-/* The hr value selected from the given observations (id, time, value triples). */
-static const char *select_hr(const mapping *m, const char *const *o, size_t n)
-{
-	static char out[256];
-	rset s = { 0 };
-	mapping_result r;
-
-	rs_add(&s, PATIENT(""));
-	rs_add(&s, ENC("e1", "2020-01-01T00:00:00Z"));
-	for (size_t i = 0; i + 3 <= n; i += 3)
-		obs(&s, o[i], "8867-4", o[i + 1], o[i + 2]);
-	if (curate(m, &s, &r) != 0) {
-		rs_free(&s);
-		return "CURATE FAILED";
-	}
-	const char *v = val(&r, NULL, NULL, "hr");
-	const mapping_value *mv = find_value(&r, "hr");
-	snprintf(out, sizeof(out), "%s%s%s", v ? v : "(none)", mv && mv->res_id ? " from " : "",
-		 mv && mv->res_id ? mv->res_id : "");
-	mapping_result_deinit(&r);
-	rs_free(&s);
-	return out;
-}
-
-/* Like select_hr, with (id, time, valueQuantity JSON or NULL for none: a valueString) triples; also says how
- * many rows the curation made. */
-static const char *select_q(const mapping *m, const char *const *o, size_t n)
+/*
+ * The hr value m selects among the given observations, and the resource it comes from. o holds (id, time,
+ * value) triples: a value in /min (obs()), or with quantity a valueQuantity JSON (NULL: a valueString
+ * instead), and then the text also says how many rows the curation made.
+ */
+static const char *select_obs(const mapping *m, const char *const *o, size_t n, bool quantity)
 {
 	static char out[512];
 	rset s = { 0 };
@@ -852,6 +831,10 @@ static const char *select_q(const mapping *m, const char *const *o, size_t n)
 	rs_add(&s, PATIENT(""));
 	rs_add(&s, ENC("e1", "2020-01-01T00:00:00Z"));
 	for (size_t i = 0; i + 3 <= n; i += 3) {
+		if (!quantity) {
+			obs(&s, o[i], "8867-4", o[i + 1], o[i + 2]);
+			continue;
+		}
 		char buf[1024];
 		snprintf(buf, sizeof(buf),
 			 "{\"resourceType\": \"Observation\", \"id\": \"%s\", \"status\": \"final\", \"code\": "
@@ -867,11 +850,26 @@ static const char *select_q(const mapping *m, const char *const *o, size_t n)
 	}
 	const char *v = val(&r, NULL, NULL, "hr");
 	const mapping_value *mv = find_value(&r, "hr");
-	snprintf(out, sizeof(out), "%s%s%s, %zu rows", v ? v : "(none)", mv && mv->res_id ? " from " : "",
-		 mv && mv->res_id ? mv->res_id : "", r.n_rows);
+	int len = snprintf(out, sizeof(out), "%s%s%s", v ? v : "(none)", mv && mv->res_id ? " from " : "",
+			   mv && mv->res_id ? mv->res_id : "");
+	if (quantity && len >= 0 && (size_t)len < sizeof(out))
+		snprintf(out + len, sizeof(out) - (size_t)len, ", %zu rows", r.n_rows);
 	mapping_result_deinit(&r);
 	rs_free(&s);
 	return out;
+}
+
+/* The hr value selected from the given observations (id, time, value in /min triples). */
+static const char *select_hr(const mapping *m, const char *const *o, size_t n)
+{
+	return select_obs(m, o, n, false);
+}
+
+/* Like select_hr, with (id, time, valueQuantity JSON or NULL for none: a valueString) triples; also says how
+ * many rows the curation made. */
+static const char *select_q(const mapping *m, const char *const *o, size_t n)
+{
+	return select_obs(m, o, n, true);
 }
 
 static void test_windows(void)

@@ -251,6 +251,12 @@ static void bind_text(sqlite3_stmt *st, int i, const char *str)
 	sqlite3_bind_text(st, i, str, -1, SQLITE_STATIC);
 }
 
+/* A row limit as SQLite's LIMIT takes it. */
+static void bind_limit(sqlite3_stmt *st, int i, size_t limit)
+{
+	sqlite3_bind_int64(st, i, limit > INT64_MAX ? INT64_MAX : (int64_t)limit);
+}
+
 static int bad_args(store *s, const char *fn)
 {
 	store__seterr(s, "%s: bad arguments", fn);
@@ -351,6 +357,18 @@ static int ob_init(store *s)
 	}
 	s->ob = ob;
 	return 0;
+}
+
+/*
+ * The body of most writers here (fn names the call in messages): set up
+ * s->ob, refuse bad arguments (args_ok false), then run impl(s, a) as a write.
+ */
+static int ob_write(store *s, const char *fn, bool args_ok, int (*impl)(store *s, void *ud), void *a)
+{
+	int rc = ob_init(s);
+	if (rc)
+		return rc;
+	return args_ok ? store__write(s, fn, impl, a) : bad_args(s, fn);
 }
 
 /* The keyed hash of a payload together with the key of the row it is for. */
@@ -539,6 +557,30 @@ static int ids_of(store *s, const char *project, const char *record, bool create
 	return rc ? rc : record_id(s, *pid, record, create, rid);
 }
 
+/*
+ * The start of a read of one project's rows (fn names the call in messages):
+ * set up s->ob, refuse bad arguments (args_ok false), then look the project
+ * up into *pid and get statement id into *st. limit is the most rows the
+ * caller takes. Nothing to read (a limit of 0, or a project the store has
+ * never seen) is 0 with *st NULL.
+ */
+static int project_query(store *s, const char *fn, bool args_ok, size_t limit, const char *project,
+			 enum ob_stmt_id id, int64_t *pid, sqlite3_stmt **st)
+{
+	*st = NULL;
+	int rc = ob_init(s);
+	if (rc)
+		return rc;
+	if (!args_ok)
+		return bad_args(s, fn);
+	if (limit == 0)
+		return 0;
+	rc = project_id(s, project, false, pid);
+	if (rc == STORE_E_NOTFOUND)
+		return 0;
+	return rc ? rc : ob_stmt(s, id, st);
+}
+
 /* ---- patients waiting --------------------------------------------------- */
 
 typedef struct patient_args {
@@ -562,13 +604,8 @@ static int wait_mark_impl(store *s, void *ud)
 
 int store_waiting_mark(store *s, int64_t server, const char *patient)
 {
-	int rc = ob_init(s);
-	if (rc)
-		return rc;
-	if (server <= 0 || !key_ok(patient, true))
-		return bad_args(s, "store_waiting_mark");
 	patient_args a = { server, patient };
-	return store__write(s, "store_waiting_mark", wait_mark_impl, &a);
+	return ob_write(s, "store_waiting_mark", server > 0 && key_ok(patient, true), wait_mark_impl, &a);
 }
 
 int store_waiting_foreach(store *s, int64_t server, size_t limit, store_patient_cb cb, void *ud)
@@ -631,13 +668,8 @@ static int wait_clear_impl(store *s, void *ud)
 
 int store_waiting_clear(store *s, int64_t server, const char *patient)
 {
-	int rc = ob_init(s);
-	if (rc)
-		return rc;
-	if (!key_ok(patient, true))
-		return bad_args(s, "store_waiting_clear");
 	patient_args a = { server, patient };
-	return store__write(s, "store_waiting_clear", wait_clear_impl, &a);
+	return ob_write(s, "store_waiting_clear", key_ok(patient, true), wait_clear_impl, &a);
 }
 
 static int wait_all_impl(store *s, void *ud)
@@ -652,8 +684,7 @@ static int wait_all_impl(store *s, void *ud)
 
 int store_waiting_all(store *s, int64_t server)
 {
-	int rc = ob_init(s);
-	return rc ? rc : store__write(s, "store_waiting_all", wait_all_impl, &server);
+	return ob_write(s, "store_waiting_all", true, wait_all_impl, &server);
 }
 
 int store_foreach_patient_resource(store *s, int64_t server, const char *patient, store_resource_cb cb, void *ud)
@@ -681,10 +712,44 @@ int store_foreach_patient_resource(store *s, int64_t server, const char *patient
 
 /* ---- per-project key/value ---------------------------------------------- */
 
+/* A project_kv value by project id: *value malloc'd, STORE_E_NOTFOUND when unset. */
+static int kv_get_pid(store *s, int64_t pid, const char *key, char **value)
+{
+	sqlite3_stmt *st = NULL;
+	*value = NULL;
+	int rc = ob_stmt(s, OST_KV_GET, &st);
+	if (rc)
+		return rc;
+	sqlite3_bind_int64(st, 1, pid);
+	bind_text(st, 2, key);
+	int src = sqlite3_step(st);
+	if (src == SQLITE_ROW && !(*value = dup_text(st, 0)))
+		rc = store__oom(s);
+	else if (src == SQLITE_DONE)
+		rc = STORE_E_NOTFOUND;
+	else if (src != SQLITE_ROW)
+		rc = store__db_fail(s, src, "cannot read a project setting");
+	store__stmt_done(st);
+	return rc;
+}
+
+/* Set (value non-NULL) or delete a project_kv entry by project id. */
+static int kv_put_pid(store *s, int64_t pid, const char *key, const char *value)
+{
+	sqlite3_stmt *st = NULL;
+	int rc = ob_stmt(s, value ? OST_KV_SET : OST_KV_DEL, &st);
+	if (rc)
+		return rc;
+	sqlite3_bind_int64(st, 1, pid);
+	bind_text(st, 2, key);
+	if (value)
+		bind_text(st, 3, value);
+	return store__stmt_exec(s, st, "cannot write a project setting");
+}
+
 int store_project_get(store *s, const char *project, const char *key, char **value)
 {
 	int64_t pid = 0;
-	sqlite3_stmt *st = NULL;
 	int rc = ob_init(s);
 	if (rc)
 		return rc;
@@ -693,19 +758,8 @@ int store_project_get(store *s, const char *project, const char *key, char **val
 		return bad_args(s, "store_project_get");
 	if ((rc = project_id(s, project, false, &pid)) != 0)
 		return rc;
-	if ((rc = ob_stmt(s, OST_KV_GET, &st)) != 0)
-		return rc;
-	sqlite3_bind_int64(st, 1, pid);
-	bind_text(st, 2, key);
-	int src = sqlite3_step(st);
-	if (src == SQLITE_ROW && !(*value = dup_text(st, 0)))
-		rc = store__oom(s);
-	else if (src == SQLITE_DONE) {
+	if ((rc = kv_get_pid(s, pid, key, value)) == STORE_E_NOTFOUND)
 		store__seterr(s, "project %s has no %s", project, key);
-		rc = STORE_E_NOTFOUND;
-	} else if (src != SQLITE_ROW)
-		rc = store__db_fail(s, src, "cannot read a project setting");
-	store__stmt_done(st);
 	return rc;
 }
 
@@ -717,29 +771,17 @@ static int kv_set_impl(store *s, void *ud)
 {
 	const kv_args *a = ud;
 	int64_t pid = 0;
-	sqlite3_stmt *st = NULL;
 	bool del = !a->value || !a->value[0];
 	int rc = project_id(s, a->project, !del, &pid);
 	if (rc == STORE_E_NOTFOUND && del)
 		return 0;
-	if (rc || (rc = ob_stmt(s, del ? OST_KV_DEL : OST_KV_SET, &st)) != 0)
-		return rc;
-	sqlite3_bind_int64(st, 1, pid);
-	bind_text(st, 2, a->key);
-	if (!del)
-		bind_text(st, 3, a->value);
-	return store__stmt_exec(s, st, "cannot write a project setting");
+	return rc ? rc : kv_put_pid(s, pid, a->key, del ? NULL : a->value);
 }
 
 int store_project_set(store *s, const char *project, const char *key, const char *value)
 {
-	int rc = ob_init(s);
-	if (rc)
-		return rc;
-	if (!key_ok(project, true) || !key_ok(key, true))
-		return bad_args(s, "store_project_set");
 	kv_args a = { project, key, value };
-	return store__write(s, "store_project_set", kv_set_impl, &a);
+	return ob_write(s, "store_project_set", key_ok(project, true) && key_ok(key, true), kv_set_impl, &a);
 }
 
 /* ---- MRN index ---------------------------------------------------------- */
@@ -777,13 +819,9 @@ static int mrn_set_impl(store *s, void *ud)
 
 int store_mrn_set(store *s, int64_t server, const char *patient, const char *mrn)
 {
-	int rc = ob_init(s);
-	if (rc)
-		return rc;
-	if (server <= 0 || !key_ok(patient, true) || (mrn && !key_ok(mrn, false)))
-		return bad_args(s, "store_mrn_set");
 	mrn_args a = { server, patient, mrn };
-	return store__write(s, "store_mrn_set", mrn_set_impl, &a);
+	bool ok = server > 0 && key_ok(patient, true) && (!mrn || key_ok(mrn, false));
+	return ob_write(s, "store_mrn_set", ok, mrn_set_impl, &a);
 }
 
 int store_mrn_count(store *s, int64_t server, const char *mrn, int64_t *n)
@@ -861,13 +899,8 @@ static int refusal_set_impl(store *s, void *ud)
 
 int store_refusal_set(store *s, const char *project, const char *patient, const char *reason)
 {
-	int rc = ob_init(s);
-	if (rc)
-		return rc;
-	if (!key_ok(project, true) || !key_ok(patient, true))
-		return bad_args(s, "store_refusal_set");
 	refusal_args a = { project, patient, reason ? reason : "", NULL };
-	return store__write(s, "store_refusal_set", refusal_set_impl, &a);
+	return ob_write(s, "store_refusal_set", key_ok(project, true) && key_ok(patient, true), refusal_set_impl, &a);
 }
 
 static int refusal_clear_impl(store *s, void *ud)
@@ -894,54 +927,15 @@ int store_refusal_clear(store *s, const char *project, const char *patient, int 
 	if (!existed)
 		existed = &dummy;
 	*existed = 0;
-	int rc = ob_init(s);
-	if (rc)
-		return rc;
-	if (!key_ok(project, true) || !key_ok(patient, true))
-		return bad_args(s, "store_refusal_clear");
 	refusal_args a = { project, patient, NULL, existed };
-	rc = store__write(s, "store_refusal_clear", refusal_clear_impl, &a);
+	bool ok = key_ok(project, true) && key_ok(patient, true);
+	int rc = ob_write(s, "store_refusal_clear", ok, refusal_clear_impl, &a);
 	if (rc)
 		*existed = 0;
 	return rc;
 }
 
 /* ---- record owners (names as REDCap matches them) ------------------------- */
-
-/* A project_kv value by project id: *value malloc'd, STORE_E_NOTFOUND when unset. */
-static int kv_get_pid(store *s, int64_t pid, const char *key, char **value)
-{
-	sqlite3_stmt *st = NULL;
-	*value = NULL;
-	int rc = ob_stmt(s, OST_KV_GET, &st);
-	if (rc)
-		return rc;
-	sqlite3_bind_int64(st, 1, pid);
-	bind_text(st, 2, key);
-	int src = sqlite3_step(st);
-	if (src == SQLITE_ROW && !(*value = dup_text(st, 0)))
-		rc = store__oom(s);
-	else if (src == SQLITE_DONE)
-		rc = STORE_E_NOTFOUND;
-	else if (src != SQLITE_ROW)
-		rc = store__db_fail(s, src, "cannot read a project setting");
-	store__stmt_done(st);
-	return rc;
-}
-
-/* Set (value non-NULL) or delete a project_kv entry by project id. */
-static int kv_put_pid(store *s, int64_t pid, const char *key, const char *value)
-{
-	sqlite3_stmt *st = NULL;
-	int rc = ob_stmt(s, value ? OST_KV_SET : OST_KV_DEL, &st);
-	if (rc)
-		return rc;
-	sqlite3_bind_int64(st, 1, pid);
-	bind_text(st, 2, key);
-	if (value)
-		bind_text(st, 3, value);
-	return store__stmt_exec(s, st, "cannot write a project setting");
-}
 
 /*
  * The keyed hash (hex) of a record name as REDCap compares names: trimmed of
@@ -1111,13 +1105,9 @@ int store_record_owner_set(store *s, const char *project, const char *patient, c
 		*same = NULL;
 	if (left)
 		*left = NULL;
-	int rc = ob_init(s);
-	if (rc)
-		return rc;
-	if (!key_ok(project, true) || !key_ok(patient, true) || (record && !key_ok(record, true)))
-		return bad_args(s, "store_record_owner_set");
 	owner_args a = { project, patient, record, same, left, changed };
-	rc = store__write(s, "store_record_owner_set", owner_set_impl, &a);
+	bool ok = key_ok(project, true) && key_ok(patient, true) && (!record || key_ok(record, true));
+	int rc = ob_write(s, "store_record_owner_set", ok, owner_set_impl, &a);
 	/* Empty lists for the caller, whatever was not filled. */
 	if (rc == 0 && same && !*same && !(*same = json_array()))
 		rc = store__oom(s);
@@ -1184,17 +1174,13 @@ static int instance_impl(store *s, void *ud)
 int store_instance(store *s, const char *project, const char *record, const char *event, const char *instrument,
 		   const char *src_type, const char *src_id, int64_t *instance)
 {
-	int rc = ob_init(s);
-	if (rc)
-		return rc;
 	*instance = 0;
 	if (!event)
 		event = "";
-	if (!key_ok(project, true) || !key_ok(record, true) || !key_ok(event, false) || !key_ok(instrument, true) ||
-	    !key_ok(src_type, true) || !key_ok(src_id, true))
-		return bad_args(s, "store_instance");
 	instance_args a = { project, record, event, instrument, src_type, src_id, instance };
-	rc = store__write(s, "store_instance", instance_impl, &a);
+	bool ok = key_ok(project, true) && key_ok(record, true) && key_ok(event, false) && key_ok(instrument, true) &&
+		  key_ok(src_type, true) && key_ok(src_id, true);
+	int rc = ob_write(s, "store_instance", ok, instance_impl, &a);
 	if (rc)
 		*instance = 0;
 	return rc;
@@ -1320,13 +1306,8 @@ int store_outbox_put(store *s, const char *project, const char *record, const ch
 	if (!changed)
 		changed = &dummy;
 	*changed = 0;
-	int rc = ob_init(s);
-	if (rc)
-		return rc;
 	row_args a = { project, record, event, instrument, instance, payload, payload_len, NULL, changed };
-	if (!row_args_ok(&a))
-		return bad_args(s, "store_outbox_put");
-	rc = store__write(s, "store_outbox_put", outbox_put_impl, &a);
+	int rc = ob_write(s, "store_outbox_put", row_args_ok(&a), outbox_put_impl, &a);
 	if (rc)
 		*changed = 0;
 	return rc;
@@ -1399,21 +1380,12 @@ int store_outbox_due(store *s, const char *project, int64_t now_ms, size_t limit
 	sqlite3_stmt *st = NULL;
 	*rows = NULL;
 	*n = 0;
-	int rc = ob_init(s);
-	if (rc)
-		return rc;
-	if (!key_ok(project, true))
-		return bad_args(s, "store_outbox_due");
-	if (limit == 0)
-		return 0;
-	rc = project_id(s, project, false, &pid);
-	if (rc == STORE_E_NOTFOUND)
-		return 0;
-	if (rc || (rc = ob_stmt(s, OST_OB_DUE, &st)) != 0)
+	int rc = project_query(s, "store_outbox_due", key_ok(project, true), limit, project, OST_OB_DUE, &pid, &st);
+	if (rc || !st)
 		return rc;
 	sqlite3_bind_int64(st, 1, pid);
 	sqlite3_bind_int64(st, 2, now_ms);
-	sqlite3_bind_int64(st, 3, limit > INT64_MAX ? INT64_MAX : (int64_t)limit);
+	bind_limit(st, 3, limit);
 	return read_rows(s, st, pid, project, limit, rows, n);
 }
 
@@ -1432,22 +1404,14 @@ int store_outbox_held(store *s, const char *project, const char *source, int64_t
 	sqlite3_stmt *st = NULL;
 	*rows = NULL;
 	*n = 0;
-	int rc = ob_init(s);
-	if (rc)
-		return rc;
-	if (!key_ok(project, true) || (source && !key_ok(source, true)))
-		return bad_args(s, "store_outbox_held");
-	if (limit == 0)
-		return 0;
-	rc = project_id(s, project, false, &pid);
-	if (rc == STORE_E_NOTFOUND)
-		return 0;
-	if (rc || (rc = ob_stmt(s, OST_OB_HELD, &st)) != 0)
+	bool ok = key_ok(project, true) && (!source || key_ok(source, true));
+	int rc = project_query(s, "store_outbox_held", ok, limit, project, OST_OB_HELD, &pid, &st);
+	if (rc || !st)
 		return rc;
 	sqlite3_bind_int64(st, 1, pid);
 	sqlite3_bind_int64(st, 2, after_id);
 	bind_source(st, 3, source);
-	sqlite3_bind_int64(st, 4, limit > INT64_MAX ? INT64_MAX : (int64_t)limit);
+	bind_limit(st, 4, limit);
 	return read_rows(s, st, pid, project, limit, rows, n);
 }
 
@@ -1456,16 +1420,11 @@ int store_outbox_held_count(store *s, const char *project, const char *source, i
 	int64_t pid = 0;
 	bool found = false;
 	sqlite3_stmt *st = NULL;
-	int rc = ob_init(s);
-	if (rc)
-		return rc;
 	*n = 0;
-	if (!key_ok(project, true) || (source && !key_ok(source, true)))
-		return bad_args(s, "store_outbox_held_count");
-	rc = project_id(s, project, false, &pid);
-	if (rc == STORE_E_NOTFOUND)
-		return 0;
-	if (rc || (rc = ob_stmt(s, OST_OB_HELD_COUNT, &st)) != 0)
+	bool ok = key_ok(project, true) && (!source || key_ok(source, true));
+	/* A limit of one row: the count. */
+	int rc = project_query(s, "store_outbox_held_count", ok, 1, project, OST_OB_HELD_COUNT, &pid, &st);
+	if (rc || !st)
 		return rc;
 	sqlite3_bind_int64(st, 1, pid);
 	bind_source(st, 2, source);
@@ -1540,12 +1499,7 @@ static int mark_impl(store *s, void *ud)
 
 static int mark(store *s, const char *what, mark_args *a)
 {
-	int rc = ob_init(s);
-	if (rc)
-		return rc;
-	if (a->id <= 0)
-		return bad_args(s, what);
-	return store__write(s, what, mark_impl, a);
+	return ob_write(s, what, a->id > 0, mark_impl, a);
 }
 
 int store_outbox_done(store *s, int64_t id, int64_t gen)
@@ -1631,40 +1585,31 @@ static int release_impl(store *s, void *ud)
 	return 0;
 }
 
-int store_outbox_release(store *s, const char *project, const char *record, const char *source, int64_t *n)
+/* Run release_impl as fn: *a->n the rows changed (a->n may be NULL), 0 on error. */
+static int release_write(store *s, const char *fn, bool args_ok, release_args *a)
 {
 	int64_t dummy = 0;
-	if (!n)
-		n = &dummy;
-	*n = 0;
-	int rc = ob_init(s);
+	if (!a->n)
+		a->n = &dummy;
+	*a->n = 0;
+	int rc = ob_write(s, fn, args_ok, release_impl, a);
 	if (rc)
-		return rc;
-	if (!key_ok(project, true) || (record && !key_ok(record, true)) || (source && !key_ok(source, true)))
-		return bad_args(s, "store_outbox_release");
-	release_args a = { .project = project, .record = record, .source = source, .n = n };
-	rc = store__write(s, "store_outbox_release", release_impl, &a);
-	if (rc)
-		*n = 0;
+		*a->n = 0;
 	return rc;
+}
+
+int store_outbox_release(store *s, const char *project, const char *record, const char *source, int64_t *n)
+{
+	release_args a = { .project = project, .record = record, .source = source, .n = n };
+	bool ok = key_ok(project, true) && (!record || key_ok(record, true)) && (!source || key_ok(source, true));
+	return release_write(s, "store_outbox_release", ok, &a);
 }
 
 int store_outbox_hold_record(store *s, const char *project, const char *record, const char *reasons_json, int64_t *n)
 {
-	int64_t dummy = 0;
-	if (!n)
-		n = &dummy;
-	*n = 0;
-	int rc = ob_init(s);
-	if (rc)
-		return rc;
-	if (!key_ok(project, true) || !key_ok(record, true) || !reasons_ok(reasons_json))
-		return bad_args(s, "store_outbox_hold_record");
 	release_args a = { .project = project, .record = record, .reasons = reasons_json, .n = n };
-	rc = store__write(s, "store_outbox_hold_record", release_impl, &a);
-	if (rc)
-		*n = 0;
-	return rc;
+	bool ok = key_ok(project, true) && key_ok(record, true) && reasons_ok(reasons_json);
+	return release_write(s, "store_outbox_hold_record", ok, &a);
 }
 
 /* ---- outbox status ------------------------------------------------------ */
@@ -1682,7 +1627,7 @@ static int status_held(store *s, int64_t pid, size_t limit, json_t *arr)
 	if (rc)
 		return rc;
 	sqlite3_bind_int64(st, 1, pid);
-	sqlite3_bind_int64(st, 2, limit > INT64_MAX ? INT64_MAX : (int64_t)limit);
+	bind_limit(st, 2, limit);
 	int src;
 	while ((src = sqlite3_step(st)) == SQLITE_ROW) {
 		char *record = NULL;
@@ -1872,14 +1817,10 @@ int store_provenance_put(store *s, const char *project, const char *record, cons
 			 const char *instrument, int64_t instance, const char *field, const char *rule,
 			 const char *res_type, const char *res_id, const char *res_version)
 {
-	int rc = ob_init(s);
-	if (rc)
-		return rc;
 	prov_args a = { .row = { project, record, event, instrument, instance, "", 0, NULL, NULL },
 			.e = { field, rule, res_type, res_id, res_version } };
-	if (!row_args_ok(&a.row) || !prov_entry_ok(&a.e))
-		return bad_args(s, "store_provenance_put");
-	return store__write(s, "store_provenance_put", prov_put_impl, &a);
+	bool ok = row_args_ok(&a.row) && prov_entry_ok(&a.e);
+	return ob_write(s, "store_provenance_put", ok, prov_put_impl, &a);
 }
 
 json_t *store_provenance_get(store *s, const char *project, const char *record, const char *field)
@@ -2248,15 +2189,10 @@ static int decide_impl(store *s, void *ud)
 
 int store_review_decide(store *s, int64_t id, bool accept, const char *actor)
 {
-	int rc = ob_init(s);
-	if (rc)
-		return rc;
 	if (!actor)
 		actor = "";
-	if (id <= 0 || !key_ok(actor, false))
-		return bad_args(s, "store_review_decide");
 	decide_args a = { id, accept, actor };
-	return store__write(s, "store_review_decide", decide_impl, &a);
+	return ob_write(s, "store_review_decide", id > 0 && key_ok(actor, false), decide_impl, &a);
 }
 
 int store_keyed_digest(store *s, const char *label, const void *data, size_t len, char out[65])
@@ -2310,12 +2246,8 @@ int store_provenance_clear(store *s, const char *project, const char *record, co
 	if (!existed)
 		existed = &dummy;
 	*existed = 0;
-	int rc = ob_init(s);
-	if (rc)
-		return rc;
 	prov_clear_args a = { .row = { project, record, event, instrument, instance, "", 0, NULL, NULL },
 			      .field = field, .existed = existed };
-	if (!row_args_ok(&a.row) || !key_ok(field, true))
-		return bad_args(s, "store_provenance_clear");
-	return store__write(s, "store_provenance_clear", prov_clear_impl, &a);
+	bool ok = row_args_ok(&a.row) && key_ok(field, true);
+	return ob_write(s, "store_provenance_clear", ok, prov_clear_impl, &a);
 }

@@ -90,10 +90,7 @@ static const char *dump(json_t *j)
 
 static void test_schema_v4(void)
 {
-	fx f;
-	int64_t srv = 0;
-	store *s = fx_setup(&f, &srv);
-	REQUIRE(s);
+	FX_STORE(f, srv, s);
 	CHECK_INT(store_schema_version(), 4);
 	CHECK_INT(store_migrations[3].version, 4);
 	CHECK_INT(q_int(f.db, "PRAGMA user_version"), 4);
@@ -141,10 +138,7 @@ static void test_schema_v4(void)
 
 static void test_users(void)
 {
-	fx f;
-	int64_t srv = 0;
-	store *s = fx_setup(&f, &srv);
-	REQUIRE(s);
+	FX_STORE(f, srv, s);
 	CHECK_INT(store_user_add(s, "bob", "admin", NULL, "$argon2id$bob", 1000), 0);
 	CHECK_INT(store_user_add(s, "alice", "clinician", "Dr Alice", "$argon2id$alice", 2000), 0);
 	CHECK_INT(store_user_add(s, "alice", "admin", "x", "y", 3000), -EEXIST);
@@ -276,10 +270,7 @@ static void test_users(void)
 
 static void test_chart_put_get(void)
 {
-	fx f;
-	int64_t srv = 0;
-	store *s = fx_setup(&f, &srv);
-	REQUIRE(s);
+	FX_STORE(f, srv, s);
 	store_chart_entry e = entry("uuid-1", srv, "pat-1", "2024-03-01T10:00:00+02:00", "{\"resourceType\":\"Obs\"}");
 	e.kind = (char *)"med-stop";
 	e.target = (char *)"MedicationRequest/m1";
@@ -390,10 +381,8 @@ static void test_chart_put_get(void)
 
 static void test_chart_due_order(void)
 {
-	fx f;
-	int64_t srv = 0, other = 0;
-	store *s = fx_setup(&f, &srv);
-	REQUIRE(s);
+	FX_STORE(f, srv, s);
+	int64_t other = 0;
 	REQUIRE(store_server_id(s, "https://other.example.org/fhir", &other) == 0);
 	CHECK_STR(due(s, srv, 0, 0), "");
 	int64_t next = 9;
@@ -471,10 +460,7 @@ static void test_chart_due_order(void)
 
 static void test_chart_transitions(void)
 {
-	fx f;
-	int64_t srv = 0;
-	store *s = fx_setup(&f, &srv);
-	REQUIRE(s);
+	FX_STORE(f, srv, s);
 	for (const char *u = "abcdef"; *u; u++) {
 		char id[2] = { *u, 0 };
 		REQUIRE(put(s, srv, id, "p1", "2024-03-01T10:00:00Z", "{\"v\":1}") == 0);
@@ -604,10 +590,7 @@ static int seen_cb(void *ud, const store_chart_entry *e)
 
 static void test_chart_link_and_patient(void)
 {
-	fx f;
-	int64_t srv = 0;
-	store *s = fx_setup(&f, &srv);
-	REQUIRE(s);
+	FX_STORE(f, srv, s);
 	/* A temporary patient and two entries waiting for it. */
 	CHECK_INT(store_temp_patient_add(s, "DT-1", "{\"family\":\"Doe\",\"birthDate\":\"1970-01-01\"}", "alice", 100),
 		  0);
@@ -703,10 +686,7 @@ static void test_chart_link_and_patient(void)
 
 static void test_chart_list_counts(void)
 {
-	fx f;
-	int64_t srv = 0;
-	store *s = fx_setup(&f, &srv);
-	REQUIRE(s);
+	FX_STORE(f, srv, s);
 	CHECK_STR(dump(store_chart_counts(s)),
 		  "{\"conflict\":0,\"discarded\":0,\"pending\":0,\"rejected\":0,\"waiting_link\":0,\"written\":0}");
 	CHECK_STR(dump(store_chart_list(s, NULL)), "[]");
@@ -778,10 +758,7 @@ static void test_chart_list_counts(void)
 
 static void test_transactions_and_persistence(void)
 {
-	fx f;
-	int64_t srv = 0;
-	store *s = fx_setup(&f, &srv);
-	REQUIRE(s);
+	FX_STORE(f, srv, s);
 	/* An entry and its audit row: both or neither. */
 	REQUIRE(store_begin(s) == 0);
 	CHECK_INT(put(s, srv, "u1", "p1", "2024-03-01T10:00:00Z", "{\"n\":1}"), 0);
@@ -865,10 +842,7 @@ static bool files_have(const fx *f, const char *needle)
 
 static void test_no_plaintext_on_disk(void)
 {
-	fx f;
-	int64_t srv = 0;
-	store *s = fx_setup(&f, &srv);
-	REQUIRE(s);
+	FX_STORE(f, srv, s);
 	REQUIRE(store_begin(s) == 0);
 	for (int i = 0; i < 40; i++) {
 		char uuid[32], body[128];
@@ -917,10 +891,7 @@ static void test_no_plaintext_on_disk(void)
 
 static void test_tampering_detected(void)
 {
-	fx f;
-	int64_t srv = 0;
-	store *s = fx_setup(&f, &srv);
-	REQUIRE(s);
+	FX_STORE(f, srv, s);
 	REQUIRE(put(s, srv, "A", "p1", "2024-03-01T10:00:00Z", "{\"a\":1}") == 0);
 	REQUIRE(put(s, srv, "B", "p2", "2024-03-01T10:00:00Z", "{\"b\":1}") == 0);
 	REQUIRE(put(s, srv, "C", "p3", "2024-03-01T10:00:00Z", "{\"c\":1}") == 0);
@@ -1018,10 +989,7 @@ static int audit_tampered(const char *sql, int64_t *bad, bool stable)
 
 static void test_audit_chain(void)
 {
-	fx f;
-	int64_t srv = 0;
-	store *s = fx_setup(&f, &srv);
-	REQUIRE(s);
+	FX_STORE(f, srv, s);
 	int64_t bad = -1;
 	CHECK_INT(store_audit_verify(s, &bad), 0); /* empty */
 	CHECK_INT(bad, 0);
@@ -1156,10 +1124,8 @@ static const char *find(store *s, int64_t server, const char *t0, const char *t1
 
 static void test_patient_index(void)
 {
-	fx f;
-	int64_t srv = 0, other = 0;
-	store *s = fx_setup(&f, &srv);
-	REQUIRE(s);
+	FX_STORE(f, srv, s);
+	int64_t other = 0;
 	REQUIRE(store_server_id(s, "https://other.example.org/fhir", &other) == 0);
 	const char *p1[] = { "name:smith", "name:john", "birth:1970-01-01", "mrn:123" };
 	const char *p2[] = { "name:smith", "name:jane", "birth:1980-02-02", "name:smith" }; /* a duplicate */

@@ -100,6 +100,16 @@ static inline store *fx_setup(fx *f, int64_t *srv)
 	return s;
 }
 
+/*
+ * The start of most store tests: declares fx f, int64_t srv and store *s, the
+ * store opened by fx_setup() (the test returns when it cannot be).
+ */
+#define FX_STORE(f, srv, s)            \
+	fx f;                          \
+	int64_t srv = 0;               \
+	store *s = fx_setup(&f, &srv); \
+	REQUIRE(s)
+
 /* Run SQL on a plain connection to db_path (the file is made if missing); an SQLite code. */
 static inline int raw_exec(const char *db_path, const char *sql)
 {

@@ -78,23 +78,34 @@ static int64_t inst(store *s, const char *project, const char *record, const cha
 	return n;
 }
 
-/* The due rows of project as "record/instrument#instance:payload" joined with ';'. */
-static char *due_str(store *s, const char *project, int64_t now, size_t limit, store_outbox_row **keep, size_t *nkeep)
+/*
+ * Outbox rows (read with result rc) as "record/instrument#instance:payload"
+ * joined with ';', a held row's reasons after another ':' (static buffer).
+ */
+static char *rows_str(int rc, const store_outbox_row *rows, size_t n)
 {
-	store_outbox_row *rows = NULL;
-	size_t n = 0;
 	static char buf[2048];
 	buf[0] = '\0';
-	int rc = store_outbox_due(s, project, now, limit, &rows, &n);
 	if (rc) {
 		snprintf(buf, sizeof(buf), "error %d", rc);
 		return buf;
 	}
 	for (size_t i = 0; i < n; i++) {
 		size_t len = strlen(buf);
-		snprintf(buf + len, sizeof(buf) - len, "%s%s/%s#%lld:%s", i ? ";" : "", rows[i].record,
-			 rows[i].instrument, (long long)rows[i].instance, rows[i].payload);
+		snprintf(buf + len, sizeof(buf) - len, "%s%s/%s#%lld:%s%s%s", i ? ";" : "", rows[i].record,
+			 rows[i].instrument, (long long)rows[i].instance, rows[i].payload, rows[i].reasons ? ":" : "",
+			 rows[i].reasons ? rows[i].reasons : "");
 	}
+	return buf;
+}
+
+/* The due rows of project as rows_str() gives them; kept in *keep, *nkeep if keep. */
+static char *due_str(store *s, const char *project, int64_t now, size_t limit, store_outbox_row **keep, size_t *nkeep)
+{
+	store_outbox_row *rows = NULL;
+	size_t n = 0;
+	int rc = store_outbox_due(s, project, now, limit, &rows, &n);
+	char *buf = rows_str(rc, rows, n);
 	if (keep) {
 		*keep = rows;
 		*nkeep = n;
@@ -120,6 +131,37 @@ static int64_t pstat(store *s, const char *project, const char *what)
 	return v;
 }
 
+/* The length of a list (held_rows, refused) in a project's status. */
+static size_t pstat_len(store *s, const char *project, size_t held_limit, const char *list)
+{
+	json_t *p = project_status(s, project, held_limit);
+	size_t len = json_array_size(json_object_get(p, list));
+	json_decref(p);
+	return len;
+}
+
+/* Records R1, R2, R3 of project P put pending with payloads {"v":1}, {"v":2}, {"v":3}; their outbox ids
+ * (false when that fails). */
+static bool put_three(store *s, int64_t *id1, int64_t *id2, int64_t *id3)
+{
+	int changed = 0;
+	if (oput(s, "P", "R1", "", "", 0, "{\"v\":1}", &changed) != 0 ||
+	    oput(s, "P", "R2", "", "", 0, "{\"v\":2}", &changed) != 0 ||
+	    oput(s, "P", "R3", "", "", 0, "{\"v\":3}", &changed) != 0)
+		return false;
+	store_outbox_row *rows = NULL;
+	size_t n = 0;
+	due_str(s, "P", 0, 10, &rows, &n);
+	bool ok = n == 3;
+	if (ok) {
+		*id1 = rows[0].id;
+		*id2 = rows[1].id;
+		*id3 = rows[2].id;
+	}
+	store_outbox_rows_free(rows, n);
+	return ok;
+}
+
 static bool is_instant(json_t *v)
 {
 	regex_t re;
@@ -134,10 +176,8 @@ static bool is_instant(json_t *v)
 
 static void test_waiting_order_and_clear(void)
 {
-	fx f;
-	int64_t srv = 0, srv2 = 0;
-	store *s = fx_setup(&f, &srv);
-	REQUIRE(s);
+	FX_STORE(f, srv, s);
+	int64_t srv2 = 0;
 	REQUIRE(store_server_id(s, "https://other.example.org/fhir", &srv2) == 0);
 	names w;
 	int64_t n = -1;
@@ -215,10 +255,7 @@ static void test_waiting_order_and_clear(void)
 /* Curation clears inside its transaction: a rollback, or a kill -9 before commit, leaves the patient waiting. */
 static void test_waiting_crash_safety(void)
 {
-	fx f;
-	int64_t srv = 0;
-	store *s = fx_setup(&f, &srv);
-	REQUIRE(s);
+	FX_STORE(f, srv, s);
 	REQUIRE(put_res(s, srv, "Patient", "p1", "1", "p1", "{}") == 0);
 	REQUIRE(put_res(s, srv, "Patient", "p2", "1", "p2", "{}") == 0);
 	names w;
@@ -286,10 +323,8 @@ static int seen_cb(void *ud, const char *type, const char *id, const char *versi
 
 static void test_foreach_patient_resource(void)
 {
-	fx f;
-	int64_t srv = 0, srv2 = 0;
-	store *s = fx_setup(&f, &srv);
-	REQUIRE(s);
+	FX_STORE(f, srv, s);
+	int64_t srv2 = 0;
 	REQUIRE(store_server_id(s, "https://other.example.org/fhir", &srv2) == 0);
 	REQUIRE(store_begin(s) == 0);
 	REQUIRE(put_res(s, srv, "Observation", "o2", "1", "p1", "{\"o\":2}") == 0);
@@ -321,10 +356,7 @@ static void test_foreach_patient_resource(void)
 
 static void test_project_kv(void)
 {
-	fx f;
-	int64_t srv = 0;
-	store *s = fx_setup(&f, &srv);
-	REQUIRE(s);
+	FX_STORE(f, srv, s);
 	char *v = (char *)&f;
 	CHECK_INT(store_project_get(s, "P", "mapping_digest", &v), STORE_E_NOTFOUND);
 	CHECK(v == NULL);
@@ -392,10 +424,8 @@ static void test_keyed_hashes_known_answer(void)
 
 static void test_mrn_index(void)
 {
-	fx f;
-	int64_t srv = 0, srv2 = 0, n = -1;
-	store *s = fx_setup(&f, &srv);
-	REQUIRE(s);
+	FX_STORE(f, srv, s);
+	int64_t srv2 = 0, n = -1;
 	REQUIRE(store_server_id(s, "https://other.example.org/fhir", &srv2) == 0);
 	CHECK_INT(store_mrn_count(s, srv, "MRN-1", &n), 0);
 	CHECK_INT(n, 0);
@@ -442,10 +472,7 @@ static void test_mrn_index(void)
 
 static void test_refusals(void)
 {
-	fx f;
-	int64_t srv = 0;
-	store *s = fx_setup(&f, &srv);
-	REQUIRE(s);
+	FX_STORE(f, srv, s);
 	CHECK_INT(store_refusal_set(s, "P", "p2", "ambiguous MRN"), 0);
 	CHECK_INT(store_refusal_set(s, "P", "p1", "no MRN"), 0);
 	CHECK_INT(store_refusal_set(s, "Q", "p1", "no MRN"), 0);
@@ -462,12 +489,8 @@ static void test_refusals(void)
 	CHECK_INT(store_refusal_clear(s, "P", "p1", &existed), 0);
 	CHECK_INT(existed, 0);
 	CHECK_INT(store_refusal_clear(s, "unknown", "p1", NULL), 0);
-	p = project_status(s, "P", 0);
-	CHECK_INT(json_array_size(json_object_get(p, "refused")), 1);
-	json_decref(p);
-	p = project_status(s, "Q", 0);
-	CHECK_INT(json_array_size(json_object_get(p, "refused")), 1);
-	json_decref(p);
+	CHECK_INT(pstat_len(s, "P", 0, "refused"), 1);
+	CHECK_INT(pstat_len(s, "Q", 0, "refused"), 1);
 	store_close(s);
 	fx_deinit(&f);
 }
@@ -476,10 +499,7 @@ static void test_refusals(void)
 
 static void test_instances(void)
 {
-	fx f;
-	int64_t srv = 0;
-	store *s = fx_setup(&f, &srv);
-	REQUIRE(s);
+	FX_STORE(f, srv, s);
 	REQUIRE(store_begin(s) == 0);
 	CHECK_INT(inst(s, "P", "R1", "", "vitals", "o1"), 1);
 	CHECK_INT(inst(s, "P", "R1", "", "vitals", "o2"), 2);
@@ -536,10 +556,7 @@ static void test_instances(void)
 
 static void test_outbox_put_and_gen(void)
 {
-	fx f;
-	int64_t srv = 0;
-	store *s = fx_setup(&f, &srv);
-	REQUIRE(s);
+	FX_STORE(f, srv, s);
 	int changed = -1;
 	CHECK_INT(oput(s, "P", "R1", "", "", 0, "{\"record_id\":\"R1\",\"dob\":\"2000-01-01\"}", &changed), 0);
 	CHECK_INT(changed, 1);
@@ -635,20 +652,11 @@ static void test_outbox_put_and_gen(void)
 
 static void test_outbox_hold_release(void)
 {
-	fx f;
-	int64_t srv = 0;
-	store *s = fx_setup(&f, &srv);
-	REQUIRE(s);
+	FX_STORE(f, srv, s);
+	int64_t id1 = 0, id2 = 0, id3 = 0;
+	REQUIRE(put_three(s, &id1, &id2, &id3));
+	CHECK_STR(due_str(s, "P", 0, 10, NULL, NULL), "R1/#0:{\"v\":1};R2/#0:{\"v\":2};R3/#0:{\"v\":3}");
 	int changed = 0;
-	REQUIRE(oput(s, "P", "R1", "", "", 0, "{\"v\":1}", &changed) == 0);
-	REQUIRE(oput(s, "P", "R2", "", "", 0, "{\"v\":2}", &changed) == 0);
-	REQUIRE(oput(s, "P", "R3", "", "", 0, "{\"v\":3}", &changed) == 0);
-	store_outbox_row *rows = NULL;
-	size_t n = 0;
-	CHECK_STR(due_str(s, "P", 0, 10, &rows, &n), "R1/#0:{\"v\":1};R2/#0:{\"v\":2};R3/#0:{\"v\":3}");
-	REQUIRE(n == 3);
-	int64_t id1 = rows[0].id, id2 = rows[1].id, id3 = rows[2].id;
-	store_outbox_rows_free(rows, n);
 
 	const char *reasons = "[{\"field\":\"dob\",\"message\":\"The value you provided could not be validated\"}]";
 	CHECK_INT(store_outbox_hold(s, id1, 1, reasons), 0);
@@ -696,24 +704,16 @@ static void test_outbox_hold_release(void)
 	fx_deinit(&f);
 }
 
-/* The held rows as "record/instrument#instance:reasons;..." (static buffer). */
+/* The held rows as rows_str() gives them ("not held" if one is not); *last the last one's id. */
 static char *held_str(store *s, const char *project, const char *source, int64_t after, size_t limit, int64_t *last)
 {
 	store_outbox_row *rows = NULL;
 	size_t n = 0;
-	static char buf[2048];
-	buf[0] = '\0';
 	int rc = store_outbox_held(s, project, source, after, limit, &rows, &n);
-	if (rc) {
-		snprintf(buf, sizeof(buf), "error %d", rc);
-		return buf;
-	}
+	char *buf = rows_str(rc, rows, n);
 	for (size_t i = 0; i < n; i++) {
-		size_t len = strlen(buf);
-		snprintf(buf + len, sizeof(buf) - len, "%s%s/%s#%lld:%s:%s", i ? ";" : "", rows[i].record,
-			 rows[i].instrument, (long long)rows[i].instance, rows[i].payload, rows[i].reasons);
-		if (rows[i].state != STORE_OUTBOX_HELD)
-			snprintf(buf, sizeof(buf), "not held");
+		if (rows[i].state != STORE_OUTBOX_HELD || !rows[i].reasons)
+			strcpy(buf, "not held");
 		if (last)
 			*last = rows[i].id;
 	}
@@ -733,21 +733,13 @@ static int64_t held_count(store *s, const char *project, const char *source)
  * once (an ambiguous patient) and released again. */
 static void test_outbox_held_sources(void)
 {
-	fx f;
-	int64_t srv = 0;
-	store *s = fx_setup(&f, &srv);
-	REQUIRE(s);
+	FX_STORE(f, srv, s);
+	int64_t id1 = 0, id2 = 0, id3 = 0;
+	REQUIRE(put_three(s, &id1, &id2, &id3));
 	int changed = 0;
-	REQUIRE(oput(s, "P", "R1", "", "", 0, "{\"v\":1}", &changed) == 0);
-	REQUIRE(oput(s, "P", "R2", "", "", 0, "{\"v\":2}", &changed) == 0);
-	REQUIRE(oput(s, "P", "R3", "", "", 0, "{\"v\":3}", &changed) == 0);
 	REQUIRE(oput(s, "Q", "R1", "", "", 0, "{\"q\":1}", &changed) == 0);
 	store_outbox_row *rows = NULL;
 	size_t n = 0;
-	due_str(s, "P", 0, 10, &rows, &n);
-	REQUIRE(n == 3);
-	int64_t id1 = rows[0].id, id2 = rows[1].id, id3 = rows[2].id;
-	store_outbox_rows_free(rows, n);
 	due_str(s, "Q", 0, 10, &rows, &n);
 	REQUIRE(n == 1);
 	int64_t idq = rows[0].id;
@@ -874,10 +866,7 @@ static const char *jlist(json_t *a)
 /* Record names as REDCap matches them: "XK1", "xk1 " and "\tXk1" are one record. */
 static void test_record_owners(void)
 {
-	fx f;
-	int64_t srv = 0;
-	store *s = fx_setup(&f, &srv);
-	REQUIRE(s);
+	FX_STORE(f, srv, s);
 	json_t *same = NULL, *left = NULL;
 	int changed = -1;
 #define OWN(proj, pat, rec, want_same, want_left, want_changed)                                              \
@@ -918,10 +907,8 @@ static void test_record_owners(void)
 
 static void test_outbox_due_order_and_next(void)
 {
-	fx f;
-	int64_t srv = 0, next = -1;
-	store *s = fx_setup(&f, &srv);
-	REQUIRE(s);
+	FX_STORE(f, srv, s);
+	int64_t next = -1;
 	CHECK_INT(store_outbox_next_due(s, "P", &next), STORE_E_NOTFOUND);
 	CHECK_STR(due_str(s, "P", 0, 10, NULL, NULL), "");
 	int changed = 0;
@@ -971,10 +958,7 @@ static void test_outbox_due_order_and_next(void)
 
 static void test_outbox_status_json(void)
 {
-	fx f;
-	int64_t srv = 0;
-	store *s = fx_setup(&f, &srv);
-	REQUIRE(s);
+	FX_STORE(f, srv, s);
 	json_t *j = store_outbox_status_json(s, 10);
 	json_t *want = json_pack("{s:{}}", "projects");
 	CHECK(j && json_equal(j, want));
@@ -1045,9 +1029,7 @@ static void test_outbox_status_json(void)
 		  "MRN-001");
 	CHECK_INT(json_integer_value(json_object_get(p, "held")), 2);
 	json_decref(p);
-	p = project_status(s, "P", 0);
-	CHECK_INT(json_array_size(json_object_get(p, "held_rows")), 0);
-	json_decref(p);
+	CHECK_INT(pstat_len(s, "P", 0, "held_rows"), 0);
 	store_close(s);
 	fx_deinit(&f);
 }
@@ -1056,10 +1038,7 @@ static void test_outbox_status_json(void)
 
 static void test_provenance(void)
 {
-	fx f;
-	int64_t srv = 0;
-	store *s = fx_setup(&f, &srv);
-	REQUIRE(s);
+	FX_STORE(f, srv, s);
 	json_t *p = store_provenance_get(s, "P", "R1", "vs_value");
 	CHECK(p && json_array_size(p) == 0);
 	json_decref(p);
@@ -1138,10 +1117,7 @@ static int64_t review_id(store *s, const char *project, int state, size_t i)
 
 static void test_review(void)
 {
-	fx f;
-	int64_t srv = 0;
-	store *s = fx_setup(&f, &srv);
-	REQUIRE(s);
+	FX_STORE(f, srv, s);
 	const char *v1 = "{\"record_id\":\"R1\",\"creat_max_48h\":\"1.4\"}";
 	const char *v2 = "{\"record_id\":\"R1\",\"creat_max_48h\":\"1.9\"}";
 	const char *prov = "[{\"field\":\"creat_max_48h\",\"rule\":\"creat\",\"resource_type\":\"Observation\","
@@ -1251,10 +1227,8 @@ static void test_review(void)
 
 static void test_reopen_persistence(void)
 {
-	fx f;
-	int64_t srv = 0, n = 0;
-	store *s = fx_setup(&f, &srv);
-	REQUIRE(s);
+	FX_STORE(f, srv, s);
+	int64_t n = 0;
 	int changed = 0, queued = 0;
 	REQUIRE(store_begin(s) == 0);
 	REQUIRE(put_res(s, srv, "Patient", "p1", "1", "p1", "{\"p\":1}") == 0);
@@ -1302,10 +1276,7 @@ static void test_reopen_persistence(void)
 /* `status` (read-only) beside a running daemon that writes. */
 static void test_read_only_beside_writer(void)
 {
-	fx f;
-	int64_t srv = 0;
-	store *w = fx_setup(&f, &srv);
-	REQUIRE(w);
+	FX_STORE(f, srv, w);
 	int changed = 0;
 	REQUIRE(oput(w, "P", "R1", "", "", 0, "{\"a\":1}", &changed) == 0);
 	REQUIRE(store_begin(w) == 0);
@@ -1346,10 +1317,7 @@ static void test_read_only_beside_writer(void)
 
 static void test_no_phi_on_disk(void)
 {
-	fx f;
-	int64_t srv = 0;
-	store *s = fx_setup(&f, &srv);
-	REQUIRE(s);
+	FX_STORE(f, srv, s);
 	char record[64], payload[256], mrn[64];
 	int changed = 0;
 	REQUIRE(store_begin(s) == 0);
@@ -1417,10 +1385,7 @@ static void test_no_phi_on_disk(void)
 /* A blob moved to another row, or an older payload put back, fails authentication. */
 static void test_tampering_detected(void)
 {
-	fx f;
-	int64_t srv = 0;
-	store *s = fx_setup(&f, &srv);
-	REQUIRE(s);
+	FX_STORE(f, srv, s);
 	int changed = 0;
 	REQUIRE(oput(s, "P", "R1", "", "", 0, "{\"v\":1}", &changed) == 0);
 	REQUIRE(oput(s, "P", "R2", "", "", 0, "{\"v\":2}", &changed) == 0);
@@ -1455,10 +1420,7 @@ static int db_exec(sqlite3 *db, const char *sql)
  */
 static void test_upgrade_from_v1(void)
 {
-	fx f;
-	int64_t srv = 0;
-	store *s = fx_setup(&f, &srv);
-	REQUIRE(s);
+	FX_STORE(f, srv, s);
 	REQUIRE(store_begin(s) == 0);
 	REQUIRE(put_res(s, srv, "Observation", "o1", "1", "p2", "{\"o\":1}") == 0);
 	REQUIRE(put_res(s, srv, "Patient", "p1", "1", "p1", "{\"p\":1}") == 0);
