@@ -473,6 +473,12 @@ static void test_rows_classic(void)
 	      "The following fields were not found in the project as real data fields: nope, race, desc_intro, race___9" },
 	    END);
 
+	/* The list is htmlspecialchars'd in the text (218 + " " + list). */
+	ROW(&d, "{\"record_id\":\"1\",\"a&b\":\"1\",\"x'<y>\":\"\"}",
+	    { REDCAP_ERR_REQUEST, "1", "a&b, x'<y>", "",
+	      "The following fields were not found in the project as real data fields: a&amp;b, x&#039;&lt;y&gt;" },
+	    END);
+
 	/* Per-value errors, in column order, exact texts. */
 	ROW(&d, "{\"record_id\":\"2\",\"sex\":\"9\",\"race___3\":\"x\",\"dob\":\"01/02/1970\",\"email\":\"bad\","
 		"\"consent\":\"2\",\"first_name\":true}",

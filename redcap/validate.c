@@ -1089,7 +1089,7 @@ int redcap_validate_row(const redcap_dict *d, const json_t *row, size_t row_inde
 	char *instr = member_text(row, "redcap_repeat_instrument", &has_instr, &bad_instr);
 	char *inst = member_text(row, "redcap_repeat_instance", &has_inst, &bad_inst);
 	char *dag = member_text(row, "redcap_data_access_group", &has_dag, &bad_dag);
-	rc_str unknown = RC_STR_NULL;
+	rc_str unknown = RC_STR_NULL, unknown_html = RC_STR_NULL;
 
 	if ((has_rec && !bad_rec && !record) || (has_ev && !bad_ev && !evname) ||
 	    (has_instr && !bad_instr && !instr) || (has_inst && !bad_inst && !inst) || (has_dag && !bad_dag && !dag)) {
@@ -1208,9 +1208,12 @@ int redcap_validate_row(const redcap_dict *d, const json_t *row, size_t row_inde
 		if (!f && !survey_id && is_form_timestamp(d, col))
 			continue;  /* survey timestamps: pseudo-fields REDCap ignores */
 		if (!survey_id && (!f || (f->type == REDCAP_FIELD_CHECKBOX && !ch) || f->type == REDCAP_FIELD_DESCRIPTIVE)) {
-			if (unknown.len)
+			if (unknown.len) {
 				rc_str_add(&unknown, ", ");
-			add_html(&unknown, col);
+				rc_str_add(&unknown_html, ", ");
+			}
+			rc_str_add(&unknown, col);
+			add_html(&unknown_html, col);
 			continue;
 		}
 		bool bad;
@@ -1304,7 +1307,7 @@ int redcap_validate_row(const redcap_dict *d, const json_t *row, size_t row_inde
 		wipe_free(vd.value);
 		wipe_free(val);
 	}
-	if (unknown.err) {
+	if (unknown.err || unknown_html.err) {
 		c.rc = -ENOMEM;
 		goto out;
 	}
@@ -1315,7 +1318,8 @@ int redcap_validate_row(const redcap_dict *d, const json_t *row, size_t row_inde
 	 * groups (220 + " " + the names). */
 	if (unknown.len)
 		request_error(&c, unknown.s, "",
-			      fmt("The following fields were not found in the project as real data fields: %s", unknown.s));
+			      fmt("The following fields were not found in the project as real data fields: %s",
+				  unknown_html.s));
 	if (bad_event) {
 		rc_str b = RC_STR_NULL;
 		add_html(&b, E);
@@ -1335,6 +1339,7 @@ int redcap_validate_row(const redcap_dict *d, const json_t *row, size_t row_inde
 			      rc_strdup("The data access group is not a JSON string or number."));
 out:
 	rc_str_free(&unknown);
+	rc_str_free(&unknown_html);
 	wipe_free(record);
 	wipe_free(evname);
 	wipe_free(instr);
