@@ -74,35 +74,81 @@ static bool load_longitudinal(redcap_dict *d)
 
 static void test_formats(void)
 {
+	/* date: a date_ymd value; dt, dts: datetime_ymd / datetime_seconds_ymd
+	 * as the bridge checks them (pad_time false: the time must be there);
+	 * pdt, pdts: as REDCap 15.7.6 takes them (pad_time true). */
 	static const struct {
 		const char *s;
-		bool date, dt, dts;
+		bool date, dt, dts, pdt, pdts;
 	} dates[] = {
-		{ "2024-02-29", true, false, false },  { "2023-02-29", false, false, false },
-		{ "2000-02-29", true, false, false },  { "1900-02-29", false, false, false },
-		{ "2100-02-29", false, false, false }, { "1600-02-29", true, false, false },
-		{ "2004-02-29", true, false, false },  { "2024-04-31", false, false, false },
-		{ "2024-12-31", true, false, false },  { "2024-13-01", false, false, false },
-		{ "2024-00-10", false, false, false }, { "2024-01-00", false, false, false },
-		{ "0000-01-01", true, false, false },  { "2024/02/29", true, false, false },
-		{ "2024-02/29", false, false, false }, { "2024-2-29", false, false, false },
-		{ "24-02-29", false, false, false },   { "02-29-2024", false, false, false },
-		{ "2024-02-29 ", false, false, false }, { "", false, false, false },
-		{ "2024-02-29 10:30", false, true, false },    { "2024-02-29T10:30", false, true, false },
-		{ "2024-02-29 9:30", false, true, false },     { "2024-02-29 23:59", false, true, false },
-		{ "2024-02-29 24:00", false, false, false },   { "2024-02-29 10:60", false, false, false },
-		{ "2024-02-29 10:30:59", false, false, true }, { "2024-02-29T07:08:09", false, false, true },
-		{ "2024-02-29 10:30:60", false, false, false }, { "2024-02-30 10:30", false, false, false },
-		{ "2024-02-29  10:30", false, false, false },  { "2024-02-29 10:3", false, false, false },
-		{ "2024-02-29 10:30Z", false, false, false },  { "2024-02-29 100:30", false, false, false },
+		{ "2024-02-29", true, false, false, true, true },   { "2023-02-29", false, false, false, false, false },
+		{ "2000-02-29", true, false, false, true, true },   { "1900-02-29", false, false, false, false, false },
+		{ "2100-02-29", false, false, false, false, false }, { "1600-02-29", true, false, false, true, true },
+		{ "2004-02-29", true, false, false, true, true },   { "2024-04-31", false, false, false, false, false },
+		{ "2024-12-31", true, false, false, true, true },   { "2024-13-01", false, false, false, false, false },
+		{ "2024-00-10", false, false, false, false, false }, { "2024-01-00", false, false, false, false, false },
+		{ "0000-01-01", true, false, false, true, true },   { "2024/02/29", true, false, false, true, true },
+		{ "2024-02/29", false, false, false, false, false }, { "2024-2-29", true, false, false, true, true },
+		{ "2024-2-9", true, false, false, true, true },     { "2024-02-029", false, false, false, false, false },
+		{ "24-02-29", true, false, false, true, true },     { "02-29-2024", false, false, false, false, false },
+		{ "2024/2/29", false, false, false, false, false },  { "2024-02-29 ", true, false, false, true, true },
+		{ "", false, false, false, false, false },          { "x-1-2", true, false, false, true, true },
+		{ "2024-02-29 10:30", false, true, true, true, true }, { "2024-02-29T10:30", false, true, true, true, true },
+		{ "2024-02-29 9:30", false, true, true, true, true },  { "2024-02-29 23:59", false, true, true, true, true },
+		{ "2024-02-29 24:00", false, false, false, false, false }, { "2024-02-29 10:60", false, false, false, false, false },
+		{ "2024-02-29 10:30:59", false, false, true, true, true }, { "2024-02-29T07:08:09", false, false, true, true, true },
+		{ "2024-02-29 10:30:60", false, false, false, true, false }, { "2024-02-30 10:30", false, false, false, false, false },
+		{ "2024-02-29  10:30", false, false, false, true, true }, { "2024-02-29 10:3", false, true, true, true, true },
+		{ "2024-02-29 10:30Z", false, false, false, true, true }, { "2024-02-29 100:30", false, false, false, false, false },
+		{ "2024-2-9 1:5", false, true, true, true, true },   { "2024-02-29 13", false, false, false, true, true },
+		{ "2024-02-29 -1:00", false, false, false, false, false }, { "2024-02-29 1:2:3:4", false, false, false, true, true },
 	};
 	for (size_t i = 0; i < sizeof(dates) / sizeof(dates[0]); i++) {
-		bool a = redcap_check_date_ymd(dates[i].s), b = redcap_check_datetime_ymd(dates[i].s, false),
-		     c = redcap_check_datetime_ymd(dates[i].s, true);
-		if (a != dates[i].date || b != dates[i].dt || c != dates[i].dts) {
-			fprintf(stderr, "  date case %zu \"%s\": %d %d %d\n", i, dates[i].s, a, b, c);
+		bool a = redcap_check_date_ymd(dates[i].s), b = redcap_check_datetime_ymd(dates[i].s, false, false),
+		     c = redcap_check_datetime_ymd(dates[i].s, true, false),
+		     e = redcap_check_datetime_ymd(dates[i].s, false, true),
+		     f = redcap_check_datetime_ymd(dates[i].s, true, true);
+		if (a != dates[i].date || b != dates[i].dt || c != dates[i].dts || e != dates[i].pdt || f != dates[i].pdts) {
+			fprintf(stderr, "  date case %zu \"%s\": %d %d %d %d %d\n", i, dates[i].s, a, b, c, e, f);
 			harness_failures++;
 		}
+	}
+
+	/* What REDCap saves (and quotes in an error line). */
+	static const struct {
+		redcap_vtype t;
+		const char *s;
+		bool pad;
+		const char *out;
+		bool ok;
+	} norm[] = {
+		{ REDCAP_V_DATE_YMD, "2024-1-2", false, "2024-01-02", true },
+		{ REDCAP_V_DATE_DMY, " 2024-1-2 ", false, "2024-01-02", true },
+		{ REDCAP_V_DATE_YMD, "2024/02/29", false, "2024/02/29", true },  /* saved with its slashes */
+		{ REDCAP_V_DATE_YMD, "2024-13-1", false, "2024-13-01", false },
+		{ REDCAP_V_DATE_YMD, "2024-1-2x", false, "2024-01-02", true },   /* PHP's (int) "2x" */
+		{ REDCAP_V_DATE_YMD, "2024-01-02 10:00", false, "2024-01-02 10:00", false },
+		{ REDCAP_V_DATETIME_YMD, "2024-01-02", true, "2024-01-02 00:00", true },
+		{ REDCAP_V_DATETIME_YMD, "2024-01-02", false, "2024-01-02", false },
+		{ REDCAP_V_DATETIME_SECONDS_YMD, "2024-01-02", true, "2024-01-02 00:00:00", true },
+		{ REDCAP_V_DATETIME_YMD, "2024-01-02 13", true, "2024-01-02 00:00", true },  /* the hour is lost */
+		{ REDCAP_V_DATETIME_YMD, "2024-1-2T9:5:59", true, "2024-01-02 09:05", true },
+		{ REDCAP_V_DATETIME_YMD, "2024-1-2T9:5:59", false, "2024-1-2T9:5:59", false },
+		{ REDCAP_V_DATETIME_SECONDS_MDY, "2024-01-02 10:00", false, "2024-01-02 10:00:00", true },
+		{ REDCAP_V_DATETIME_YMD, "2024-01-02 25:00", false, "2024-01-02 25:00", false },
+		{ REDCAP_V_DATETIME_YMD, "2024-01-02 10:60", false, "2024-01-02 10:60", false },
+		{ REDCAP_V_DATETIME_YMD, "2024-1-32 1:00", false, "2024-01-32 01:00", false },
+		{ REDCAP_V_DATETIME_YMD, "2024-01-02 99999999999999999999:00", true, "2024-01-02 99999999999999999999:00",
+		  false },
+	};
+	for (size_t i = 0; i < sizeof(norm) / sizeof(norm[0]); i++) {
+		bool ok;
+		char *out = redcap_normalize_date(norm[i].t, norm[i].s, norm[i].pad, &ok);
+		if (!out || strcmp(out, norm[i].out) != 0 || ok != norm[i].ok) {
+			fprintf(stderr, "  normalize case %zu \"%s\": \"%s\" %d\n", i, norm[i].s, out ? out : "(null)", ok);
+			harness_failures++;
+		}
+		free(out);
 	}
 
 	static const struct {
@@ -358,7 +404,14 @@ static void test_rows_classic(void)
 	REQUIRE(load_classic(&d));
 
 	OK_ROW(&d, "{\"record_id\":\"1\",\"first_name\":\"Jane\",\"dob\":\"1970-01-01\",\"sex\":\"1\",\"race___1\":\"1\","
-		   "\"race___2\":\"0\",\"consent\":\"1\",\"demographics_complete\":\"2\",\"redcap_data_access_group\":\"x\"}");
+		   "\"race___2\":\"0\",\"consent\":\"1\",\"demographics_complete\":\"2\",\"redcap_data_access_group\":\"\"}");
+	/* A data access group: the dictionary knows none, so any name is
+	 * refused, as REDCap refuses it on a project without groups
+	 * (Classes/Records.php saveData: 220 + " " + the names). */
+	ROW(&d, "{\"record_id\":\"1\",\"redcap_data_access_group\":\" dag_1 \",\"sex\":\"1\"}",
+	    { REDCAP_ERR_REQUEST, "1", "redcap_data_access_group", "dag_1",
+	      "The following Data Access Group are invalid for the redcap_data_access_group field: dag_1" },
+	    END);
 	OK_ROW(&d, "{\"record_id\":\"1\",\"redcap_repeat_instrument\":\"vitals\",\"redcap_repeat_instance\":\"1\","
 		   "\"heart_rate\":\"80\",\"vitals_complete\":\"0\"}");
 	OK_ROW(&d, "{\"record_id\":\"1\",\"redcap_repeat_instrument\":\"vitals\",\"redcap_repeat_instance\":\"new\","
@@ -371,8 +424,10 @@ static void test_rows_classic(void)
 	/* Record names. */
 	ROW(&d, "{\"first_name\":\"x\"}",
 	    { REDCAP_ERR_REQUEST, "", "record_id", "", "The record id field (record_id) is missing." }, END);
-	ROW(&d, "{\"record_id\":\"  \"}",
-	    { REDCAP_ERR_REQUEST, "", "record_id", "", "The record name cannot be empty." }, END);
+	/* Blank: a flat import names the record id field (212 + field + 213);
+	 * "The record name cannot be empty." (211) is the EAV text. */
+	ROW(&d, "{\"record_id\":\"  \",\"sex\":\"1\"}",
+	    { REDCAP_ERR_REQUEST, "", "record_id", "", "The record id field (record_id) is missing." }, END);
 	ROW(&d, "{\"record_id\":\"a+b\"}",
 	    { REDCAP_ERR_REQUEST, "a+b", "record_id", "a+b",
 	      "The record name (a+b) cannot contain a plus sign (+), ampersand (&), pound sign (#), or apostrophe." },
@@ -383,20 +438,30 @@ static void test_rows_classic(void)
 	    END);
 	ROW(&d, "{\"record_id\":\"a<BR>b\"}",
 	    { REDCAP_ERR_REQUEST, "a<BR>b", "record_id", "a<BR>b",
-	      "Record names cannot contain BR tags, line breaks, or carriage return characters. The following record name contains a BR tag, line break, or carriage return, and thus cannot be imported: a<BR>b" },
+	      "Record names cannot contain BR tags, line breaks, or carriage return characters. The following record name contains a BR tag, line break, or carriage return, and thus cannot be imported: a\nb" },
 	    END);
+	/* br2nl() takes <br>, <br/>, <br /> only. */
+	OK_ROW(&d, "{\"record_id\":\"a<bra>b\"}");
 	ROW(&d, "{\"record_id\":\"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\"}",
 	    { REDCAP_ERR_REQUEST, "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
 	      "record_id", "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
 	      "Record names must be 100 characters or less in length. The following record name is too long and thus cannot be imported: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa" },
 	    END);
-	/* 100 characters (not bytes) is fine: 100 x "é". */
+	/* 100 bytes (PHP strlen) is fine: 50 x "é"; 51 are too many. */
 	{
 		char row[400] = "{\"record_id\":\"";
-		for (int i = 0; i < 100; i++)
+		for (int i = 0; i < 50; i++)
 			strcat(row, "\xc3\xa9");
 		strcat(row, "\"}");
 		OK_ROW(&d, row);
+		char row2[400] = "{\"record_id\":\"\xc3\xa9";
+		strcat(row2, row + strlen("{\"record_id\":\""));
+		json_t *j = json_loads(row2, 0, NULL);
+		redcap_errors errs = REDCAP_ERRORS_NULL;
+		CHECK_INT(redcap_validate_row(&d, j, 0, NULL, &errs), REDCAP_E_INVALID);
+		CHECK(errs.n == 1 && strstr(errs.v[0].message, "Record names must be 100 characters or less") != NULL);
+		redcap_errors_deinit(&errs);
+		json_decref(j);
 	}
 	/* Trimmed like REDCap does. */
 	OK_ROW(&d, "{\"record_id\":\"  12 \",\"sex\":\" 0\"}");
@@ -406,6 +471,12 @@ static void test_rows_classic(void)
 		"\"demographics_timestamp\":\"2024-01-01 00:00:00\",\"redcap_survey_identifier\":\"\"}",
 	    { REDCAP_ERR_REQUEST, "1", "nope, race, desc_intro, race___9", "",
 	      "The following fields were not found in the project as real data fields: nope, race, desc_intro, race___9" },
+	    END);
+
+	/* The list is htmlspecialchars'd in the text (218 + " " + list). */
+	ROW(&d, "{\"record_id\":\"1\",\"a&b\":\"1\",\"x'<y>\":\"\"}",
+	    { REDCAP_ERR_REQUEST, "1", "a&b, x'<y>", "",
+	      "The following fields were not found in the project as real data fields: a&amp;b, x&#039;&lt;y&gt;" },
 	    END);
 
 	/* Per-value errors, in column order, exact texts. */
@@ -435,28 +506,66 @@ static void test_rows_classic(void)
 	    { REDCAP_ERR_REQUEST, "3", "redcap_repeat_instance", "NEW",
 	      "The record name (3) has an invalid value for 'redcap_repeat_instance'. The value must either be a positive integer or the value 'new'. Value provided: NEW" },
 	    END);
-	OK_ROW(&d, "{\"record_id\":\"3\",\"redcap_repeat_instrument\":\"vitals\",\"redcap_repeat_instance\":32767}");
-	ROW(&d, "{\"record_id\":\"3\",\"redcap_repeat_instrument\":\"vitals\",\"redcap_repeat_instance\":\"32768\"}",
-	    { REDCAP_ERR_REQUEST, "3", "redcap_repeat_instance", "32768",
-	      "The record name (3) with redcap_repeat_instance 32768 must have a numeric value between '1' and '32767' for any Repeating Event or Repeating Instrument.  Please add a valid numeric value to redcap_repeat_instance in the data import file and try again." },
+	OK_ROW(&d, "{\"record_id\":\"3\",\"redcap_repeat_instrument\":\"vitals\",\"redcap_repeat_instance\":32767,"
+		   "\"vitals_complete\":\"1\"}");
+	/* Above 32767: a line of its own (Classes/Records.php saveData:
+	 * "(redcap_repeat_instrument=\"i\") redcap_repeat_instance " + 286). */
+	ROW(&d, "{\"record_id\":\"3\",\"redcap_repeat_instrument\":\"vitals\",\"redcap_repeat_instance\":\"32768\","
+		"\"heart_rate\":\"80\"}",
+	    { REDCAP_ERR_VALUE, "3", "redcap_repeat_instance", "32768",
+	      "(redcap_repeat_instrument=\"vitals\") " REDCAP_MSG_INSTANCE_RANGE },
 	    END);
-	/* As in the real answer of PyCap issue #154; the row's values are not
-	 * looked at then. */
+	/* An instance where no column of the row is on a repeating form:
+	 * saveData's "isRepeatFormReally" finds nothing to repeat; this text
+	 * replaces the range's. Not checked with overwriteBehavior=overwrite. */
+	ROW(&d, "{\"record_id\":\"3\",\"redcap_repeat_instrument\":\"vitals\",\"redcap_repeat_instance\":\"99999\"}",
+	    { REDCAP_ERR_VALUE, "3", "redcap_repeat_instance", "99999", REDCAP_MSG_NOT_REPEATING_INSTANCE }, END);
+	{
+		json_t *j = json_loads("{\"record_id\":\"3\",\"redcap_repeat_instrument\":\"vitals\","
+				       "\"redcap_repeat_instance\":\"9\"}", 0, NULL);
+		redcap_errors errs = REDCAP_ERRORS_NULL;
+		redcap_validate_opts ow = { .overwrite = true };
+		CHECK_INT(redcap_validate_row(&d, j, 0, &ow, &errs), 0);
+		redcap_errors_deinit(&errs);
+		json_decref(j);
+	}
+	/* As in the real answer of PyCap issue #154; the values are checked
+	 * too (REDCap goes on with the row). */
 	ROW(&d, "{\"record_id\":\"3\",\"redcap_repeat_instrument\":\"demographics\",\"redcap_repeat_instance\":\"1\","
 		"\"sex\":\"9\"}",
 	    { REDCAP_ERR_VALUE, "3", "redcap_repeat_instrument", "demographics",
 	      "redcap_repeat_instrument must be the unique form name of a Repeating Instrument. It currently does not match the unique form name of any Repeating Instruments.  Please fix this in the data import file and try again." },
 	    { REDCAP_ERR_VALUE, "3", "redcap_repeat_instance", "1",
 	      "redcap_repeat_instance cannot have a value since this instrument or event is not a repeating instrument or repeating event, respectively.  The redcap_repeat_instance field must be left blank for this row of data." },
+	    { REDCAP_ERR_VALUE, "3", "sex", "9", "The value is not a valid category for sex" }, END);
+	/* A field of a repeating form on a row of another (not repeating)
+	 * instrument. */
+	ROW(&d, "{\"record_id\":\"3\",\"redcap_repeat_instrument\":\"demographics\",\"redcap_repeat_instance\":\"1\","
+		"\"heart_rate\":\"x\"}",
+	    { REDCAP_ERR_VALUE, "3", "redcap_repeat_instrument", "demographics", REDCAP_MSG_NOT_REPEATING_INSTRUMENT },
+	    { REDCAP_ERR_VALUE, "3", "heart_rate", "x",
+	      "This field ('heart_rate') does not exist on the Repeating Instrument named 'demographics'. You are not allowed to import data for this field into this Repeating Instrument." },
 	    END);
 	ROW(&d, "{\"record_id\":\"3\",\"redcap_repeat_instrument\":\"nope\"}",
 	    { REDCAP_ERR_VALUE, "3", "redcap_repeat_instrument", "nope", REDCAP_MSG_NOT_REPEATING_INSTRUMENT }, END);
+	/* A classic project: a numeric instance without an instrument is a
+	 * whole-request error (215 + record + 284 + ' "2" ' + 285). */
 	ROW(&d, "{\"record_id\":\"3\",\"redcap_repeat_instance\":\"2\",\"heart_rate\":\"80\"}",
-	    { REDCAP_ERR_VALUE, "3", "redcap_repeat_instance", "2", REDCAP_MSG_NOT_REPEATING_INSTANCE }, END);
+	    { REDCAP_ERR_REQUEST, "3", "redcap_repeat_instance", "2",
+	      "The record name (3) with redcap_repeat_instance \"2\" cannot be imported. This is because the field 'redcap_repeat_instrument' could not be found in the data import fields or because it has a blank value.  In order to import data for a repeating instrument, the field 'redcap_repeat_instrument' is required in the imported data set." },
+	    { REDCAP_ERR_VALUE, "3", "redcap_repeat_instance", "2", REDCAP_MSG_NOT_REPEATING_INSTANCE },
+	    { REDCAP_ERR_VALUE, "3", "heart_rate", "80", MSG_REPEAT_FIELD("heart_rate", "vitals") }, END);
 	ROW(&d, "{\"record_id\":\"3\",\"redcap_repeat_instrument\":\"vitals\",\"redcap_repeat_instance\":\"2\",\"first_name\":\"x\"}",
+	    { REDCAP_ERR_VALUE, "3", "redcap_repeat_instance", "2", REDCAP_MSG_NOT_REPEATING_INSTANCE },
 	    { REDCAP_ERR_VALUE, "3", "first_name", "x",
 	      "This field ('first_name') does not exist on the Repeating Instrument named 'vitals'. You are not allowed to import data for this field into this Repeating Instrument." },
 	    END);
+	/* An instrument without an instance: the row is not a repeating one. */
+	ROW(&d, "{\"record_id\":\"3\",\"redcap_repeat_instrument\":\"vitals\",\"sex\":\"1\",\"heart_rate\":\"80\"}",
+	    { REDCAP_ERR_VALUE, "3", "heart_rate", "80", MSG_REPEAT_FIELD("heart_rate", "vitals") }, END);
+	/* A checkbox "0" is a box REDCap leaves alone: no placement error. */
+	OK_ROW(&d, "{\"record_id\":\"3\",\"redcap_repeat_instrument\":\"vitals\",\"redcap_repeat_instance\":\"2\","
+		   "\"heart_rate\":\"80\",\"race___1\":\"0\"}");
 
 	/* Ignored columns and soft ranges are warnings, the row is fine. */
 	{
@@ -506,8 +615,21 @@ static void test_rows_small(void)
 	/* datetime_seconds without seconds: REDCap takes :00. */
 	OK_ROW(&d, "{\"record_id\":\"1\",\"seen\":\"2024-01-02 10:00\"}");
 	OK_ROW(&d, "{\"record_id\":\"1\",\"seen\":\"2024-01-02 10:00:59\"}");
+	/* A date alone: REDCap would save it as 00:00:00; the bridge's rule
+	 * (pad_time false, the default) refuses it with REDCap's message. */
 	ROW(&d, "{\"record_id\":\"1\",\"seen\":\"2024-01-02\"}",
 	    { REDCAP_ERR_VALUE, "1", "seen", "2024-01-02", REDCAP_MSG_DATETIME }, END);
+	{
+		json_t *j = json_loads("{\"record_id\":\"1\",\"seen\":\"2024-01-02\"}", 0, NULL);
+		redcap_errors errs = REDCAP_ERRORS_NULL;
+		redcap_validate_opts as_redcap = { .pad_time = true };
+		CHECK_INT(redcap_validate_row(&d, j, 0, &as_redcap, &errs), 0);
+		redcap_errors_deinit(&errs);
+		json_decref(j);
+	}
+	/* The error line quotes the value as REDCap turned it. */
+	ROW(&d, "{\"record_id\":\"1\",\"seen\":\"2024-1-2T25:00\"}",
+	    { REDCAP_ERR_VALUE, "1", "seen", "2024-01-02 25:00:00", REDCAP_MSG_DATETIME }, END);
 	ROW(&d, "{\"record_id\":\"1\",\"score\":\"0\"}",
 	    { REDCAP_ERR_VALUE, "1", "score", "0", "score should not be less than the field minimum (1)" }, END);
 	ROW(&d, "{\"record_id\":\"1\",\"score\":\"11\"}",
@@ -551,7 +673,58 @@ static void test_rows_longitudinal(void)
 		   "\"glucose\":\"5,0\",\"heart_rate\":\"70\"}");
 	ROW(&d, "{\"record_id\":\"1\",\"redcap_event_name\":\"visit_1_arm_1\",\"redcap_repeat_instrument\":\"labs\","
 		"\"redcap_repeat_instance\":\"2\"}",
-	    { REDCAP_ERR_VALUE, "1", "redcap_repeat_instrument", "labs", REDCAP_MSG_REPEAT_EVENT_INSTRUMENT },
+	    { REDCAP_ERR_VALUE, "1", "redcap_repeat_instrument", "labs",
+	      "(redcap_event_name=\"visit_1_arm_1\") " REDCAP_MSG_REPEAT_EVENT_INSTRUMENT },
+	    END);
+	/* ... and the event REDCap names is the first one when the row names none. */
+	{
+		redcap_dict d2 = REDCAP_DICT_NULL;
+		REQUIRE(load_longitudinal(&d2));
+		redcap_event tmp = d2.events[0];
+		d2.events[0] = d2.events[1];
+		d2.events[1] = tmp;
+		ROW(&d2, "{\"record_id\":\"1\",\"redcap_repeat_instrument\":\"labs\",\"redcap_repeat_instance\":\"2\","
+			 "\"glucose\":\"5,0\"}",
+		    { REDCAP_ERR_VALUE, "1", "redcap_repeat_instrument", "labs",
+		      "(redcap_event_name=\"visit_1_arm_1\") " REDCAP_MSG_REPEAT_EVENT_INSTRUMENT },
+		    END);
+		/* Above 32767 on a longitudinal project: the event is named. */
+		ROW(&d2, "{\"record_id\":\"1\",\"redcap_repeat_instance\":\"40000\",\"glucose\":\"5,0\"}",
+		    { REDCAP_ERR_VALUE, "1", "redcap_repeat_instance", "40000",
+		      "(redcap_event_name=\"visit_1_arm_1\") " REDCAP_MSG_INSTANCE_RANGE },
+		    END);
+		redcap_dict_deinit(&d2);
+	}
+	/* A repeating event's row without a redcap_repeat_instance column. */
+	ROW(&d, "{\"record_id\":\"1\",\"redcap_event_name\":\"visit_1_arm_1\",\"glucose\":\"5,0\"}",
+	    { REDCAP_ERR_REQUEST, "1", "redcap_repeat_instance", "",
+	      "The record name (1) with event \"visit_1_arm_1\" cannot be imported. This is because this event is a repeating event, but the field 'redcap_repeat_instance' could not be found in the data import fields.  In order to import data for a repeating event, the field 'redcap_repeat_instance' is required in the imported data set." },
+	    END);
+	OK_ROW(&d, "{\"record_id\":\"1\",\"redcap_event_name\":\"visit_1_arm_1\",\"redcap_repeat_instance\":\"\",\"glucose\":\"5,0\"}");
+	/* A blank event name (the column is there) is no first event. */
+	ROW(&d, "{\"record_id\":\"1\",\"redcap_event_name\":\" \",\"first_name\":\"J\"}",
+	    { REDCAP_ERR_REQUEST, "1", "redcap_event_name", "", "The record event name is missing." }, END);
+	/* A checkbox "0" on a form of another event: REDCap still refuses it
+	 * (the form/event check runs on "0"), unless overwriteBehavior=overwrite. */
+	ROW(&d, "{\"record_id\":\"1\",\"redcap_event_name\":\"visit_1_arm_1\",\"redcap_repeat_instance\":\"1\","
+		"\"race___1\":\"0\"}",
+	    { REDCAP_ERR_VALUE, "1", "race___1", "0",
+	      "This field ('race___1') exists on an instrument that is not designated for the event named 'Visit 1 (Arm 1: Main)'. You are not allowed to import data for this field into this event." },
+	    END);
+	{
+		json_t *j = json_loads("{\"record_id\":\"1\",\"redcap_event_name\":\"visit_1_arm_1\","
+				       "\"redcap_repeat_instance\":\"1\",\"race___1\":\"0\",\"race___2\":\"1\"}", 0, NULL);
+		redcap_errors errs = REDCAP_ERRORS_NULL;
+		redcap_validate_opts ow = { .overwrite = true };
+		CHECK_INT(redcap_validate_row(&d, j, 0, &ow, &errs), REDCAP_E_INVALID);
+		CHECK(errs.n == 1 && strcmp(errs.v[0].field, "race___2") == 0);
+		redcap_errors_deinit(&errs);
+		json_decref(j);
+	}
+	/* A placement error replaces the value's (one line per column). */
+	ROW(&d, "{\"record_id\":\"1\",\"glucose\":\"x\"}",
+	    { REDCAP_ERR_VALUE, "1", "glucose", "x",
+	      "This field ('glucose') exists on an instrument that is not designated for the event named 'Baseline (Arm 1: Main)'. You are not allowed to import data for this field into this event." },
 	    END);
 	/* A repeating instrument in baseline. */
 	OK_ROW(&d, "{\"record_id\":\"1\",\"redcap_event_name\":\"baseline_arm_1\",\"redcap_repeat_instrument\":\"vitals\","
@@ -577,13 +750,13 @@ static void test_rows_batch(void)
 	bool bad[4] = { true, false, false, true };
 	CHECK_INT(redcap_validate_rows(&d, rows, NULL, &errs, bad), 2);
 	CHECK(!bad[0] && bad[1] && bad[2] && !bad[3]);
-	REQUIRE(errs.n == 4);
+	REQUIRE(errs.n == 3);
 	CHECK(errs.v[0].row == 1 && strcmp(errs.v[0].field, "sex") == 0);
+	/* heart_rate "x": its placement message replaced the format's. */
 	CHECK(errs.v[1].row == 1 && strcmp(errs.v[1].field, "heart_rate") == 0 &&
-	      strcmp(errs.v[1].message, REDCAP_MSG_VALIDATION) == 0);
-	CHECK(errs.v[2].row == 1 && strcmp(errs.v[2].message, MSG_REPEAT_FIELD("heart_rate", "vitals")) == 0);
-	CHECK(errs.v[3].row == 2 && errs.v[3].kind == REDCAP_ERR_REQUEST &&
-	      strcmp(errs.v[3].message, "The row is not a JSON object.") == 0);
+	      strcmp(errs.v[1].message, MSG_REPEAT_FIELD("heart_rate", "vitals")) == 0);
+	CHECK(errs.v[2].row == 2 && errs.v[2].kind == REDCAP_ERR_REQUEST &&
+	      strcmp(errs.v[2].message, "The row is not a JSON object.") == 0);
 
 	/* The list renders the way REDCap writes it. */
 	char *text = redcap_errors_format(&errs);

@@ -6,11 +6,14 @@
  *
  *   redcap-validate-cli --metadata FILE [--project FILE] [--events FILE]
  *                       [--arms FILE] [--mapping FILE] [--repeating FILE]
- *                       --rows FILE
+ *                       [--overwrite] --rows FILE
  *
  * The files hold the JSON answers of content=metadata, project, event, arm,
  * formEventMapping and repeatingFormsEvents, the way the bridge loads a
- * project; --rows a JSON array of rows. Each row is validated on its own.
+ * project; --rows a JSON array of rows. Each row is validated on its own,
+ * as REDCap 15.7.6 judges it (pad_time: a datetime without its time is
+ * taken, as REDCap takes it; the bridge refuses it), with
+ * overwriteBehavior=overwrite when --overwrite is given.
  * Prints a JSON array with one object per row:
  *   {"text": "...", "errors": [{"kind": "request"|"value", "record",
  *    "field", "value", "message"}]}
@@ -171,7 +174,7 @@ static json_t *row_result(const redcap_errors *errs)
 static void usage(void)
 {
 	fprintf(stderr, "usage: redcap-validate-cli --metadata FILE [--project FILE] [--events FILE] [--arms FILE]\n"
-			"                           [--mapping FILE] [--repeating FILE] --rows FILE\n");
+			"                           [--mapping FILE] [--repeating FILE] [--overwrite] --rows FILE\n");
 }
 
 int main(int argc, char **argv)
@@ -183,8 +186,13 @@ int main(int argc, char **argv)
 	json_error_t je;
 	size_t i;
 	int status = 2;
+	redcap_validate_opts opts = { .pad_time = true };
 
 	for (int a = 1; a < argc; a++) {
+		if (strcmp(argv[a], "--overwrite") == 0) {
+			opts.overwrite = true;
+			continue;
+		}
 		static const char *const names[] = { "--metadata", "--project", "--events", "--arms",
 						     "--mapping", "--repeating", "--rows" };
 		const char **slots[] = { &metadata, &project, &events, &arms, &mapping, &repeating, &rows_path };
@@ -215,7 +223,7 @@ int main(int argc, char **argv)
 	json_array_foreach(rows, i, row) {
 		redcap_errors errs = REDCAP_ERRORS_NULL;
 		json_t *res;
-		int rc = json_is_object(row) ? redcap_validate_row(&d, row, i, NULL, &errs) : -EINVAL;
+		int rc = json_is_object(row) ? redcap_validate_row(&d, row, i, &opts, &errs) : -EINVAL;
 		if (rc < 0 && rc != -EINVAL) {
 			redcap_errors_deinit(&errs);
 			goto oom;

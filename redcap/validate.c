@@ -3,12 +3,13 @@
  * with REDCap's messages.
  *
  * Sources (see validate.h): REDCap 15.7.6 LanguageUpdater/English.ini for
- * the texts (data_import_tool_162, 165, 166, 190, 193, 211..233, 252, 253,
- * 260..263, 384, 406; config_functions_77), its install_data.sql
+ * the texts (data_import_tool_162, 165, 166, 190, 193, 212..233, 252..263,
+ * 281..286, 299, 384, 406; config_functions_77), its install_data.sql
  * redcap_validation_types table for the formats (the regular expressions
- * below are written from those, in POSIX ERE), and API/record/import.php of
- * REDCap 5.2.3 for the order of the checks: format first, then choices,
- * then range (hard with @FORCE-MINMAX, else a warning), then checkboxes.
+ * below are written from those, in POSIX ERE), and its Classes/Records.php
+ * (saveData; API/record/import.php hands the request to it as it is) for
+ * what is checked, in which order, how values are turned first, and how
+ * the texts are joined. Public copy: xOops4/redcap, redcap_v15.7.6/.
  */
 #include "redcap/validate.h"
 #include "redcap/internal.h"
@@ -16,8 +17,10 @@
 #include <errno.h>
 #include <math.h>
 #include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <openssl/crypto.h>
 
@@ -62,12 +65,6 @@ static size_t date_ymd(const char *s)
 	return 10;
 }
 
-/* The whole string is a date_ymd value. */
-bool redcap_check_date_ymd(const char *s)
-{
-	return s && date_ymd(s) == 10 && s[10] == 0;
-}
-
 /* H or HH (0..23), ':' MM; with seconds ':' SS. Returns length or 0. */
 static size_t clock_time(const char *s, bool seconds)
 {
@@ -93,13 +90,277 @@ static size_t clock_time(const char *s, bool seconds)
 	return i;
 }
 
-/* A date, ' ' or 'T', and H:MM (or H:MM:SS): datetime_ymd / datetime_seconds_ymd. */
-bool redcap_check_datetime_ymd(const char *s, bool seconds)
+/* ------------------------------------------------------------------------
+ * What REDCap does to a date or a datetime before it checks and saves it.
+ *
+ * REDCap 15.7.6 Classes/Records.php, saveData ("Ensure all dates are in
+ * correct format"), with dateFormat=YMD:
+ *   - datetime_* fields: every 'T' becomes ' '; the value is split at its
+ *     first ' ' into a date and a time; the date goes through
+ *     clean_date_ymd(); the time is split at ':' (hour:minute, or
+ *     hour:minute:second from the first three pieces; without any ':' all
+ *     three are empty) and rebuilt with sprintf("%02d:%02d") or
+ *     sprintf("%02d:%02d:%02d"). So a date alone becomes "date 00:00", an
+ *     hour alone is lost ("13" -> 00:00), seconds are dropped for a
+ *     datetime without seconds and ":00" is added for one with seconds;
+ *   - date_* fields: clean_date_ymd() of the whole value.
+ * The result is checked with the type's regex (install_data.sql: '-' or
+ * '/' used twice, real calendar dates, one space, H or HH 0..23, MM and SS
+ * 00..59), and it is what REDCap saves and quotes in its error line.
+ * clean_date_ymd() (Config/init_functions.php, not in the public 15.7.6
+ * copy; REDCap 5.2.3's is used, UNVERIFIED for 15.7.6) trims the value
+ * and, when it has exactly two '-' and is shorter than 10 bytes, rebuilds
+ * it with sprintf("%04d-%02d-%02d"), a 2-character year first made 20yy
+ * when below this year's two digits + 10, else 19yy. PHP's %d takes
+ * (int) of each piece: php_int().
+ */
+
+static bool php_space(char c)
 {
-	if (!s || date_ymd(s) != 10 || (s[10] != ' ' && s[10] != 'T'))
+	return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f';
+}
+
+/*
+ * The numeric prefix of s[0..n) as PHP (>= 7.1) reads it for (int):
+ * leading whitespace, [+-]digits[.digits][e[+-]digits]. Returns its end
+ * (s + skipped whitespace when there is none) and *v its value.
+ */
+static size_t php_number(const char *s, size_t n, double *v)
+{
+	size_t i = 0, st, nd, fr = 0;
+	char buf[64];
+
+	while (i < n && php_space(s[i]))
+		i++;
+	st = i;
+	if (i < n && (s[i] == '+' || s[i] == '-'))
+		i++;
+	size_t d0 = i;
+	while (i < n && dig(s[i]))
+		i++;
+	nd = i - d0;
+	if (i < n && s[i] == '.') {
+		size_t j = i + 1;
+		while (j < n && dig(s[j]))
+			j++;
+		fr = j - i - 1;
+		if (nd || fr)
+			i = j;
+	}
+	if (!nd && !fr) {
+		*v = 0;
+		return st;
+	}
+	if (i < n && (s[i] == 'e' || s[i] == 'E')) {
+		size_t j = i + 1;
+		if (j < n && (s[j] == '+' || s[j] == '-'))
+			j++;
+		size_t e0 = j;
+		while (j < n && dig(s[j]))
+			j++;
+		if (j > e0)
+			i = j;
+	}
+	if (i - st >= sizeof(buf)) {
+		*v = HUGE_VAL;
+		return i;
+	}
+	memcpy(buf, s + st, i - st);
+	buf[i - st] = 0;
+	*v = strtod(buf, NULL);
+	return i;
+}
+
+/* PHP's (int) of s[0..n), truncated toward zero; false beyond +-2^53
+ * (what PHP makes of those is not modelled: the value is refused). */
+static bool php_int(const char *s, size_t n, long long *out)
+{
+	double v;
+
+	php_number(s, n, &v);
+	if (!(fabs(v) < 9007199254740992.0))
 		return false;
-	size_t n = clock_time(s + 11, seconds);
-	return n && s[11 + n] == 0;
+	*out = (long long)v;
+	return true;
+}
+
+/* This year's last two digits (PHP date('y'), the server's local time). */
+static int year2(void)
+{
+	time_t now = time(NULL);
+	struct tm tm;
+
+	if (!localtime_r(&now, &tm))
+		return 0;
+	return (tm.tm_year + 1900) % 100;
+}
+
+/*
+ * PHP 8's ($year < lim) for a 2-byte string: a numeric string (whitespace
+ * around a number allowed) compares as a number, anything else as text
+ * against lim's digits. UNVERIFIED: PHP 7 would compare (int) of it.
+ */
+static bool php_less(const char *s, size_t n, int lim)
+{
+	double v;
+	size_t e = php_number(s, n, &v);
+	bool numeric = e > 0 && (dig(s[e - 1]) || s[e - 1] == '.');
+	for (size_t i = e; i < n; i++)
+		numeric = numeric && php_space(s[i]);
+	if (numeric)
+		return v < lim;
+	char lb[16];
+	snprintf(lb, sizeof(lb), "%d", lim);
+	size_t ln = strlen(lb);
+	int c = memcmp(s, lb, n < ln ? n : ln);
+	return c < 0 || (c == 0 && n < ln);
+}
+
+/* clean_date_ymd() of s[0..n) appended to b; false when a piece is
+ * beyond php_int(). */
+static bool clean_date_ymd(rc_str *b, const char *s, size_t n)
+{
+	size_t st, len, dash[2], k = 0;
+	long long y, m, d;
+
+	rc_trim(s, n, &st, &len);
+	s += st;
+	for (size_t i = 0; i < len; i++)
+		if (s[i] == '-') {
+			if (k < 2)
+				dash[k] = i;
+			k++;
+		}
+	if (k != 2 || len >= 10) {
+		rc_str_addn(b, s, len);
+		return true;
+	}
+	if (dash[0] == 2) {
+		char yb[4] = { '1', '9', s[0], s[1] };
+		if (php_less(s, 2, year2() + 10))
+			yb[0] = '2', yb[1] = '0';
+		if (!php_int(yb, 4, &y))
+			return false;
+	} else if (!php_int(s, dash[0], &y)) {
+		return false;
+	}
+	if (!php_int(s + dash[0] + 1, dash[1] - dash[0] - 1, &m) || !php_int(s + dash[1] + 1, len - dash[1] - 1, &d))
+		return false;
+	rc_str_addf(b, "%04lld-%02lld-%02lld", y, m, d);
+	return true;
+}
+
+/* The time as pad_time=false wants it: H[H]:M[M], and :S[S] only with seconds. */
+static bool written_time(const char *t, size_t n, bool seconds)
+{
+	size_t i = 0;
+	for (int part = 0; part < 3; part++) {
+		size_t d0 = i;
+		while (i < n && dig(t[i]))
+			i++;
+		if (i - d0 < 1 || i - d0 > 2)
+			return false;
+		if (i == n)
+			return part >= 1;
+		if (t[i] != ':' || part == 2 || (part == 1 && !seconds))
+			return false;
+		i++;
+	}
+	return false;
+}
+
+/*
+ * The value REDCap saves for s in a field of type t (a date_* or
+ * datetime_* type), malloc'd; *ok tells whether REDCap accepts it. With
+ * pad_time false a datetime must carry its time (hours and minutes, and
+ * seconds only where the field has them): otherwise *ok is false and s is
+ * returned as written. NULL on ENOMEM.
+ */
+char *redcap_normalize_date(redcap_vtype t, const char *s, bool pad_time, bool *ok)
+{
+	bool datetime = t >= REDCAP_V_DATETIME_YMD && t <= REDCAP_V_DATETIME_SECONDS_DMY;
+	bool seconds = t >= REDCAP_V_DATETIME_SECONDS_YMD && t <= REDCAP_V_DATETIME_SECONDS_DMY;
+	rc_str b = RC_STR_NULL;
+	size_t n = strlen(s);
+	bool fits = true;
+
+	*ok = false;
+	if (!datetime) {
+		fits = clean_date_ymd(&b, s, n);
+	} else {
+		char *v = rc_strndup(s, n);
+		if (!v)
+			return NULL;
+		for (char *p = v; *p; p++)
+			if (*p == 'T')
+				*p = ' ';
+		const char *sp = strchr(v, ' ');
+		const char *tm = sp ? sp + 1 : v + n;
+		size_t dn = sp ? (size_t)(sp - v) : n, tn = strlen(tm);
+		if (!pad_time && !written_time(tm, tn, seconds)) {
+			free(v);
+			return rc_strdup(s);
+		}
+		long long part[3] = { 0, 0, 0 };
+		/* The first three pieces between ':' (none without a ':'). */
+		if (memchr(tm, ':', tn)) {
+			const char *p = tm, *end = tm + tn;
+			for (int k = 0; k < 3; k++) {
+				const char *c = memchr(p, ':', (size_t)(end - p));
+				fits = fits && php_int(p, (size_t)((c ? c : end) - p), &part[k]);
+				if (!c)
+					break;
+				p = c + 1;
+			}
+		}
+		rc_str tmp = RC_STR_NULL;
+		fits = fits && clean_date_ymd(&tmp, v, dn);
+		char *date = rc_str_take(&tmp);
+		if (!date) {
+			free(v);
+			rc_str_free(&b);
+			return NULL;
+		}
+		fits = fits && clean_date_ymd(&b, date, strlen(date));
+		free(date);
+		free(v);
+		if (seconds)
+			rc_str_addf(&b, " %02lld:%02lld:%02lld", part[0], part[1], part[2]);
+		else
+			rc_str_addf(&b, " %02lld:%02lld", part[0], part[1]);
+	}
+	char *out = rc_str_take(&b);
+	if (!out)
+		return NULL;
+	if (!fits) {
+		free(out);
+		return rc_strdup(s);
+	}
+	*ok = date_ymd(out) == 10 &&
+	      (datetime ? out[10] == ' ' && clock_time(out + 11, seconds) == strlen(out + 11) : out[10] == 0);
+	return out;
+}
+
+/* A date field's value REDCap accepts (dateFormat=YMD). */
+bool redcap_check_date_ymd(const char *s)
+{
+	bool ok;
+	char *v = s ? redcap_normalize_date(REDCAP_V_DATE_YMD, s, false, &ok) : NULL;
+
+	free(v);
+	return v && ok;
+}
+
+/* A datetime (seconds: datetime_seconds) field's value REDCap accepts. */
+bool redcap_check_datetime_ymd(const char *s, bool seconds, bool pad_time)
+{
+	bool ok;
+	char *v = s ? redcap_normalize_date(seconds ? REDCAP_V_DATETIME_SECONDS_YMD : REDCAP_V_DATETIME_YMD, s,
+					     pad_time, &ok) :
+		      NULL;
+
+	free(v);
+	return v && ok;
 }
 
 /* REDCap's integer pattern: an optional sign and digits. */
@@ -286,14 +547,12 @@ static bool check_vtype(redcap_vtype t, unsigned decimals, const char *s, const 
 	case REDCAP_V_DATETIME_YMD:
 	case REDCAP_V_DATETIME_MDY:
 	case REDCAP_V_DATETIME_DMY:
-		return redcap_check_datetime_ymd(s, false);
+		return redcap_check_datetime_ymd(s, false, false);
 	case REDCAP_V_DATETIME_SECONDS_YMD:
 	case REDCAP_V_DATETIME_SECONDS_MDY:
 	case REDCAP_V_DATETIME_SECONDS_DMY:
-		/* Without seconds REDCap takes :00 (with a warning the API does not
-		 * return): REDCap 15.7.6 Classes/Records.php, saveData, pads the time
-		 * before it validates (English.ini data_import_tool_293). */
-		return redcap_check_datetime_ymd(s, true) || redcap_check_datetime_ymd(s, false);
+		/* Without seconds REDCap takes :00 (see redcap_normalize_date). */
+		return redcap_check_datetime_ymd(s, true, false);
 	case REDCAP_V_TIME: {
 		size_t n = clock_time(s, false);
 		return n && s[n] == 0;
@@ -436,6 +695,7 @@ static int cmp(const cmpval *a, const cmpval *b)
 typedef struct verdict {
 	char *error;      /* REDCap's message, malloc'd */
 	char *warning;    /* soft finding, malloc'd */
+	char *value;      /* dates: the value as REDCap saves and quotes it, malloc'd */
 	bool oom;         /* a message could not be allocated */
 } verdict;
 
@@ -487,10 +747,11 @@ static void check_slider(const redcap_field *f, const char *v, verdict *out)
 
 /*
  * Check value v (trimmed, non-empty) of column col (field f, checkbox
- * choice ch) against the dictionary. Fills out->error or out->warning.
+ * choice ch) against the dictionary. Fills out->error or out->warning, and
+ * out->value for dates. pad_time: see redcap_validate_opts.
  */
 static void check_value(const redcap_dict *d, const redcap_field *f, const redcap_choice *ch, const char *col,
-			const char *v, verdict *out)
+			const char *v, bool pad_time, verdict *out)
 {
 	*out = (verdict){ 0 };
 
@@ -520,13 +781,20 @@ static void check_value(const redcap_dict *d, const redcap_field *f, const redca
 		return;  /* notes: free text; others are not checked */
 	}
 
-	if (!check_vtype(f->vtype, f->decimals, v, rc_dict_regex(d, f->vtype))) {
-		if (f->vtype >= REDCAP_V_DATE_YMD && f->vtype <= REDCAP_V_DATE_DMY)
-			SET(out->error, rc_strdup(REDCAP_MSG_DATE));
-		else if (is_date_type(f->vtype))
-			SET(out->error, rc_strdup(REDCAP_MSG_DATETIME));
-		else
-			SET(out->error, rc_strdup(REDCAP_MSG_VALIDATION));
+	if (is_date_type(f->vtype)) {
+		/* Checked (and quoted in the error line) as REDCap turns it first. */
+		bool ok;
+		SET(out->value, redcap_normalize_date(f->vtype, v, pad_time, &ok));
+		if (!out->value)
+			return;
+		if (!ok) {
+			bool date = f->vtype >= REDCAP_V_DATE_YMD && f->vtype <= REDCAP_V_DATE_DMY;
+			SET(out->error, rc_strdup(date ? REDCAP_MSG_DATE : REDCAP_MSG_DATETIME));
+			return;
+		}
+		v = out->value;
+	} else if (!check_vtype(f->vtype, f->decimals, v, rc_dict_regex(d, f->vtype))) {
+		SET(out->error, rc_strdup(REDCAP_MSG_VALIDATION));
 		return;
 	}
 	/* Range: REDCap refuses out-of-range values only with @FORCE-MINMAX;
@@ -559,6 +827,7 @@ typedef struct rowctx {
 	const char *record;   /* trimmed record name ("" if none) */
 	int rc;               /* first error: -ENOMEM */
 	bool bad;
+	bool thrown;          /* a whole-request error was reported */
 } rowctx;
 
 static void wipe_free(char *s)
@@ -628,31 +897,6 @@ static bool is_form_timestamp(const redcap_dict *d, const char *col)
 	return yes;
 }
 
-/* Record name rules (data_import_tool_211, 215/216, 233, 384). */
-static void check_record_name(rowctx *c, const char *rid_name, const char *name)
-{
-	if (!*name) {
-		report(c, REDCAP_ERR_REQUEST, rid_name, name, rc_strdup(REDCAP_MSG_RECORD_EMPTY));
-		return;
-	}
-	if (strpbrk(name, "+&#'")) {
-		report(c, REDCAP_ERR_REQUEST, rid_name, name,
-		       fmt("The record name (%s) cannot contain a plus sign (+), ampersand (&), pound sign (#), or apostrophe.",
-			   name));
-		return;
-	}
-	if (strpbrk(name, "\r\n") || strcasestr(name, "<br")) {
-		report(c, REDCAP_ERR_REQUEST, rid_name, name,
-		       fmt("Record names cannot contain BR tags, line breaks, or carriage return characters. The following record name contains a BR tag, line break, or carriage return, and thus cannot be imported: %s",
-			   name));
-		return;
-	}
-	if (rc_utf8_len(name, strlen(name)) > 100)
-		report(c, REDCAP_ERR_REQUEST, rid_name, name,
-		       fmt("Record names must be 100 characters or less in length. The following record name is too long and thus cannot be imported: %s",
-			   name));
-}
-
 /* The trimmed text of row[key], NULL if absent; *bad on a bad type. */
 static char *member_text(const json_t *row, const char *key, bool *present, bool *bad)
 {
@@ -678,11 +922,156 @@ static bool positive_int(const char *s)
 	return nonzero;
 }
 
+/* A positive integer above 32767 (leading zeros allowed). */
+static bool instance_above_max(const char *s)
+{
+	while (*s == '0')
+		s++;
+	return strlen(s) > 5 || atoi(s) > 32767;
+}
+
 /*
- * Validate one row (see validate.h): the record name, the event, the
- * repeat columns, then every column in the row's order; unknown columns
- * end in one whole-request error. Appends copies to errs (and warnings);
- * borrows d and row. Returns 0, REDCAP_E_INVALID, -ENOMEM, -EINVAL.
+ * REDCap's br2nl(): "<br", optional white space, an optional '/', '>'
+ * (any case) becomes a line break -- REDCap 5.2.3 Config/init_functions.php,
+ * preg_replace('/\<br(\s*)?\/?\>/i', "\n", $string); the 15.7.6 copy of
+ * that file is not public (UNVERIFIED for 15.7.6). malloc'd or NULL.
+ */
+static char *br2nl(const char *s)
+{
+	rc_str b = RC_STR_NULL;
+
+	while (*s) {
+		if (s[0] == '<' && (s[1] == 'b' || s[1] == 'B') && (s[2] == 'r' || s[2] == 'R')) {
+			const char *p = s + 3;
+			while (php_space(*p))
+				p++;
+			if (*p == '/')
+				p++;
+			if (*p == '>') {
+				rc_str_addc(&b, '\n');
+				s = p + 1;
+				continue;
+			}
+		}
+		rc_str_addc(&b, *s++);
+	}
+	return rc_str_take(&b);
+}
+
+/* PHP's htmlspecialchars($s, ENT_QUOTES) appended to b. */
+static void add_html(rc_str *b, const char *s)
+{
+	for (; *s; s++) {
+		switch (*s) {
+		case '&': rc_str_add(b, "&amp;"); break;
+		case '<': rc_str_add(b, "&lt;"); break;
+		case '>': rc_str_add(b, "&gt;"); break;
+		case '"': rc_str_add(b, "&quot;"); break;
+		case '\'': rc_str_add(b, "&#039;"); break;
+		default: rc_str_addc(b, *s); break;
+		}
+	}
+}
+
+/*
+ * A whole-request error: REDCap throws at the first one, so a row keeps
+ * only its first (later ones are not reached). Takes msg.
+ */
+static void request_error(rowctx *c, const char *field, const char *value, char *msg)
+{
+	if (c->thrown) {
+		wipe_free(msg);
+		return;
+	}
+	if (msg)
+		c->thrown = true;
+	report(c, REDCAP_ERR_REQUEST, field, value, msg);
+}
+
+/*
+ * The record name checks of REDCap 15.7.6's flat-row loop
+ * (Classes/Records.php, saveData), in its order, up to the event check:
+ * blank (data_import_tool_212 + record id field + 213), longer than 100
+ * bytes (PHP strlen; 233 + " " + name), a line break once <br> tags are
+ * line breaks (384 + " " + the name so turned). The +&#' check (215 +
+ * name + 216) comes after the event check: record_chars().
+ */
+static void record_name(rowctx *c, const char *rid_name, const char *name)
+{
+	if (!*name) {
+		request_error(c, rid_name, "", fmt("The record id field (%s) is missing.", rid_name));
+		return;
+	}
+	if (strlen(name) > 100) {
+		request_error(c, rid_name, name,
+			      fmt("Record names must be 100 characters or less in length. The following record name is too long and thus cannot be imported: %s",
+				  name));
+		return;
+	}
+	char *br = br2nl(name);
+	if (!br) {
+		c->rc = -ENOMEM;
+		return;
+	}
+	if (strpbrk(br, "\r\n"))
+		request_error(c, rid_name, name,
+			      fmt("Record names cannot contain BR tags, line breaks, or carriage return characters. The following record name contains a BR tag, line break, or carriage return, and thus cannot be imported: %s",
+				  br));
+	wipe_free(br);
+}
+
+static void record_chars(rowctx *c, const char *rid_name, const char *name)
+{
+	if (strpbrk(name, "+&#'"))
+		request_error(c, rid_name, name,
+			      fmt("The record name (%s) cannot contain a plus sign (+), ampersand (&), pound sign (#), or apostrophe.",
+				  name));
+}
+
+/*
+ * REDCap 15.7.6 Classes/Records.php, saveData, "$isRepeatFormReally": an
+ * instrument is named and some column of the row is a field of a form
+ * that repeats in the row's event, with a value or on that instrument.
+ */
+static bool repeat_form_really(const redcap_dict *d, const json_t *row, const redcap_event *ev, const char *rid,
+			       const char *instr)
+{
+	const char *col;
+	json_t *v;
+
+	if (!*instr)
+		return false;
+	json_object_foreach((json_t *)row, col, v) {
+		if (strcmp(col, rid) == 0 || strcmp(col, "redcap_repeat_instance") == 0 ||
+		    strcmp(col, "redcap_repeat_instrument") == 0)
+			continue;
+		const redcap_choice *ch;
+		const redcap_field *f = redcap_dict_column(d, col, &ch);
+		if (!f || (f->type == REDCAP_FIELD_CHECKBOX && !ch) || !redcap_dict_form_repeats(d, ev, f->form))
+			continue;
+		bool bad, blank = true;
+		char *t = value_text(v, &bad);
+		if (t)
+			blank = !*t;
+		free(t);
+		if (blank && strcmp(d->forms[f->form].name, instr) != 0)
+			continue;
+		return true;
+	}
+	return false;
+}
+
+/*
+ * Validate one row (see validate.h) the way REDCap 15.7.6 imports a flat
+ * row (Classes/Records.php, saveData): the whole-request checks in its
+ * order (repeat columns on a project without them; the record name; the
+ * event name; the instance; a repeating event without an instance column;
+ * a classic instance without an instrument; unknown columns; the event;
+ * the data access group), then one line per column in the row's order,
+ * each with the last message REDCap would give it (a placement error
+ * replaces a value error, as REDCap overwrites the column's message).
+ * Appends copies to errs (and warnings); borrows d and row. Returns 0,
+ * REDCAP_E_INVALID, -ENOMEM, -EINVAL.
  */
 int redcap_validate_row(const redcap_dict *d, const json_t *row, size_t row_index,
 			const redcap_validate_opts *o, redcap_errors *errs)
@@ -691,126 +1080,146 @@ int redcap_validate_row(const redcap_dict *d, const json_t *row, size_t row_inde
 		return -EINVAL;
 
 	const redcap_field *rid = redcap_dict_record_id(d);
+	const bool overwrite = o && o->overwrite, pad_time = o && o->pad_time;
+	const bool longi = d->n_events > 0, reps = d->repeating == 1;
 	rowctx c = { .d = d, .o = o, .errs = errs, .row = row_index, .record = "" };
-	bool present, badtype;
-	char *record = member_text(row, rid->name, &present, &badtype);
-	char *evname = NULL, *instr = NULL, *inst = NULL;
-	rc_str unknown = RC_STR_NULL;
+	bool has_rec, has_ev, has_instr, has_inst, has_dag, bad_rec, bad_ev, bad_instr, bad_inst, bad_dag;
+	char *record = member_text(row, rid->name, &has_rec, &bad_rec);
+	char *evname = member_text(row, "redcap_event_name", &has_ev, &bad_ev);
+	char *instr = member_text(row, "redcap_repeat_instrument", &has_instr, &bad_instr);
+	char *inst = member_text(row, "redcap_repeat_instance", &has_inst, &bad_inst);
+	char *dag = member_text(row, "redcap_data_access_group", &has_dag, &bad_dag);
+	rc_str unknown = RC_STR_NULL, unknown_html = RC_STR_NULL;
 
-	/* Record name. */
-	if (!present) {
-		report(&c, REDCAP_ERR_REQUEST, rid->name, "", fmt("The record id field (%s) is missing.", rid->name));
-	} else if (badtype) {
-		report(&c, REDCAP_ERR_REQUEST, rid->name, "", rc_strdup("The record name is not a JSON string or number."));
-	} else if (!record) {
+	if ((has_rec && !bad_rec && !record) || (has_ev && !bad_ev && !evname) ||
+	    (has_instr && !bad_instr && !instr) || (has_inst && !bad_inst && !inst) || (has_dag && !bad_dag && !dag)) {
 		c.rc = -ENOMEM;
-	} else {
+		goto out;
+	}
+	if (record)
 		c.record = record;
-		check_record_name(&c, rid->name, record);
-	}
+	const char *E = evname ? evname : "", *I = instr ? instr : "", *N = inst ? inst : "";
 
-	/* Event. */
-	const redcap_event *ev = NULL;
-	evname = member_text(row, "redcap_event_name", &present, &badtype);
-	if (badtype)
-		report(&c, REDCAP_ERR_REQUEST, "redcap_event_name", "", rc_strdup("The event name is not a JSON string or number."));
-	/* A classic project takes redcap_event_name and ignores it: REDCap 15.7.6
-	 * Classes/Records.php (saveData) never counts it as an unknown field and
+	/* Before its row loop REDCap refuses repeat columns on a project
+	 * without repeating instruments or events ("ERROR: " + 252 + 253). */
+	if ((has_instr || has_inst) && d->repeating == 0)
+		request_error(&c, has_inst ? "redcap_repeat_instance" : "redcap_repeat_instrument", "",
+			      rc_strdup(REDCAP_MSG_REPEAT_NOT_ENABLED));
+	if (bad_rec)
+		request_error(&c, rid->name, "", rc_strdup("The record name is not a JSON string or number."));
+	else
+		record_name(&c, rid->name, c.record);
+	/* A blank event name (the column is there) on a longitudinal project
+	 * (data_import_tool_214). A classic project takes redcap_event_name
+	 * and ignores it: saveData never counts it as an unknown field and
 	 * uses the first event unless the project is longitudinal. */
-	if (d->n_events) {
-		if (evname && *evname) {
-			ev = redcap_dict_event(d, evname);
-			if (!ev)
-				report(&c, REDCAP_ERR_REQUEST, "redcap_event_name", evname,
-				       fmt("The following values of redcap_event_name are invalid: %s", evname));
-		} else {
-			ev = &d->events[0];  /* REDCap uses the first event */
-		}
-	}
+	if (bad_ev)
+		request_error(&c, "redcap_event_name", "", rc_strdup("The event name is not a JSON string or number."));
+	else if (longi && has_ev && !*E)
+		request_error(&c, "redcap_event_name", "", rc_strdup("The record event name is missing."));
+	record_chars(&c, rid->name, c.record);
+	if (bad_instr || bad_inst)
+		request_error(&c, bad_instr ? "redcap_repeat_instrument" : "redcap_repeat_instance", "",
+			      rc_strdup("The repeat column is not a JSON string or number."));
+	/* Not an integer, or below 1 ("0" included): 215 + record + 406 + " " +
+	 * value. Its own "0" text (data_import_tool_279) comes after this check
+	 * and is never reached for flat imports. */
+	if (*N && strcmp(N, "new") != 0 && !positive_int(N))
+		request_error(&c, "redcap_repeat_instance", N,
+			      fmt("The record name (%s) has an invalid value for 'redcap_repeat_instance'. The value must either be a positive integer or the value 'new'. Value provided: %s",
+				  c.record, N));
 
-	/* Repeat columns. */
-	bool has_instr, has_inst, bad1, bad2;
-	instr = member_text(row, "redcap_repeat_instrument", &has_instr, &bad1);
-	inst = member_text(row, "redcap_repeat_instance", &has_inst, &bad2);
-	if (bad1 || bad2)
-		report(&c, REDCAP_ERR_REQUEST, bad1 ? "redcap_repeat_instrument" : "redcap_repeat_instance", "",
-		       rc_strdup("The repeat column is not a JSON string or number."));
-	bool repeat_row = (instr && *instr) || (inst && *inst);
-	bool repeat_bad = false;  /* the row cannot be placed: its values are not checked */
-	const redcap_form *rform = NULL;
-	if ((has_instr || has_inst) && d->repeating == 0) {
-		report(&c, REDCAP_ERR_REQUEST, has_inst ? "redcap_repeat_instance" : "redcap_repeat_instrument", "",
-		       rc_strdup(REDCAP_MSG_REPEAT_NOT_ENABLED));
-	} else {
-		if (inst && *inst && strcmp(inst, "new") != 0) {
-			/* REDCap 15.7.6 Classes/Records.php (saveData, flat rows): a value
-			 * that is not an integer or is below 1 -- "0" included -- throws
-			 * 215 + record + 406 + " " + value before anything else. Its own
-			 * "0" text (data_import_tool_279) comes after that check and is
-			 * never reached for flat imports. */
-			if (!positive_int(inst))
-				report(&c, REDCAP_ERR_REQUEST, "redcap_repeat_instance", inst,
-				       fmt("The record name (%s) has an invalid value for 'redcap_repeat_instance'. The value must either be a positive integer or the value 'new'. Value provided: %s",
-					   c.record, inst));
-			else if (strlen(inst) > 5 || atoi(inst) > 32767)
-				/* data_import_tool_215 + 284 + 286; the exact join is not verified. */
-				report(&c, REDCAP_ERR_REQUEST, "redcap_repeat_instance", inst,
-				       fmt("The record name (%s) with redcap_repeat_instance %s must have a numeric value between '1' and '32767' for any Repeating Event or Repeating Instrument.  Please add a valid numeric value to redcap_repeat_instance in the data import file and try again.",
-					   c.record, inst));
-		}
-		/* Per-value lines, as in a real answer quoted in PyCap issue #154:
-		 * "redcap_repeat_instrument " + data_import_tool_259 and
-		 * "redcap_repeat_instance " + data_import_tool_281. */
-		if (instr && *instr) {
-			rform = redcap_dict_form(d, instr);
-			size_t fi = rform ? redcap_dict_form_index(d, rform) : SIZE_MAX;
-			if (ev && ev->repeat_whole) {
-				/* data_import_tool_255, worded like its neighbours. */
-				report(&c, REDCAP_ERR_VALUE, "redcap_repeat_instrument", instr,
-				       rc_strdup(REDCAP_MSG_REPEAT_EVENT_INSTRUMENT));
-				repeat_bad = true;
-			} else if (d->repeating == 1 && (!rform || !redcap_dict_form_repeats(d, ev, fi))) {
-				report(&c, REDCAP_ERR_VALUE, "redcap_repeat_instrument", instr,
-				       rc_strdup(REDCAP_MSG_NOT_REPEATING_INSTRUMENT));
-				if (inst && *inst)
-					report(&c, REDCAP_ERR_VALUE, "redcap_repeat_instance", inst,
-					       rc_strdup(REDCAP_MSG_NOT_REPEATING_INSTANCE));
-				repeat_bad = true;
-			}
-		} else if (inst && *inst && d->repeating == 1 && !(ev && ev->repeat_whole)) {
-			report(&c, REDCAP_ERR_VALUE, "redcap_repeat_instance", inst,
-			       rc_strdup(REDCAP_MSG_NOT_REPEATING_INSTANCE));
-			repeat_bad = true;
-		}
+	/* The row's event: the first one when none is named. */
+	const redcap_event *ev = NULL;
+	bool bad_event = false;
+	if (longi) {
+		ev = *E ? redcap_dict_event(d, E) : &d->events[0];
+		bad_event = !ev;
 	}
+	const char *evshown = *E ? E : longi ? d->events[0].unique_name : "";
+	/* A repeating event's row without a redcap_repeat_instance column:
+	 * 215 + record + 282 + ' "event" ' + 283. */
+	if (reps && !has_inst && ev && ev->repeat_whole)
+		request_error(&c, "redcap_repeat_instance", "",
+			      fmt("The record name (%s) with event \"%s\" cannot be imported. This is because this event is a repeating event, but the field 'redcap_repeat_instance' could not be found in the data import fields.  In order to import data for a repeating event, the field 'redcap_repeat_instance' is required in the imported data set.",
+				  c.record, evshown));
+	/* A classic project: a numeric instance and no instrument:
+	 * 215 + record + 284 + ' "instance" ' + 285. */
+	if (!longi && reps && positive_int(N) && !*I)
+		request_error(&c, "redcap_repeat_instance", N,
+			      fmt("The record name (%s) with redcap_repeat_instance \"%s\" cannot be imported. This is because the field 'redcap_repeat_instrument' could not be found in the data import fields or because it has a blank value.  In order to import data for a repeating instrument, the field 'redcap_repeat_instrument' is required in the imported data set.",
+				  c.record, N));
 
-	/* Every column. */
+	/* How REDCap places the row (the repeat checks of saveData's
+	 * validation loop). */
+	const bool rep_event = reps && ev && ev->repeat_whole;
+	const redcap_form *rform = *I ? redcap_dict_form(d, I) : NULL;
+	const bool rep_form = !rep_event && rform && redcap_dict_form_repeats(d, ev, redcap_dict_form_index(d, rform));
+
 	const char *col;
 	json_t *v;
 	json_object_foreach((json_t *)row, col, v) {
 		if (c.rc)
 			break;
 		if (strcmp(col, rid->name) == 0 || strcmp(col, "redcap_event_name") == 0 ||
-		    strcmp(col, "redcap_repeat_instrument") == 0 || strcmp(col, "redcap_repeat_instance") == 0 ||
-		    strcmp(col, "redcap_data_access_group") == 0 || strcmp(col, "redcap_survey_identifier") == 0)
+		    strcmp(col, "redcap_data_access_group") == 0)
 			continue;
-		const redcap_choice *ch;
-		const redcap_field *f = redcap_dict_column(d, col, &ch);
-		if (!f && is_form_timestamp(d, col))
-			continue;  /* survey timestamps: pseudo-fields REDCap ignores */
-		if (!f || (f->type == REDCAP_FIELD_CHECKBOX && !ch) || f->type == REDCAP_FIELD_DESCRIPTIVE) {
-			if (unknown.len)
-				rc_str_add(&unknown, ", ");
-			rc_str_add(&unknown, col);
+		if (strcmp(col, "redcap_repeat_instrument") == 0) {
+			if (!reps || !*I)
+				continue;
+			/* An instrument on a repeating event's row: "(redcap_event_name=
+			 * \"e\") " + column + " " + 255; one that does not repeat here:
+			 * column + " " + 259 (PyCap issue #154 shows that line). */
+			if (rep_event)
+				report(&c, REDCAP_ERR_VALUE, col, I,
+				       fmt("(redcap_event_name=\"%s\") %s", evshown, REDCAP_MSG_REPEAT_EVENT_INSTRUMENT));
+			else if (!rep_form)
+				report(&c, REDCAP_ERR_VALUE, col, I, rc_strdup(REDCAP_MSG_NOT_REPEATING_INSTRUMENT));
 			continue;
 		}
-		if (repeat_bad)
+		if (strcmp(col, "redcap_repeat_instance") == 0) {
+			/* (an invalid instance was thrown above: nothing more) */
+			if (!reps || !*N || (strcmp(N, "new") != 0 && !positive_int(N)))
+				continue;
+			char *msg = NULL;
+			/* Above 32767: "(" + (longitudinal ? redcap_event_name="e" :
+			 * redcap_repeat_instrument="i") + ") " + column + " " + 286. */
+			if (strcmp(N, "new") != 0 && instance_above_max(N)) {
+				msg = longi ? fmt("(redcap_event_name=\"%s\") %s", evshown, REDCAP_MSG_INSTANCE_RANGE) :
+					      fmt("(redcap_repeat_instrument=\"%s\") %s", I, REDCAP_MSG_INSTANCE_RANGE);
+				if (!msg) {
+					c.rc = -ENOMEM;
+					break;
+				}
+			}
+			/* An instance where nothing repeats (not checked with
+			 * overwriteBehavior=overwrite); this text replaces the other. */
+			if (!overwrite && !rep_event && !repeat_form_really(d, row, ev, rid->name, I)) {
+				wipe_free(msg);
+				msg = rc_strdup(REDCAP_MSG_NOT_REPEATING_INSTANCE);
+			}
+			if (msg)
+				report(&c, REDCAP_ERR_VALUE, col, N, msg);
 			continue;
+		}
+		const redcap_choice *ch;
+		const redcap_field *f = redcap_dict_column(d, col, &ch);
+		const bool survey_id = !f && strcmp(col, "redcap_survey_identifier") == 0;
+		if (!f && !survey_id && is_form_timestamp(d, col))
+			continue;  /* survey timestamps: pseudo-fields REDCap ignores */
+		if (!survey_id && (!f || (f->type == REDCAP_FIELD_CHECKBOX && !ch) || f->type == REDCAP_FIELD_DESCRIPTIVE)) {
+			if (unknown.len) {
+				rc_str_add(&unknown, ", ");
+				rc_str_add(&unknown_html, ", ");
+			}
+			rc_str_add(&unknown, col);
+			add_html(&unknown_html, col);
+			continue;
+		}
 		bool bad;
 		char *val = value_text(v, &bad);
 		if (bad) {
-			report(&c, REDCAP_ERR_VALUE, col, "",
-			       rc_strdup("The value is not a JSON string or number."));
+			report(&c, REDCAP_ERR_VALUE, col, "", rc_strdup("The value is not a JSON string or number."));
 			continue;
 		}
 		if (!val) {
@@ -821,59 +1230,121 @@ int redcap_validate_row(const redcap_dict *d, const json_t *row, size_t row_inde
 			free(val);
 			continue;  /* blank is always fine */
 		}
+		if (survey_id) {
+			/* redcap_survey_identifier is no field: REDCap checks it like
+			 * one of form '' -- only the repeating-instrument check can
+			 * hit it. */
+			if (reps && *I && *N)
+				report(&c, REDCAP_ERR_VALUE, col, val,
+				       fmt("This field ('%s') does not exist on the Repeating Instrument named '%s'. You are not allowed to import data for this field into this Repeating Instrument.",
+					   col, I));
+			wipe_free(val);
+			continue;
+		}
 		if (f->type == REDCAP_FIELD_CALC || f->pseudo_calc) {
+			/* Skipped with a warning, before any other check. */
 			warn(&c, col, val, rc_strdup(REDCAP_MSG_CALC_IGNORED));
-		} else if (f->type == REDCAP_FIELD_FILE) {
+			wipe_free(val);
+			continue;
+		}
+		/* A checkbox "0" is what REDCap already holds for a box never
+		 * checked: the column is left as it is and not checked (saveData
+		 * sets its status to 'keep'); only the event check below sees it. */
+		const bool box_zero = ch && strcmp(val, "0") == 0;
+		const bool file = f->type == REDCAP_FIELD_FILE;
+		verdict vd = { 0 };
+		char *error = NULL;
+		if (file)
 			warn(&c, col, val, rc_strdup("File Upload fields cannot be imported with records; the value is ignored."));
-		} else {
-			verdict vd;
-			check_value(d, f, ch, col, val, &vd);
-			if (vd.oom) {
-				c.rc = -ENOMEM;
-				free(vd.error);
-				free(vd.warning);
-			} else if (vd.error) {
-				report(&c, REDCAP_ERR_VALUE, col, val, vd.error);
-			} else if (vd.warning) {
-				warn(&c, col, val, vd.warning);
-			}
+		else if (!box_zero)
+			check_value(d, f, ch, col, val, pad_time, &vd);
+		if (vd.oom) {
+			c.rc = -ENOMEM;
+			free(vd.error);
+			free(vd.warning);
+			free(vd.value);
+			wipe_free(val);
+			break;
 		}
-		/* Where the field may be saved. */
+		error = vd.error;
 		const char *form = d->forms[f->form].name;
-		if (ev && !redcap_dict_form_in_event(d, ev, f->form)) {
-			/* The event as REDCap names it: PyCap issue #142 quotes
-			 * "... for the event named 'Screening (Arm 1: HeiSIS Screening)'". */
-			char *label = redcap_event_label(d, ev);
-			report(&c, REDCAP_ERR_VALUE, col, val,
-			       label ? fmt("This field ('%s') exists on an instrument that is not designated for the event named '%s'. You are not allowed to import data for this field into this event.",
-					   col, label) :
-				       NULL);
-			free(label);
-		} else if (!(ev && ev->repeat_whole) && redcap_dict_form_repeats(d, ev, f->form) && !repeat_row) {
-			/* REDCap 15.7.6 Classes/Records.php (saveData) quotes the
-			 * column as imported ('x___1' for a checkbox) and names the
-			 * form by $Proj->metadata[column]['form_name']: a checkbox
-			 * column is no metadata key, so its form comes out as ''. */
-			report(&c, REDCAP_ERR_VALUE, col, val,
-			       fmt("This field ('%s') exists on a Repeating Instrument named '%s'. However, the fields 'redcap_repeat_instance' and/or 'redcap_repeat_instrument' for this row of data have no value, which are both required for importing data into a Repeating Instrument.  You are not allowed to import data for this field into a non-repeating instrument.",
-				   col, ch ? "" : form));
-		} else if (rform && instr && rform != &d->forms[f->form]) {
-			report(&c, REDCAP_ERR_VALUE, col, val,
-			       fmt("This field ('%s') does not exist on the Repeating Instrument named '%s'. You are not allowed to import data for this field into this Repeating Instrument.",
-				   col, instr));
+		const bool checked = !file && !box_zero;
+		if (checked && reps && *I && *N && strcmp(I, form) != 0) {
+			/* 162 + " ('col') " + 260 + " 'instrument'. " + 261 */
+			free(error);
+			error = fmt("This field ('%s') does not exist on the Repeating Instrument named '%s'. You are not allowed to import data for this field into this Repeating Instrument.",
+				    col, I);
+		} else if (checked && reps && (!*I || !*N) && redcap_dict_form_repeats(d, ev, f->form)) {
+			/* 162 + " ('col') " + 262 + " 'form'. " + 263, quoting the column
+			 * as imported and naming the form by $Proj->metadata[column]:
+			 * a checkbox column is no metadata key, its form comes out ''. */
+			free(error);
+			error = fmt("This field ('%s') exists on a Repeating Instrument named '%s'. However, the fields 'redcap_repeat_instance' and/or 'redcap_repeat_instrument' for this row of data have no value, which are both required for importing data into a Repeating Instrument.  You are not allowed to import data for this field into a non-repeating instrument.",
+				    col, ch ? "" : form);
 		}
+		/* The form/event check runs on every non-blank column, a checkbox
+		 * "0" too, except that one with overwriteBehavior=overwrite (a box
+		 * never checked: REDCap skips it). The event is named as
+		 * redcap_event_label() does ('Screening (Arm 1: HeiSIS Screening)',
+		 * PyCap issue #142). */
+		if (ev && !(overwrite && box_zero) && !redcap_dict_form_in_event(d, ev, f->form)) {
+			char *label = redcap_event_label(d, ev);
+			free(error);
+			error = label ? fmt("This field ('%s') exists on an instrument that is not designated for the event named '%s'. You are not allowed to import data for this field into this event.",
+					    col, label) :
+					NULL;
+			if (!error)
+				c.rc = -ENOMEM;
+			free(label);
+		}
+		const char *shown = vd.value ? vd.value : val;
+		if (error) {
+			report(&c, REDCAP_ERR_VALUE, col, shown, error);
+			free(vd.warning);
+		} else if (vd.warning) {
+			warn(&c, col, shown, vd.warning);
+		}
+		wipe_free(vd.value);
 		wipe_free(val);
 	}
-	if (unknown.err)
+	if (unknown.err || unknown_html.err) {
 		c.rc = -ENOMEM;
-	else if (!c.rc && unknown.len)
-		report(&c, REDCAP_ERR_REQUEST, unknown.s, "",
-		       fmt("The following fields were not found in the project as real data fields: %s", unknown.s));
+		goto out;
+	}
+	if (c.rc)
+		goto out;
+	/* After the row loop: unknown columns (218 + " " + the list,
+	 * htmlspecialchars'd), unknown events (219, the same), data access
+	 * groups (220 + " " + the names). */
+	if (unknown.len)
+		request_error(&c, unknown.s, "",
+			      fmt("The following fields were not found in the project as real data fields: %s",
+				  unknown_html.s));
+	if (bad_event) {
+		rc_str b = RC_STR_NULL;
+		add_html(&b, E);
+		char *t = rc_str_take(&b);
+		request_error(&c, "redcap_event_name", E,
+			      t ? fmt("The following values of redcap_event_name are invalid: %s", t) : NULL);
+		free(t);
+	}
+	/* Any name is refused: the dictionary holds no data access groups, as
+	 * on a project without them (see validate.h). */
+	if (dag && *dag)
+		request_error(&c, "redcap_data_access_group", dag,
+			      fmt("The following Data Access Group are invalid for the redcap_data_access_group field: %s",
+				  dag));
+	else if (bad_dag)
+		request_error(&c, "redcap_data_access_group", "",
+			      rc_strdup("The data access group is not a JSON string or number."));
+out:
 	rc_str_free(&unknown);
+	rc_str_free(&unknown_html);
 	wipe_free(record);
 	wipe_free(evname);
 	wipe_free(instr);
 	wipe_free(inst);
+	wipe_free(dag);
 	if (c.rc)
 		return c.rc;
 	return c.bad ? REDCAP_E_INVALID : 0;
@@ -930,9 +1401,10 @@ int redcap_validate_value(const redcap_dict *d, const char *column, const char *
 	if (!v)
 		return -ENOMEM;
 	verdict vd;
-	check_value(d, f, ch, column, v, &vd);
+	check_value(d, f, ch, column, v, false, &vd);
 	wipe_free(v);
 	free(vd.warning);
+	free(vd.value);
 	if (vd.oom) {
 		free(vd.error);
 		return -ENOMEM;

@@ -5,35 +5,44 @@
  * nothing from a request with a single bad value.
  *
  * Messages are REDCap 15.7.6's (English language file,
- * LanguageUpdater/English.ini; how they are put together follows
- * API/record/import.php of REDCap 5.2.3 and the REDCap 15 data import
- * tests). Where REDCap joins several language strings, the joins are as
- * REDCAP-API.md gives them. The texts are also exported below as
- * REDCAP_MSG_* so that tests and the REDCap emulator can share them.
+ * LanguageUpdater/English.ini), put together as its Classes/Records.php
+ * (saveData) does; where no public source shows a join, it is marked
+ * UNVERIFIED. The texts are also exported below as REDCAP_MSG_* so that
+ * tests and the REDCap emulator can share them.
  *
- * What is checked, per row (a JSON object column -> value):
- *   - the record id column is present (REDCAP_ERR_REQUEST) and not blank;
- *     the record name (trimmed) has no + & # ' nor line breaks / <br> and is
- *     at most 100 characters;
- *   - every column is a real data field (fields, checkbox columns,
- *     <form>_complete, redcap_event_name, redcap_repeat_instrument,
- *     redcap_repeat_instance, redcap_data_access_group,
- *     redcap_survey_identifier, <form>_timestamp); the others are listed in
- *     one REDCAP_ERR_REQUEST error;
- *   - redcap_event_name names a known event (when events are loaded);
- *   - redcap_repeat_* columns only in projects with repeating
- *     instruments/events; redcap_repeat_instance a positive integer (at
- *     most 32767) or "new"; with the repeating setup loaded:
- *     redcap_repeat_instrument a form that repeats in the row's event, an
- *     instance only for a repeating instrument or event (a row that fails
- *     these is not checked further, like REDCap does);
- *   - per value (blank values are always fine; values are trimmed like
- *     REDCap does): choices, checkbox 0/1, validation types (dates must be
- *     Y-M-D whatever the field's display format, real calendar dates),
- *     @FORCE-MINMAX ranges, sliders (an integer within min..max, 0..100 by
- *     default, always enforced), fields of repeating instruments need repeat
- *     columns, fields must be on a form designated for the row's event
- *     (named as redcap_event_label() does).
+ * What is checked, per row (a JSON object column -> value), the way REDCap
+ * 15.7.6 imports a flat row (Classes/Records.php, saveData):
+ *   - whole-request errors (REDCAP_ERR_REQUEST; REDCap throws at the first,
+ *     so a row keeps only its first), in REDCap's order: repeat columns on
+ *     a project without repeating instruments/events; the record name
+ *     (trimmed): blank or missing ("The record id field (x) is missing."),
+ *     more than 100 bytes, a line break or <br> tag, + & # or '; a blank
+ *     redcap_event_name on a longitudinal project; an instance that is not
+ *     a positive integer or "new"; a repeating event's row without a
+ *     redcap_repeat_instance column; a classic project's numeric instance
+ *     without an instrument; columns that are no real data fields (fields,
+ *     checkbox columns, <form>_complete, redcap_event_name,
+ *     redcap_repeat_instrument, redcap_repeat_instance,
+ *     redcap_data_access_group, redcap_survey_identifier, <form>_timestamp
+ *     are); an unknown event; a non-blank redcap_data_access_group (the
+ *     dictionary holds no data access groups: every name is refused, as on
+ *     a project without them);
+ *   - per-column lines (REDCAP_ERR_VALUE), in the row's order, one per
+ *     column with the last message REDCap would give it: the instrument of
+ *     a repeating event's row or one that does not repeat; an instance
+ *     above 32767 or where nothing repeats; values (blank values are always
+ *     fine; values are trimmed): choices, checkbox 0/1, validation types
+ *     (dates as REDCap turns them first -- one-digit months and days, a
+ *     2-digit year, '-' or '/', a datetime's missing time -- see
+ *     redcap_normalize_date; real calendar dates), @FORCE-MINMAX ranges,
+ *     sliders (an integer within min..max, 0..100 by default, always
+ *     enforced); then placement, which replaces a value's message: a field
+ *     of another form on a repeating instrument's row, a field of a
+ *     repeating instrument without both repeat columns, a field on a form
+ *     not designated for the row's event (named as redcap_event_label()
+ *     does). A checkbox "0" is not checked (REDCap leaves a box never
+ *     checked alone), except against the event's forms without
+ *     overwriteBehavior=overwrite.
  *   Calculated fields (calc, @CALCTEXT, @CALCDATE), file fields and sql
  *   fields are not checked (REDCap ignores or cannot check them); soft
  *   range violations and ignored columns are reported as warnings when the
@@ -55,13 +64,17 @@
  * DATE data_import_tool_190 (date_* with dateFormat=YMD), DATETIME
  * data_import_tool_193 (every datetime and datetime_seconds type; REDCap
  * has one text "Y-M-D H:M[:S]" for both, not one per variant),
- * RECORD_EMPTY data_import_tool_211, REPEAT_NOT_ENABLED "ERROR: " +
+ * RECORD_EMPTY data_import_tool_211 (EAV imports only: a flat row with a
+ * blank record name gets "The record id field (x) is missing.", 212 + the
+ * record id field + 213), REPEAT_NOT_ENABLED "ERROR: " +
  * data_import_tool_252 + 253 (with REDCap's double space after "been"),
  * CALC_IGNORED data_import_tool_197 (reported as a warning).
  * NOT_REPEATING_INSTRUMENT and _INSTANCE are "redcap_repeat_instrument " +
  * data_import_tool_259 and "redcap_repeat_instance " + 281, as a real
- * answer shows them (PyCap issue #154); REPEAT_EVENT_INSTRUMENT is 255
- * joined the same way (not seen in a real answer).
+ * answer shows them (PyCap issue #154); REPEAT_EVENT_INSTRUMENT and
+ * INSTANCE_RANGE are 255 and 286 joined the same way, and REDCap puts
+ * "(redcap_event_name=\"e\") " (or, for the range on a classic project,
+ * "(redcap_repeat_instrument=\"i\") ") before them (saveData).
  */
 #define REDCAP_MSG_VALIDATION \
 	"The value you provided could not be validated because it does not follow the expected format. Please try again."
@@ -81,13 +94,23 @@
 	"redcap_repeat_instance cannot have a value since this instrument or event is not a repeating instrument or repeating event, respectively.  The redcap_repeat_instance field must be left blank for this row of data."
 #define REDCAP_MSG_REPEAT_EVENT_INSTRUMENT \
 	"redcap_repeat_instrument should not have a value. This is a Repeating Event, which must always have a blank value for the redcap_repeat_instrument field.  Please remove this value from the data import file and try again."
+#define REDCAP_MSG_INSTANCE_RANGE \
+	"redcap_repeat_instance must have a numeric value between '1' and '32767' for any Repeating Event or Repeating Instrument.  Please add a valid numeric value to redcap_repeat_instance in the data import file and try again."
 #define REDCAP_MSG_CALC_IGNORED \
 	"Calculated fields cannot be imported because they will be calculated automatically during the import process.  All calculated fields will simply be ignored during the import."
 
 typedef struct redcap_validate_opts {
 	/* overwriteBehavior=overwrite: blank values erase saved data. Blank
-	 * values stay valid either way; kept for callers that report it. */
+	 * values stay valid either way; REDCap then does not check an instance
+	 * where nothing repeats, nor a checkbox "0" against the event's forms. */
 	bool overwrite;
+	/* A datetime without its time -- a date alone, an hour without
+	 * minutes -- as REDCap 15.7.6 takes it: accepted and saved as 00:00
+	 * (also seconds dropped from a datetime without seconds). false (the
+	 * default, and what the bridge uses): refused with REDCap's datetime
+	 * message. The bridge never lets REDCap invent a time (conf/README.md,
+	 * transforms): a FHIR date sent for a datetime field is held back. */
+	bool pad_time;
 	/* Optional: soft findings REDCap accepts but warns about (range
 	 * violations without @FORCE-MINMAX, calculated/file columns that will be
 	 * ignored). NULL: not collected. */
@@ -128,11 +151,25 @@ int redcap_validate_value(const redcap_dict *d, const char *column, const char *
 
 /*
  * The value checks on their own, exposed for tests and the emulator. Each
- * takes the trimmed value and returns true if REDCap would accept it.
+ * takes the value and returns true if REDCap would accept it.
  */
-bool redcap_check_date_ymd(const char *s);          /* YYYY-MM-DD or YYYY/MM/DD, real date */
-bool redcap_check_datetime_ymd(const char *s, bool seconds); /* + " H:MM" / " H:MM:SS" ('T' allowed) */
+bool redcap_check_date_ymd(const char *s);          /* after redcap_normalize_date */
+bool redcap_check_datetime_ymd(const char *s, bool seconds, bool pad_time); /* the same */
 bool redcap_check_integer(const char *s);           /* [-+]?digits */
 bool redcap_check_number(const char *s);            /* [-+]?[0-9]*.?[0-9]+([eE][-+]?[0-9]+)? */
 bool redcap_check_email(const char *s);
+/* Dates and datetimes with pad_time false. */
 bool redcap_check_vtype(redcap_vtype t, unsigned decimals, const char *s);
+
+/*
+ * A value of a date_* or datetime_* field as REDCap 15.7.6 turns it before
+ * it checks and saves it (dateFormat=YMD): one-digit months and days get
+ * their 0, a 2-character year its century, a datetime's 'T' becomes ' ',
+ * its time is rebuilt as HH:MM (or HH:MM:SS) from its first pieces -- a
+ * missing time is 00:00 -- and the date part must then be YYYY-MM-DD or
+ * YYYY/MM/DD, a real date, the time 0..23:00..59[:00..59]. Returns the
+ * value REDCap would save (malloc'd; NULL on ENOMEM) and sets *ok to
+ * whether REDCap accepts it. pad_time false: a datetime needs its time
+ * (see redcap_validate_opts); without it *ok is false and s is returned.
+ */
+char *redcap_normalize_date(redcap_vtype t, const char *s, bool pad_time, bool *ok);

@@ -97,9 +97,11 @@
 // An instance whose fields would all be blank is not expected (REDCap
 // stores nothing for such a row).
 //
-// Held back: a value REDCap would refuse (a partial date for a date field,
-// a time-less value for a datetime field, a non-number for a number
-// field) holds back the whole row it belongs to (issue #3: a bad row is held
+// Held back: a value REDCap would refuse (a partial date for a date field
+// or a datetime field, a non-number for a number field), or a date without
+// a time for a datetime field (REDCap would save it at 00:00; the bridge
+// never invents a time: conf/README.md, redcap/validate.h pad_time), holds
+// back the whole row it belongs to (issue #3: a bad row is held
 // back, the good rows go on; the bridge builds one row per instance and one
 // row of demographics). A held-back instance is ABSENT from the expected
 // records and listed in `heldBack`; a held-back demographics row leaves
@@ -168,7 +170,8 @@ export function isRedcapDatetimeSeconds(s) {
 
 const NUMBER = /^[-+]?[0-9]*\.?[0-9]+([eE][-+]?[0-9]+)?$/;
 
-/* Why REDCap would refuse value for field, or undefined. Blank is fine. */
+/* Why the bridge holds value for field back (REDCap would refuse it, or it
+ * is a datetime without its time), or undefined. Blank is fine. */
 function refusal(field, value) {
   if (value === '') return undefined;
   switch (VALIDATION[field]) {

@@ -334,6 +334,7 @@ export async function startRedcapEmulator(options = {}) {
       overwrite: String(params.overwriteBehavior ?? '').toLowerCase() === 'overwrite',
       dateFormat: params.dateFormat === 'DMY' ? 'DMY' : params.dateFormat === 'MDY' ? 'MDY' : 'YMD',
       forceAutoNumber: boolParam(params, 'forceAutoNumber'),
+      eav: String(params.type ?? '').toLowerCase() === 'eav',
     });
     stats.imports.ok++;
     stats.imports.records += result.count;

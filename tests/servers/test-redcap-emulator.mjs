@@ -329,6 +329,14 @@ test('import: whole-request errors with REDCap messages', async () => {
   assert.equal(errJson(events), 'The following values of redcap_event_name are invalid: visit_11_arm_1, visit_12_arm_1');
   assert.equal((await stored('test')).rows.length, 0);
   assert.equal((await stored('long')).rows.length, 0);
+  // redcap_data_access_group: the emulator has no groups, so any name is
+  // invalid (REDCap 15.7.6 Records.php, saveData: 220 + " " + the names,
+  // after the unknown-field and event checks); blank is fine.
+  const dag = await importJson(TOK.test, [{ record_id: 'g1', redcap_data_access_group: 'site_a' }, { record_id: 'g2', redcap_data_access_group: 'site_b' }, { record_id: 'g3', redcap_data_access_group: 'site_a' }]);
+  assert.equal(dag.status, 400);
+  assert.equal(errJson(dag), 'The following Data Access Group are invalid for the redcap_data_access_group field: site_a, site_b');
+  assert.equal((await importJson(TOK.test, [{ record_id: 'g1', redcap_data_access_group: '', name: 'n' }])).status, 200);
+  await clear('test');
   // A classic project takes redcap_event_name and ignores it, whatever it says
   // (REDCap 15.7.6 Classes/Records.php: never an unknown field; the first event).
   const classic = await importJson(TOK.test, [{ record_id: 'ev1', redcap_event_name: 'x_arm_1', name: 'n' }]);
@@ -347,7 +355,7 @@ test('import: per-value errors are "record","field","value","message" lines join
     { record_id: '3', score: '-1', ae_term: 'headache' },
     { record_id: '4', redcap_repeat_instrument: 'ae', redcap_repeat_instance: '1', ae_grade: '9', ae_onset: '2024-02-30 10:00:00' },
     { record_id: '5', redcap_repeat_instrument: 'demo', redcap_repeat_instance: '2', name: 'x' },
-    { record_id: '6', redcap_repeat_instance: '3', name: 'x' },
+    { record_id: '6', redcap_repeat_instrument: 'ae', redcap_repeat_instance: '3', name: 'x' },
     { record_id: '7', score: '1.5', weight: 'abc', seen_at: '2024-1-2T07:05' },
   ];
   const r = await importJson(TOK.test, rows);
@@ -368,7 +376,9 @@ test('import: per-value errors are "record","field","value","message" lines join
     '"4","ae_onset","2024-02-30 10:00:00","Invalid date format. (NOTE: Dates must be imported here only in Y-M-D H:M[:S] format, regardless of the specific date format designated for this field.)"',
     '"5","redcap_repeat_instrument","demo","redcap_repeat_instrument must be the unique form name of a Repeating Instrument. It currently does not match the unique form name of any Repeating Instruments.  Please fix this in the data import file and try again."',
     '"5","redcap_repeat_instance","2","redcap_repeat_instance cannot have a value since this instrument or event is not a repeating instrument or repeating event, respectively.  The redcap_repeat_instance field must be left blank for this row of data."',
+    // Nothing on row 6 is on a repeating form (REDCap 15.7.6 Records.php, saveData, "isRepeatFormReally").
     '"6","redcap_repeat_instance","3","redcap_repeat_instance cannot have a value since this instrument or event is not a repeating instrument or repeating event, respectively.  The redcap_repeat_instance field must be left blank for this row of data."',
+    `"6","name","x","This field ('name') does not exist on the Repeating Instrument named 'ae'. You are not allowed to import data for this field into this Repeating Instrument."`,
     '"7","score","1.5","The value you provided could not be validated because it does not follow the expected format. Please try again."',
     '"7","weight","abc","The value you provided could not be validated because it does not follow the expected format. Please try again."',
   ].join('\n');
@@ -409,7 +419,9 @@ test('import: sliders, number_Ndp without "+", checkbox and repeat messages as R
     [{ temp: '+37.5' }, '"1","temp","+37.5","The value you provided could not be validated because it does not follow the expected format. Please try again."'],
     // A checkbox column on a repeating form in a non-repeating row: the column is quoted, the form is ''.
     [{ ae_kind___2: '1' }, `"1","ae_kind___2","1","This field ('ae_kind___2') exists on a Repeating Instrument named ''. However, the fields 'redcap_repeat_instance' and/or 'redcap_repeat_instrument' for this row of data have no value, which are both required for importing data into a Repeating Instrument.  You are not allowed to import data for this field into a non-repeating instrument."`],
-    [{ redcap_repeat_instrument: 'ae', redcap_repeat_instance: '1', visit_kind___1: '1' }, `"1","visit_kind___1","1","This field ('visit_kind___1') does not exist on the Repeating Instrument named 'ae'. You are not allowed to import data for this field into this Repeating Instrument."`],
+    [{ redcap_repeat_instrument: 'ae', redcap_repeat_instance: '1', ae_term: 't', visit_kind___1: '1' }, `"1","visit_kind___1","1","This field ('visit_kind___1') does not exist on the Repeating Instrument named 'ae'. You are not allowed to import data for this field into this Repeating Instrument."`],
+    // A checkbox "0" is a box REDCap leaves alone (saveData: status 'keep'): no placement error...
+    [{ ae_kind___1: '0', temp: 'x' }, '"1","temp","x","The value you provided could not be validated because it does not follow the expected format. Please try again."'],
     // Quotes in a value are doubled in the error line, as in a CSV cell.
     [{ temp: '3"7' }, '"1","temp","3""7","The value you provided could not be validated because it does not follow the expected format. Please try again."'],
   ];
@@ -584,25 +596,35 @@ test('import: one datetime message for datetime and datetime_seconds (data_impor
     { record_id: 'D1', redcap_repeat_instrument: 'labs', redcap_repeat_instance: '1', lab_datetime: '2020-03-05' },
   ]);
   assert.equal(r.status, 400);
-  assert.equal(errJson(r), [`"D1","vs_datetime","2020-03","${DT_YMD}"`, `"D1","lab_datetime","2020-03-05","${DT_YMD}"`].join('\n'));
+  // REDCap 15.7.6 Records.php (saveData) adds the missing time before it
+  // checks, and quotes the value so turned: "2020-03" fails as
+  // "2020-03 00:00:00"; a date alone passes (saved at 00:00:00).
+  assert.equal(errJson(r), `"D1","vs_datetime","2020-03 00:00:00","${DT_YMD}"`);
   const t = await importJson(TOK.test, [{ record_id: 'D2', seen_at: '2020-03-05 10:11:12' }]);
-  assert.equal(errJson(t), `"D2","seen_at","2020-03-05 10:11:12","${DT_YMD}"`, 'seconds on a datetime_ymd field');
+  assert.equal(t.status, 200, 'seconds on a datetime_ymd field are dropped');
+  assert.equal((await exportJson(TOK.test, { records: ['D2'] }))[0].seen_at, '2020-03-05 10:11');
+  await clear('test');
   // dateFormat=MDY / DMY: data_import_tool_238/239 (dates) and 194/195 (datetimes).
   const mdy = await importJson(TOK.test, [{ record_id: 'D3', visit_mdy: '13/31/2024', seen_at: '2024-13-01 10:00' }], { dateFormat: 'MDY' });
+  // The error line quotes the value as REDCap turned it (M/D/Y -> Y-M-D).
   assert.equal(errJson(mdy), [
-    '"D3","visit_mdy","13/31/2024","Invalid date format. (NOTE: Dates must be imported here only in M/D/Y format or Y-M-D format, regardless of the specific date format designated for this field.)"',
+    '"D3","visit_mdy","2024-13-31","Invalid date format. (NOTE: Dates must be imported here only in M/D/Y format or Y-M-D format, regardless of the specific date format designated for this field.)"',
     '"D3","seen_at","2024-13-01 10:00","Invalid date format. (NOTE: Dates must be imported here only in M/D/Y H:M[:S] format, regardless of the specific date format designated for this field.)"',
   ].join('\n'));
   const dmy = await importJson(TOK.test, [{ record_id: 'D4', visit_mdy: '31/13/2024', seen_at: 'x' }], { dateFormat: 'DMY' });
   assert.equal(errJson(dmy), [
-    '"D4","visit_mdy","31/13/2024","Invalid date format. (NOTE: Dates must be imported here only in D/M/Y format or Y-M-D format, regardless of the specific date format designated for this field.)"',
-    '"D4","seen_at","x","Invalid date format. (NOTE: Dates must be imported here only in D/M/Y H:M[:S] format, regardless of the specific date format designated for this field.)"',
+    '"D4","visit_mdy","2024-13-31","Invalid date format. (NOTE: Dates must be imported here only in D/M/Y format or Y-M-D format, regardless of the specific date format designated for this field.)"',
+    '"D4","seen_at","x 00:00","Invalid date format. (NOTE: Dates must be imported here only in D/M/Y H:M[:S] format, regardless of the specific date format designated for this field.)"',
   ].join('\n'));
   assert.equal((await stored('study')).rows.length, 0);
   assert.equal((await stored('test')).rows.length, 0);
 });
 
-test('import: missing minutes/seconds of a datetime are taken as :00 (data_import_tool_292/293)', async () => {
+// REDCap 15.7.6 Records.php (saveData) rebuilds a datetime's time from the
+// pieces between ':' -- without any ':' there are none, so an hour alone is
+// lost and becomes 00:00 (REDCap's UI tests, redcap_rsvc B.3.16, show the
+// Data Import Tool keeping "13" as 13:00: not what the API's saveData does).
+test('import: a datetime\'s missing minutes or seconds are :00; an hour alone or no time at all is 00:00', async () => {
   const r = await importJson(TOK.study, [
     { record_id: 'M1', redcap_repeat_instrument: 'vitals', redcap_repeat_instance: '1', vs_datetime: '2020-03-05 10:11' },
     { record_id: 'M1', redcap_repeat_instrument: 'vitals', redcap_repeat_instance: '2', vs_datetime: '2020-03-05T7' },
@@ -611,26 +633,38 @@ test('import: missing minutes/seconds of a datetime are taken as :00 (data_impor
   const t = await importJson(TOK.test, [{ record_id: 'M2', seen_at: '2020-03-05 13' }]);
   assert.equal(t.status, 200, t.text);
   const vit = (await exportJson(TOK.study, { records: ['M1'] })).filter((x) => x.redcap_repeat_instrument === 'vitals');
-  assert.deepEqual(vit.map((x) => x.vs_datetime), ['2020-03-05 10:11:00', '2020-03-05 07:00:00']);
-  assert.equal((await exportJson(TOK.test, { records: ['M2'] }))[0].seen_at, '2020-03-05 13:00');
+  assert.deepEqual(vit.map((x) => x.vs_datetime), ['2020-03-05 10:11:00', '2020-03-05 00:00:00']);
+  assert.equal((await exportJson(TOK.test, { records: ['M2'] }))[0].seen_at, '2020-03-05 00:00');
+  const d = await importJson(TOK.test, [{ record_id: 'M3', seen_at: '2020-3-5', visit_mdy: '2020-3-5' }]);
+  assert.equal(d.status, 200, d.text);
+  const m3 = (await exportJson(TOK.test, { records: ['M3'] }))[0];
+  assert.deepEqual([m3.seen_at, m3.visit_mdy], ['2020-03-05 00:00', '2020-03-05']);
   await clear('study');
   await clear('test');
 });
 
-test('import: record names: empty, longer than 100 characters, line breaks (data_import_tool_211/233/384)', async () => {
+test('import: record names: empty, longer than 100 bytes, line breaks (data_import_tool_212/213, 233, 384)', async () => {
+  // A flat row: 212 + the record id field + 213 (REDCap 15.7.6 Records.php,
+  // saveData); "The record name cannot be empty." (211) is the EAV text.
   for (const name of ['', '   ']) {
     const r = await importJson(TOK.study, [{ record_id: 'ok1' }, { record_id: name, mrn: 'x' }]);
     assert.equal(r.status, 400);
-    assert.equal(errJson(r), 'The record name cannot be empty.');
+    assert.equal(errJson(r), 'The record id field (record_id) is missing.');
   }
+  const eav = await post({ token: TOK.study, content: 'record', format: 'json', type: 'eav', data: JSON.stringify([{ record: ' ', field_name: 'mrn', value: 'x' }]) });
+  assert.equal(errJson(eav), 'The record name cannot be empty.');
+  // PHP strlen: bytes.
+  const wide = 'é'.repeat(51);
+  assert.equal(errJson(await importJson(TOK.study, [{ record_id: wide }])), `Record names must be 100 characters or less in length. The following record name is too long and thus cannot be imported: ${wide}`);
   const long = 'x'.repeat(101);
   const r = await importJson(TOK.study, [{ record_id: long }]);
   assert.equal(r.status, 400);
   assert.equal(errJson(r), `Record names must be 100 characters or less in length. The following record name is too long and thus cannot be imported: ${long}`);
-  for (const name of ['a\nb', 'a\rb', 'a<br>b', 'a<BR/>b']) {
+  // Quoted once br2nl() made its <br> tags line breaks.
+  for (const [name, shown] of [['a\nb', 'a\nb'], ['a\rb', 'a\rb'], ['a<br>b', 'a\nb'], ['a<BR />b', 'a\nb']]) {
     const lb = await importJson(TOK.study, [{ record_id: name }]);
     assert.equal(lb.status, 400);
-    assert.equal(errJson(lb), `Record names cannot contain BR tags, line breaks, or carriage return characters. The following record name contains a BR tag, line break, or carriage return, and thus cannot be imported: ${name}`);
+    assert.equal(errJson(lb), `Record names cannot contain BR tags, line breaks, or carriage return characters. The following record name contains a BR tag, line break, or carriage return, and thus cannot be imported: ${shown}`);
   }
   // Exactly 100 characters (after trimming) is fine.
   const ok = await importJson(TOK.study, [{ record_id: ` ${'y'.repeat(100)} ` }], { returnContent: 'ids' });
@@ -641,9 +675,15 @@ test('import: record names: empty, longer than 100 characters, line breaks (data
 });
 
 test('import: repeat columns: instance range, another form in a repeating row, repeating events (data_import_tool_255/260/286)', async () => {
+  // A per-value line (REDCap 15.7.6 Records.php, saveData): "(where) " + column + 286.
   const big = await importJson(TOK.study, [{ record_id: 'I1', redcap_repeat_instrument: 'vitals', redcap_repeat_instance: '32768', vs_loinc: 'x' }]);
   assert.equal(big.status, 400);
-  assert.equal(errJson(big), "The record name (I1) with redcap_repeat_instance 32768 must have a numeric value between '1' and '32767' for any Repeating Event or Repeating Instrument.  Please add a valid numeric value to redcap_repeat_instance in the data import file and try again.");
+  assert.equal(errJson(big), `"I1","redcap_repeat_instance","32768","(redcap_repeat_instrument=""vitals"") redcap_repeat_instance must have a numeric value between '1' and '32767' for any Repeating Event or Repeating Instrument.  Please add a valid numeric value to redcap_repeat_instance in the data import file and try again."`);
+  const bigLong = await importJson(TOK.long, [{ record_id: 'I1', redcap_event_name: 'visit_2_arm_1', redcap_repeat_instance: '99999', v_sbp: '1' }]);
+  assert.match(errJson(bigLong), /^"I1","redcap_repeat_instance","99999","\(redcap_event_name=""visit_2_arm_1""\) redcap_repeat_instance must have /);
+  // A classic project: a numeric instance without an instrument (215 + 284 + 285).
+  const noInstr = await importJson(TOK.study, [{ record_id: 'I1', redcap_repeat_instance: '2', vs_loinc: 'x' }]);
+  assert.equal(errJson(noInstr), `The record name (I1) with redcap_repeat_instance "2" cannot be imported. This is because the field 'redcap_repeat_instrument' could not be found in the data import fields or because it has a blank value.  In order to import data for a repeating instrument, the field 'redcap_repeat_instrument' is required in the imported data set.`);
   const max = await importJson(TOK.study, [{ record_id: 'I1', redcap_repeat_instrument: 'vitals', redcap_repeat_instance: '32767', vs_loinc: 'x' }]);
   assert.equal(max.status, 200, max.text);
   // Another form's field with a value in a repeating row is an error; blank
@@ -662,7 +702,7 @@ test('import: repeat columns: instance range, another form in a repeating row, r
   assert.equal(errJson(base), `"I3","vs_value","72","This field ('vs_value') exists on a Repeating Instrument named 'vitals'. However, the fields 'redcap_repeat_instance' and/or 'redcap_repeat_instrument' for this row of data have no value, which are both required for importing data into a Repeating Instrument.  You are not allowed to import data for this field into a non-repeating instrument."`);
   // An instrument named on a row of a repeating event.
   const ev = await importJson(TOK.long, [{ record_id: 'I4', redcap_event_name: 'visit_2_arm_1', redcap_repeat_instrument: 'visit', redcap_repeat_instance: '1', v_sbp: '120' }]);
-  assert.equal(errJson(ev), '"I4","redcap_repeat_instrument","visit","redcap_repeat_instrument should not have a value. This is a Repeating Event, which must always have a blank value for the redcap_repeat_instrument field.  Please remove this value from the data import file and try again."');
+  assert.equal(errJson(ev), '"I4","redcap_repeat_instrument","visit","(redcap_event_name=""visit_2_arm_1"") redcap_repeat_instrument should not have a value. This is a Repeating Event, which must always have a blank value for the redcap_repeat_instrument field.  Please remove this value from the data import file and try again."');
   const d = await stored('study');
   assert.deepEqual(d.records.map((x) => x.record), ['I1']);
   assert.equal((await stored('long')).records.length, 0);
@@ -901,6 +941,11 @@ test('longitudinal project: events, arms, mappings, designations, repeating even
     { event_name: 'visit_2_arm_1', form_name: '', custom_form_label: '' },
   ]);
 
+  // A repeating event's row needs a redcap_repeat_instance column (215 + 282 + 283).
+  const noInst = await importJson(TOK.long, [{ record_id: '1', redcap_event_name: 'visit_2_arm_1', v_sbp: '125' }]);
+  assert.equal(errJson(noInst), `The record name (1) with event "visit_2_arm_1" cannot be imported. This is because this event is a repeating event, but the field 'redcap_repeat_instance' could not be found in the data import fields.  In order to import data for a repeating event, the field 'redcap_repeat_instance' is required in the imported data set.`);
+  // A blank event name is no first event (data_import_tool_214).
+  assert.equal(errJson(await importJson(TOK.long, [{ record_id: '1', redcap_event_name: '', age: '1' }])), 'The record event name is missing.');
   const notDesignated = await importJson(TOK.long, [{ record_id: '1', redcap_event_name: 'visit_1_arm_1', age: '40', v_sbp: '120' }]);
   assert.equal(errJson(notDesignated), `"1","age","40","This field ('age') exists on an instrument that is not designated for the event named 'Visit 1 (Arm 1: Arm One)'. You are not allowed to import data for this field into this event."`);
   const ok = await importJson(TOK.long, [
@@ -908,7 +953,7 @@ test('longitudinal project: events, arms, mappings, designations, repeating even
     { record_id: '1', redcap_event_name: 'visit_1_arm_1', v_sbp: '120' },
     { record_id: '1', redcap_event_name: 'visit_1_arm_1', redcap_repeat_instrument: 'meds', redcap_repeat_instance: 'new', med_name: 'aspirin' },
     { record_id: '1', redcap_event_name: 'visit_2_arm_1', redcap_repeat_instance: '2', v_sbp: '130' },
-    { record_id: '1', redcap_event_name: 'visit_2_arm_1', v_sbp: '125' },
+    { record_id: '1', redcap_event_name: 'visit_2_arm_1', redcap_repeat_instance: '', v_sbp: '125' }, // blank: instance 1
     { record_id: '2', redcap_event_name: 'screening_arm_2', age: '50' },
   ]);
   assert.equal(ok.text, '{"count": 2}', ok.text);

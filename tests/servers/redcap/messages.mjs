@@ -57,16 +57,25 @@ export const MSG = {
   // an array of objects — the emulator's choice for that case).
   jsonFormat: (phpError) =>
     `The data being imported is not formatted correctly. PHP error from JSON decoder: ${phpError}. The JSON must be in an array, as in [{ ... }].`,
-  // [S4]
+  // [S4]; [S12] data_import_tool_212 + the record id field + 213: a flat
+  // row without the record id column OR with a blank record name (saveData's
+  // flat-row loop: "if ($studyId == '') throw ...212.table_pk.213").
   recordIdMissing: (field) => `The record id field (${field}) is missing.`,
-  // [S10] data_import_tool_211 (the API import block, keys 200-227). The
-  // emulator used REDCap 6's "The record id, record_id, cannot be empty"
-  // before; the C validator (redcap/validate.h) has 211 too.
+  // [S10] data_import_tool_211: the EAV path's text for a blank record name
+  // ([S12]: type=eav only; flat rows get recordIdMissing).
   recordEmpty: 'The record name cannot be empty.',
-  // [S8] real answer: "...real data fields: foo, baz"
-  unknownFields: (list) => `The following fields were not found in the project as real data fields: ${list.join(', ')}`,
-  // [S8] real answer: "...redcap_event_name are invalid: visit_11_arm_1, visit_12_arm_1"
-  invalidEvents: (list) => `The following values of redcap_event_name are invalid: ${list.join(', ')}`,
+  // [S12] data_import_tool_214: a blank redcap_event_name (the column is
+  // there) on a longitudinal project.
+  eventNameMissing: 'The record event name is missing.',
+  // [S8] real answer: "...real data fields: foo, baz"; [S12] 218 + " " +
+  // htmlspecialchars(implode(", ", ...), ENT_QUOTES).
+  unknownFields: (list) => `The following fields were not found in the project as real data fields: ${htmlSpecialChars(list.join(', '))}`,
+  // [S8] real answer: "...redcap_event_name are invalid: visit_11_arm_1, visit_12_arm_1";
+  // [S12] 219 + " " + htmlspecialchars(implode(", ", ...), ENT_QUOTES).
+  invalidEvents: (list) => `The following values of redcap_event_name are invalid: ${htmlSpecialChars(list.join(', '))}`,
+  // [S12] data_import_tool_220 + " " + implode(", ", names): a data access
+  // group name the project does not have (the emulator has no groups).
+  invalidDags: (list) => `The following Data Access Group are invalid for the redcap_data_access_group field: ${list.join(', ')}`,
   // [S4] gives the text up to "are reserved ..."; [S10] "ERROR: " +
   // data_import_tool_252 + " " + 253 (253 verbatim, with REDCap's double
   // space in "been  enabled"; the join is as REDCAP-API.md shows it).
@@ -75,12 +84,12 @@ export const MSG = {
   // [S4] and [S9] (same text in the old import.php).
   badRecordChars: (record) =>
     `The record name (${record}) cannot contain a plus sign (+), ampersand (&), pound sign (#), or apostrophe.`,
-  // [S10] data_import_tool_233 + " " + the name (join unverified; the same
-  // text as the C validator). Replaces an invented "cannot be longer than
-  // 100 characters" text.
+  // [S10] data_import_tool_233; [S12] + " " + the name, when the name is
+  // longer than 100 bytes (PHP strlen).
   recordTooLong: (record) =>
     `Record names must be 100 characters or less in length. The following record name is too long and thus cannot be imported: ${record}`,
-  // [S10] data_import_tool_384 + " " + the name (join unverified; as the C validator).
+  // [S10] data_import_tool_384; [S12] + " " + the name once br2nl() turned
+  // its <br> tags into line breaks.
   recordLineBreak: (record) =>
     `Record names cannot contain BR tags, line breaks, or carriage return characters. The following record name contains a BR tag, line break, or carriage return, and thus cannot be imported: ${record}`,
   // [S4]; [S10] data_import_tool_215 + record + data_import_tool_406 + " " + value.
@@ -90,11 +99,20 @@ export const MSG = {
   // imports never reach.
   badInstance: (record, value) =>
     `The record name (${record}) has an invalid value for 'redcap_repeat_instance'. The value must either be a positive integer or the value 'new'. Value provided: ${value}`,
-  // [S10] data_import_tool_215 + record + 284 + " " + value + " " + 286 (join
-  // unverified; the same text as the C validator). REDCap stores instances
-  // in a SMALLINT-sized range: 1..32767.
-  instanceTooLarge: (record, value) =>
-    `The record name (${record}) with redcap_repeat_instance ${value} must have a numeric value between '1' and '32767' for any Repeating Event or Repeating Instrument.  Please add a valid numeric value to redcap_repeat_instance in the data import file and try again.`,
+  // [S12] a per-value line, not a whole-request error: "(" + where + ") " +
+  // "redcap_repeat_instance " + data_import_tool_286, where is
+  // redcap_event_name="e" on a longitudinal project, else
+  // redcap_repeat_instrument="i". (An instance above 32767.)
+  instanceRange: (where) =>
+    `(${where}) redcap_repeat_instance must have a numeric value between '1' and '32767' for any Repeating Event or Repeating Instrument.  Please add a valid numeric value to redcap_repeat_instance in the data import file and try again.`,
+  // [S12] 215 + record + 282 + ' "event" ' + 283: a repeating event's row
+  // without a redcap_repeat_instance column.
+  repeatingEventNoInstance: (record, event) =>
+    `The record name (${record}) with event "${event}" cannot be imported. This is because this event is a repeating event, but the field 'redcap_repeat_instance' could not be found in the data import fields.  In order to import data for a repeating event, the field 'redcap_repeat_instance' is required in the imported data set.`,
+  // [S12] 215 + record + 284 + ' "instance" ' + 285: a classic project's
+  // numeric instance without an instrument.
+  instanceNoInstrument: (record, instance) =>
+    `The record name (${record}) with redcap_repeat_instance "${instance}" cannot be imported. This is because the field 'redcap_repeat_instrument' could not be found in the data import fields or because it has a blank value.  In order to import data for a repeating instrument, the field 'redcap_repeat_instrument' is required in the imported data set.`,
   // [S4] / [S1]-style message for unknown export names. REDCapR's docs quote
   // an older variant without the quotes around fields ("parameter fields").
   invalidParamValues: (param, list) =>
@@ -162,14 +180,18 @@ export const MSG = {
   // [S6] #154 verbatim (spacing as in the answer); [S10] 259 and 281.
   notRepeatingInstrument:
     'redcap_repeat_instrument must be the unique form name of a Repeating Instrument. It currently does not match the unique form name of any Repeating Instruments.  Please fix this in the data import file and try again.',
-  // [S10] "redcap_repeat_instrument " + data_import_tool_255, joined like
-  // 259 in [S6] #154 (this one is not in a public answer): an instrument
-  // given on a row of a repeating event.
-  repeatEventInstrument:
-    'redcap_repeat_instrument should not have a value. This is a Repeating Event, which must always have a blank value for the redcap_repeat_instrument field.  Please remove this value from the data import file and try again.',
+  // [S12] '(redcap_event_name="e") redcap_repeat_instrument ' +
+  // data_import_tool_255: an instrument given on a row of a repeating event.
+  repeatEventInstrument: (event) =>
+    `(redcap_event_name="${event}") redcap_repeat_instrument should not have a value. This is a Repeating Event, which must always have a blank value for the redcap_repeat_instrument field.  Please remove this value from the data import file and try again.`,
   notRepeatingInstance:
     'redcap_repeat_instance cannot have a value since this instrument or event is not a repeating instrument or repeating event, respectively.  The redcap_repeat_instance field must be left blank for this row of data.',
 };
+
+/* PHP's htmlspecialchars($s, ENT_QUOTES). */
+export function htmlSpecialChars(s) {
+  return String(s).replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;').replace(/'/g, '&#039;');
+}
 
 /*
  * One per-value error line, as REDCap joins them: "record","field","value","message".

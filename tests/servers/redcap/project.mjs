@@ -30,6 +30,7 @@ const RESERVED = new Set(['redcap_event_name', 'redcap_repeat_instrument', 'redc
 // validator skips them too).
 const IGNORED_SURVEY_COLUMN = 'redcap_survey_identifier';
 const MAX_INSTANCE = 32767; // English.ini data_import_tool_286
+const POSITIVE = /^(?!0+$)\d+$/;
 const collator = new Intl.Collator('en', { numeric: true, sensitivity: 'base' });
 
 /* Local wall-clock text "YYYY-MM-DD HH:MM:SS" for epoch ms (REDCap logs in server time). */
@@ -53,18 +54,25 @@ export function parseLocalStamp(text) {
 const ctxKey = (event, form, instance) => `${event}\t${form}\t${instance}`;
 
 /*
- * REDCap's whole-request error for a (trimmed) record name, or undefined.
- * English.ini data_import_tool_211 (empty), 215/216 (+ & # '), 384 (line
- * breaks, <br>), 233 (more than 100 characters; counted here in Unicode
- * code points like the C validator counts UTF-8 characters — whether PHP
- * counts bytes is not known).
+ * REDCap's whole-request error for a (trimmed) record name, up to the
+ * checks that come after the event name, or undefined. REDCap 15.7.6
+ * Classes/Records.php, saveData, flat rows, in that order: blank
+ * (data_import_tool_212 + record id field + 213; an EAV import says 211),
+ * longer than 100 bytes (PHP strlen; 233), a line break once br2nl() made
+ * its <br> tags line breaks (384, quoting the name so turned). The +&#'
+ * check comes after the event name's.
  */
-export function recordNameError(name) {
-  if (name === '') return MSG.recordEmpty;
-  if (/[+&#']/.test(name)) return MSG.badRecordChars(name);
-  if (/[\r\n]/.test(name) || /<br/i.test(name)) return MSG.recordLineBreak(name);
-  if ([...name].length > 100) return MSG.recordTooLong(name);
+export function recordNameError(name, rid, eav = false) {
+  if (name === '') return eav ? MSG.recordEmpty : MSG.recordIdMissing(rid);
+  if (Buffer.byteLength(name) > 100) return MSG.recordTooLong(name);
+  const br = br2nl(name);
+  if (/[\r\n]/.test(br)) return MSG.recordLineBreak(br);
   return undefined;
+}
+
+/* REDCap's br2nl() (5.2.3 Config/init_functions.php; UNVERIFIED for 15.7.6). */
+function br2nl(s) {
+  return s.replace(/<br[ \t\n\v\f\r]*\/?>/gi, '\n');
 }
 
 export class Project {
@@ -111,11 +119,30 @@ export class Project {
     return this.s.repeatingForms.get(evName) ?? null;
   }
 
+  /*
+   * REDCap 15.7.6 Classes/Records.php, saveData, "$isRepeatFormReally": an
+   * instrument is named and some column of the row is a field of a form
+   * that repeats in the row's event, with a value or on that instrument.
+   */
+  repeatFormReally(row, ev, instrument, rid) {
+    if (instrument === '') return false;
+    const rep = this.repeatingFormsOf(ev.unique_event_name);
+    for (const col of Object.keys(row)) {
+      if (col === rid || col === 'redcap_repeat_instance' || col === 'redcap_repeat_instrument') continue;
+      const info = this.s.columns.get(col);
+      if (!info || !rep || !rep.has(info.form.name)) continue;
+      if (row[col] === '' && info.form.name !== instrument) continue;
+      return true;
+    }
+    return false;
+  }
+
   /* ------------------------------------------------------------ import */
 
   /*
    * Imports flat rows (objects of trimmed string values), all or nothing.
-   * opts: { overwrite, dateFormat, forceAutoNumber }. Returns
+   * opts: { overwrite, dateFormat, forceAutoNumber, eav (type=eav: the
+   * rows were EAV items) }. Returns
    * { count, ids, autoIds, changed, created }. Throws ApiError(400) with
    * REDCap's message; nothing is stored then.
    */
@@ -133,144 +160,158 @@ export class Project {
       }
     }
     if (rows.length === 0) return { count: 0, ids: [], autoIds: [], changed: 0, created: 0 };
-    if (!seen.has(rid)) throw new ApiError(400, MSG.recordIdMissing(rid));
 
-    // Whole-request checks on the columns.
+    // The order of REDCap 15.7.6's whole-request errors (Classes/Records.php,
+    // saveData): repeat columns on a project without repeating setup (REDCap
+    // looks at the first row only; the emulator at every row -- stricter,
+    // as the C validator, which checks each row), then each row in turn
+    // (record name, event name, instance, repeat columns), then unknown
+    // columns, unknown events, data access groups.
     const usesRepeat = seen.has('redcap_repeat_instrument') || seen.has('redcap_repeat_instance');
     if (usesRepeat && !s.hasRepeating) throw new ApiError(400, MSG.repeatFieldsNotEnabled);
-    const ignored = (c) => c === IGNORED_SURVEY_COLUMN || (c.endsWith('_timestamp') && s.formByName.has(c.slice(0, -10)));
-    // redcap_event_name is never an unknown field: a classic project takes
-    // it and ignores it (REDCap 15.7.6 Classes/Records.php, saveData: the
-    // unknown-field list skips redcap_event_name and redcap_data_access_group,
-    // and a classic project uses its first event whatever the column says).
-    const unknown = columns.filter((c) => {
-      if (c === rid || (ignored(c) && !s.columns.get(c))) return false;
-      if (RESERVED.has(c)) return false;
-      const info = s.columns.get(c);
-      return !info;
-    });
-    if (unknown.length) throw new ApiError(400, MSG.unknownFields(unknown));
-
-    // Whole-request checks on the rows: record names, events, instances.
-    const events = this.events();
-    const firstEvent = events[0];
-    const badEvents = [];
-    let nameError;
-    let instanceError;
+    const firstEvent = this.events()[0];
     const prepared = rows.map((row) => {
       const name = (row[rid] ?? '').trim();
-      if (!nameError) nameError = recordNameError(name);
+      const nameError = recordNameError(name, rid, opts.eav);
+      if (nameError) throw new ApiError(400, nameError);
       let ev = firstEvent;
-      if (this.isLongitudinal) {
-        const en = (row.redcap_event_name ?? '').trim();
-        if (en !== '') {
-          ev = s.longitudinal.eventByName.get(en);
-          if (!ev && !badEvents.includes(en)) badEvents.push(en);
-        }
+      let shownEvent = firstEvent.unique_event_name;
+      if (this.isLongitudinal && row.redcap_event_name !== undefined) {
+        shownEvent = row.redcap_event_name.trim();
+        if (shownEvent === '') throw new ApiError(400, MSG.eventNameMissing);
+        ev = s.longitudinal.eventByName.get(shownEvent); // unknown: refused below
       }
+      if (/[+&#']/.test(name)) throw new ApiError(400, MSG.badRecordChars(name));
       const instrument = (row.redcap_repeat_instrument ?? '').trim();
       const instance = (row.redcap_repeat_instance ?? '').trim();
-      // Not an integer, or below 1 ("0" included): REDCap 15.7.6
-      // Classes/Records.php (saveData, flat rows) throws 215 + record + 406
-      // first; its own "0" text (data_import_tool_279) comes later and is
-      // never reached for flat imports.
-      if (instance !== '' && instance !== 'new' && !instanceError) {
-        if (!/^\d+$/.test(instance) || /^0+$/.test(instance)) instanceError = MSG.badInstance(name, instance);
-        else if (instance.length > 5 || Number(instance) > MAX_INSTANCE) instanceError = MSG.instanceTooLarge(name, instance);
+      // Not an integer, or below 1 ("0" included): 215 + record + 406; its
+      // own "0" text (data_import_tool_279) comes later and is never reached
+      // for flat imports.
+      if (instance !== '' && instance !== 'new' && !POSITIVE.test(instance)) throw new ApiError(400, MSG.badInstance(name, instance));
+      // A repeating event's row without a redcap_repeat_instance column.
+      if (ev && row.redcap_repeat_instance === undefined && this.isLongitudinal && s.repeatingEvents.has(ev.unique_event_name)) {
+        throw new ApiError(400, MSG.repeatingEventNoInstance(name, shownEvent));
       }
-      return { row, name, ev, instrument, instance };
+      // A classic project: a numeric instance without an instrument.
+      if (!this.isLongitudinal && s.hasRepeating && POSITIVE.test(instance) && instrument === '') {
+        throw new ApiError(400, MSG.instanceNoInstrument(name, instance));
+      }
+      return { row, name, ev, shownEvent, instrument, instance };
     });
-    if (nameError) throw new ApiError(400, nameError);
-    if (badEvents.length) throw new ApiError(400, MSG.invalidEvents(badEvents));
-    if (instanceError) throw new ApiError(400, instanceError);
 
-    // Per-value checks; collect the changes of each row.
+    // redcap_event_name and redcap_data_access_group are never unknown
+    // fields: a classic project takes redcap_event_name and ignores it
+    // (saveData's unknown-field list skips both; a classic project uses its
+    // first event whatever the column says).
+    const ignored = (c) => c === IGNORED_SURVEY_COLUMN || (c.endsWith('_timestamp') && s.formByName.has(c.slice(0, -10)));
+    const unknown = columns.filter((c) => c !== rid && !RESERVED.has(c) && !s.columns.get(c) && !ignored(c));
+    if (unknown.length) throw new ApiError(400, MSG.unknownFields(unknown));
+    const badEvents = [...new Set(prepared.filter((p) => !p.ev).map((p) => p.shownEvent))];
+    if (badEvents.length) throw new ApiError(400, MSG.invalidEvents(badEvents));
+    // The emulator has no data access groups: every name is invalid (220).
+    const dags = [...new Set(rows.map((r) => (r.redcap_data_access_group ?? '').trim()).filter((g) => g !== ''))];
+    if (dags.length) throw new ApiError(400, MSG.invalidDags(dags));
+
+    // Per-value checks: one line per column, the last message REDCap would
+    // give it (saveData overwrites a column's message: a placement error
+    // replaces a value error). Collect the changes of each row.
     const errors = [];
     const dateFormat = opts.dateFormat ?? 'YMD';
     for (const p of prepared) {
-      const { row, name, ev, instrument, instance } = p;
-      const evName = ev.unique_event_name;
-      const repForms = this.repeatingFormsOf(evName);
-      const repEvent = s.repeatingEvents.has(evName);
-      let kind;
-      if (instrument !== '') {
-        if (repEvent) {
-          // A repeating event's rows name no instrument (English.ini 255).
-          errors.push(valueError(name, 'redcap_repeat_instrument', instrument, MSG.repeatEventInstrument));
-          continue;
-        }
-        if (!repForms || !repForms.has(instrument)) {
-          errors.push(valueError(name, 'redcap_repeat_instrument', instrument, MSG.notRepeatingInstrument));
-          if (instance !== '') errors.push(valueError(name, 'redcap_repeat_instance', instance, MSG.notRepeatingInstance));
-          continue;
-        }
-        kind = 'form';
-      } else if (instance !== '') {
-        if (!repEvent) {
-          errors.push(valueError(name, 'redcap_repeat_instance', instance, MSG.notRepeatingInstance));
-          continue;
-        }
-        kind = 'event';
-      } else {
-        kind = repEvent ? 'event' : 'base';
-      }
-      p.kind = kind;
+      const { row, name, ev, shownEvent, instrument: I, instance: N } = p;
+      const repForms = this.repeatingFormsOf(ev.unique_event_name);
+      const repEvent = s.hasRepeating && s.repeatingEvents.has(ev.unique_event_name);
+      const repForm = !repEvent && I !== '' && !!repForms && repForms.has(I);
+      // Where the row is saved: an instance of a repeating instrument (an
+      // instrument AND an instance), an instance of a repeating event, or
+      // the event's non-repeating data.
+      p.kind = repForm && N !== '' ? 'form' : repEvent ? 'event' : 'base';
       p.changes = [];
       for (const col of Object.keys(row)) {
-        if (col === rid || RESERVED.has(col)) continue;
+        if (col === rid || col === 'redcap_event_name' || col === 'redcap_data_access_group') continue;
         const value = row[col];
+        if (col === 'redcap_repeat_instrument') {
+          if (!s.hasRepeating || I === '') continue;
+          // An instrument on a repeating event's row; one that does not repeat here.
+          if (repEvent) errors.push(valueError(name, col, I, MSG.repeatEventInstrument(shownEvent)));
+          else if (!repForm) errors.push(valueError(name, col, I, MSG.notRepeatingInstrument));
+          continue;
+        }
+        if (col === 'redcap_repeat_instance') {
+          if (!s.hasRepeating || N === '') continue;
+          let msg;
+          if (N !== 'new' && Number(N) > MAX_INSTANCE) {
+            msg = MSG.instanceRange(this.isLongitudinal ? `redcap_event_name="${shownEvent}"` : `redcap_repeat_instrument="${I}"`);
+          }
+          // An instance where nothing repeats (saveData's
+          // "isRepeatFormReally"; not checked with overwrite); replaces the other.
+          if (!opts.overwrite && !repEvent && !this.repeatFormReally(row, ev, I, rid)) msg = MSG.notRepeatingInstance;
+          if (msg) errors.push(valueError(name, col, N, msg));
+          continue;
+        }
         const info = s.columns.get(col);
-        if (!info) continue; // an ignored survey column
+        if (!info) {
+          // redcap_survey_identifier is no field: REDCap checks it like one
+          // of form '' -- only the repeating-instrument check can hit it.
+          // <form>_timestamp columns are skipped before any check.
+          if (col === IGNORED_SURVEY_COLUMN && value !== '' && s.hasRepeating && I !== '' && N !== '') {
+            errors.push(valueError(name, col, value, MSG.notOnRepeatingInstrument(col, I)));
+          }
+          continue;
+        }
         const form = info.form;
-        // "This field ('...')" quotes the column as imported, x___1 for a
-        // checkbox (REDCap 15.7.6 Classes/Records.php, saveData, builds these
-        // texts from $fieldname, the import column). The repeating-form text
-        // names the form by $Proj->metadata[$fieldname]['form_name'], and a
-        // checkbox column is no metadata key: its form comes out as ''.
-        if (!this.isDesignated(ev, form.name)) {
-          if (value !== '') errors.push(valueError(name, col, value, MSG.notDesignated(col, ev.label)));
-          continue;
-        }
-        if (kind === 'base' && repForms && repForms.has(form.name)) {
-          const formName = info.kind === 'checkbox' ? '' : form.name;
-          if (value !== '') errors.push(valueError(name, col, value, MSG.repeatingWithoutColumns(col, formName)));
-          continue;
-        }
-        if (kind === 'form' && form.name !== instrument) {
-          // Another form's field in a repeating instrument's row: blank is
-          // fine (REDCap's own exports carry those columns), a value is an
-          // error (English.ini data_import_tool_162 + 260 + 261).
-          if (value !== '') errors.push(valueError(name, col, value, MSG.notOnRepeatingInstrument(col, instrument)));
-          continue;
-        }
-        if (info.kind === 'field' && (info.field.type === 'calc' || info.field.type === 'file')) continue; // ignored
+        const designated = this.isDesignated(ev, form.name);
+        const field = info.kind === 'field' ? info.field : null;
         if (value === '') {
-          if (opts.overwrite) p.changes.push({ col, form: form.name, value: '', blank: true });
+          // Blank: never an error; with overwrite it erases (where it can be saved).
+          const placed = designated && !(p.kind === 'base' && repForms && repForms.has(form.name)) && !(p.kind === 'form' && form.name !== I);
+          if (opts.overwrite && placed && !(field && (field.type === 'calc' || field.type === 'file'))) {
+            p.changes.push({ col, form: form.name, value: '', blank: true });
+          }
           continue;
         }
-        if (info.kind === 'checkbox') {
-          if (value !== '0' && value !== '1') {
-            errors.push(valueError(name, col, value, MSG.badCheckbox(col)));
-            continue;
+        if (field && field.type === 'calc') continue; // skipped with a warning, before any other check
+        // A checkbox "0" is what REDCap holds for a box never checked: the
+        // column keeps its status and is not checked; only the form/event
+        // check below sees it (and not with overwrite). File fields are not
+        // imported; only that check sees them too.
+        const boxZero = info.kind === 'checkbox' && value === '0';
+        const file = field && field.type === 'file';
+        let error;
+        let shown = value;
+        let change;
+        if (!boxZero && !file) {
+          if (info.kind === 'checkbox') {
+            if (value !== '1') error = MSG.badCheckbox(col);
+            else change = { col, form: form.name, value: '1' };
+          } else if (info.kind === 'complete') {
+            if (!COMPLETE_CHOICES.has(value)) error = MSG.badCategory(col);
+            else change = { col, form: form.name, value, complete: true };
+          } else {
+            const r = checkFieldValue(field, value, dateFormat);
+            if (r.error) {
+              error = r.error;
+              shown = r.shown ?? value;
+            } else change = { col, form: form.name, value: r.value };
           }
-          p.changes.push({ col, form: form.name, value: value === '1' ? '1' : '' });
-        } else if (info.kind === 'complete') {
-          if (!COMPLETE_CHOICES.has(value)) {
-            errors.push(valueError(name, col, value, MSG.badCategory(col)));
-            continue;
+          // "This field ('...')" quotes the column as imported, x___1 for a
+          // checkbox. The repeating-form text names the form by
+          // $Proj->metadata[$fieldname]['form_name'], and a checkbox column
+          // is no metadata key: its form comes out as ''.
+          if (s.hasRepeating && I !== '' && N !== '' && I !== form.name) error = MSG.notOnRepeatingInstrument(col, I);
+          else if (s.hasRepeating && (I === '' || N === '') && repForms && repForms.has(form.name)) {
+            error = MSG.repeatingWithoutColumns(col, info.kind === 'checkbox' ? '' : form.name);
           }
-          p.changes.push({ col, form: form.name, value, complete: true });
-        } else {
-          const r = checkFieldValue(info.field, value, dateFormat);
-          if (r.error) {
-            errors.push(valueError(name, col, value, r.error));
-            continue;
-          }
-          p.changes.push({ col, form: form.name, value: r.value });
+        } else if (boxZero) {
+          change = { col, form: form.name, value: '' }; // unchecks a box checked here, else nothing
         }
+        if (this.isLongitudinal && !(opts.overwrite && boxZero) && !designated) error = MSG.notDesignated(col, ev.label);
+        if (error) errors.push(valueError(name, col, shown, error));
+        else if (change && designated) p.changes.push(change);
       }
     }
     if (errors.length) throw new ApiError(400, errors.join('\n'));
+
 
     // Resolve records (names match case-insensitively; trimmed).
     const resolved = new Map(); // lower-case incoming name -> { name, old, isNew, existing }

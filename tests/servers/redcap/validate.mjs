@@ -1,12 +1,13 @@
 // Per-value checks of the REDCap emulator's record import: choices, text
-// validation types, dates (only Y-M-D on import, unless dateFormat=MDY/DMY
-// and the value has slashes), @FORCE-MINMAX ranges. Values are normalized
-// the way REDCap's import does before it validates: a "T" between date and
-// time becomes a space, a one-digit month/day/hour gets its leading zero.
-// Sources: ../../shared/REDCAP-API.md; REDCap's import.php (date/time
-// normalization, 2-digit years: below this year's 2 digits + 10 -> 20xx);
-// REDCap's validation regexes (redcap_validation_types) as shipped in its
-// data entry pages.
+// validation types, dates, @FORCE-MINMAX ranges. Dates and datetimes are
+// turned the way REDCap 15.7.6 turns them before it validates and saves
+// them (Classes/Records.php, saveData, "Ensure all dates are in correct
+// format"; see normalizeDate below); the C validator does the same
+// (redcap/validate.c, redcap_normalize_date).
+// Sources: ../../shared/REDCAP-API.md; REDCap 15.7.6 Classes/Records.php
+// and Resources/sql/install_data.sql (public copy xOops4/redcap,
+// redcap_v15.7.6/), REDCap 5.2.3 Config/init_functions.php for
+// clean_date_ymd() (15.7.6's copy of that file is not public).
 
 import { MSG } from './messages.mjs';
 
@@ -14,6 +15,14 @@ const NUM = /^[-+]?[0-9]*\.?[0-9]+([eE][-+]?[0-9]+)?$/;
 const NUM_COMMA = /^[-+]?[0-9]*,?[0-9]+([eE][-+]?[0-9]+)?$/;
 const INT = /^[-+]?\d+$/;
 const EMAIL = /^([_a-z0-9\-']+)(\.[_a-z0-9\-']+)*@([a-z0-9-]+)(\.[a-z0-9-]+)*(\.[a-z]{2,63})$/i;
+
+// install_data.sql, redcap_validation_types, regex_php of date_ymd,
+// datetime_ymd and datetime_seconds_ymd (every date type is checked as its
+// _ymd form on import: saveData's convertDateValidtionToYMD).
+const DATE_YMD = String.raw`(((\d{2}([13579][26]|[2468][048]|04|08)|(1600|2[048]00))([-\/])02(\6)29)|(\d{4}([-\/])((0[1-9]|1[012])(\9)(0[1-9]|1\d|2[0-8])|((0[13-9]|1[012])(\9)(29|30))|((0[13578]|1[02])(\9)31))))`;
+const RX_DATE = new RegExp(`^${DATE_YMD}$`);
+const RX_DATETIME = new RegExp(`^${DATE_YMD} (\\d|[0-1]\\d|[2][0-3]):[0-5]\\d$`);
+const RX_DATETIME_SECONDS = new RegExp(`^${DATE_YMD} (\\d|[0-1]\\d|[2][0-3])(:[0-5]\\d){2}$`);
 
 const SIMPLE = {
   integer: INT,
@@ -30,63 +39,87 @@ const SIMPLE = {
   postalcode_canada: /^[ABCEGHJKLMNPRSTVXY]\d[A-Z]\s?\d[A-Z]\d$/i,
 };
 
-function isLeap(y) {
-  return (y % 4 === 0 && y % 100 !== 0) || y % 400 === 0;
+const PHP_SPACE = '[ \\t\\n\\r\\v\\f]';
+const PHP_NUMBER = new RegExp(`^${PHP_SPACE}*([+-]?(?:\\d+(?:\\.\\d*)?|\\.\\d+)(?:[eE][+-]?\\d+)?)`);
+const PHP_NUMERIC = new RegExp(`^${PHP_SPACE}*[+-]?(?:\\d+(?:\\.\\d*)?|\\.\\d+)(?:[eE][+-]?\\d+)?${PHP_SPACE}*$`);
+
+/*
+ * PHP's (int) of a string (PHP >= 7.1; sprintf's %d takes it): leading
+ * white space, the numeric prefix, truncated toward zero; 0 without one.
+ * undefined beyond +-2^53 (PHP's result is not modelled: refused).
+ */
+export function phpInt(s) {
+  const m = PHP_NUMBER.exec(String(s ?? ''));
+  if (!m) return 0;
+  const v = Math.trunc(Number(m[1]));
+  if (!(Math.abs(v) < 2 ** 53)) return undefined;
+  return v === 0 ? 0 : v;
 }
 
-/* True for an existing calendar date. */
-export function validYmd(y, m, d) {
-  if (!(y >= 1 && m >= 1 && m <= 12 && d >= 1)) return false;
-  const days = [31, isLeap(y) ? 29 : 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31][m - 1];
-  return d <= days;
+/* sprintf("%0<w>d", n): the sign counts in the width. */
+function pad(n, w) {
+  return n < 0 ? `-${String(-n).padStart(w - 1, '0')}` : String(n).padStart(w, '0');
 }
 
-function fourDigitYear(y) {
-  if (y.length !== 2) return y;
-  const now2 = new Date().getFullYear() % 100;
-  return Number(y) < now2 + 10 ? `20${y}` : `19${y}`;
+/* PHP 8's ($year < lim): a numeric string compares as a number, another as text. */
+function phpLess(s, lim) {
+  return PHP_NUMERIC.test(s) ? Number(s.trim()) < lim : s < String(lim);
+}
+
+/* A 2-character year: 20yy below this year's two digits + 10, else 19yy. */
+function century(year) {
+  if (Buffer.byteLength(year) !== 2) return year;
+  return (phpLess(year, (new Date().getFullYear() % 100) + 10) ? '20' : '19') + year;
 }
 
 /*
- * A date part in Y-M-D (zero-padded) or undefined. With dateFormat MDY/DMY a
- * value holding "/" is read as M/D/Y or D/M/Y.
+ * REDCap's clean_date_ymd() (REDCap 5.2.3 Config/init_functions.php;
+ * UNVERIFIED for 15.7.6): trimmed; with exactly two '-' and shorter than
+ * 10 bytes, rebuilt as sprintf("%04d-%02d-%02d") with a 2-character year
+ * first given its century. undefined when a piece is beyond phpInt().
  */
-function normalizeDatePart(s, dateFormat) {
-  let y;
-  let m;
-  let d;
-  let mt;
-  if (s.includes('/') && (dateFormat === 'MDY' || dateFormat === 'DMY')) {
-    mt = /^(\d{1,2})\/(\d{1,2})\/(\d{2}|\d{4})$/.exec(s);
-    if (!mt) return undefined;
-    [m, d] = dateFormat === 'MDY' ? [mt[1], mt[2]] : [mt[2], mt[1]];
-    y = fourDigitYear(mt[3]);
-  } else {
-    mt = /^(\d{4})-(\d{1,2})-(\d{1,2})$/.exec(s);
-    if (!mt) return undefined;
-    [, y, m, d] = mt;
-  }
-  if (!validYmd(Number(y), Number(m), Number(d))) return undefined;
-  return `${y}-${m.padStart(2, '0')}-${d.padStart(2, '0')}`;
+export function cleanDateYmd(date) {
+  const d = String(date).replace(/^[ \t\n\r\0\x0B]+|[ \t\n\r\0\x0B]+$/g, '');
+  if ((d.match(/-/g) ?? []).length !== 2 || Buffer.byteLength(d) >= 10) return d;
+  const [y, m, day] = d.split('-');
+  const n = [phpInt(century(y)), phpInt(m), phpInt(day)];
+  if (n.includes(undefined)) return undefined;
+  return `${pad(n[0], 4)}-${pad(n[1], 2)}-${pad(n[2], 2)}`;
+}
+
+/* M/D/Y or D/M/Y (dateFormat MDY/DMY, a value with '/') as Y-M-D. */
+function slashDate(s, dateFormat) {
+  const parts = s.split('/');
+  const [day, month, year] = dateFormat === 'DMY' ? parts : [parts[1], parts[0], parts[2]];
+  const n = [phpInt(century(year ?? '')), phpInt(month ?? ''), phpInt(day ?? '')];
+  if (n.includes(undefined)) return undefined;
+  return `${pad(n[0], 4)}-${pad(n[1], 2)}-${pad(n[2], 2)}`;
 }
 
 /*
- * The time part of a datetime. Missing minutes (and, for the seconds types,
- * missing seconds) are taken as :00, as REDCap 15 does: English.ini keys
- * data_import_tool_292-294 ("Minutes missing and assumed to be :00 for",
- * "Seconds missing and assumed to be :00 for") and REDCap's UI tests
- * (vanderbilt-redcap/redcap_rsvc, data import scenario 18: "13" saved as
- * "13:00", "13:55" in a datetime_seconds field as "13:55:00"). Seconds on a
- * datetime without seconds are an error.
+ * A date_* / datetime_* value as REDCap 15.7.6 saves it (saveData):
+ *   datetime: every 'T' becomes ' ', the value is split at its first ' '
+ *   into a date (M/D/Y or D/M/Y with dateFormat MDY/DMY when it has a '/',
+ *   else clean_date_ymd()) and a time rebuilt with sprintf("%02d:%02d") or
+ *   ("%02d:%02d:%02d") from its first pieces between ':' (without any ':'
+ *   all are empty): a date alone becomes "date 00:00", an hour alone is
+ *   lost (00:00), seconds are dropped for a datetime without seconds;
+ *   date: M/D/Y or D/M/Y as above, else clean_date_ymd().
+ * Returns the text, or undefined for a piece beyond phpInt().
  */
-function normalizeTime(s, withSeconds) {
-  const mt = /^(\d{1,2})(?::([0-5]\d))?(?::([0-5]\d))?$/.exec(s);
-  if (!mt || Number(mt[1]) > 23) return undefined;
-  if (mt[2] === undefined && mt[3] !== undefined) return undefined;
-  const hh = mt[1].padStart(2, '0');
-  const mm = mt[2] ?? '00';
-  if (!withSeconds) return mt[3] === undefined ? `${hh}:${mm}` : undefined;
-  return `${hh}:${mm}:${mt[3] ?? '00'}`;
+export function normalizeDate(validation, value, dateFormat = 'YMD') {
+  const slashes = value.includes('/') && (dateFormat === 'MDY' || dateFormat === 'DMY');
+  if (!validation.startsWith('datetime')) return slashes ? slashDate(value, dateFormat) : cleanDateYmd(value);
+  const s = value.replace(/T/g, ' ');
+  const sp = s.indexOf(' ');
+  const date = sp < 0 ? s : s.slice(0, sp);
+  const time = sp < 0 ? '' : s.slice(sp + 1);
+  const d = slashes ? slashDate(date, dateFormat) : cleanDateYmd(date);
+  const [h, mi, se] = time.includes(':') ? time.split(':') : ['', '', ''];
+  const t = [phpInt(h), phpInt(mi ?? ''), phpInt(se ?? '')];
+  if (d === undefined || t.includes(undefined)) return undefined;
+  const clock = validation.startsWith('datetime_seconds') ? `${pad(t[0], 2)}:${pad(t[1], 2)}:${pad(t[2], 2)}` : `${pad(t[0], 2)}:${pad(t[1], 2)}`;
+  return `${cleanDateYmd(d)} ${clock}`;
 }
 
 /* A plain "time" (HH:MM) value: both parts required. */
@@ -107,22 +140,16 @@ function dateMessage(isDatetime, dateFormat) {
 
 /*
  * Validates and normalizes one value of a text field with a validation type.
- * Returns { value } or { error }.
+ * Returns { value } or { error, shown } (shown: the value as the error line
+ * quotes it -- a date as REDCap turned it).
  */
 function checkValidated(validation, v, dateFormat) {
-  if (validation.startsWith('date_')) {
-    const d = normalizeDatePart(v, dateFormat);
-    return d === undefined ? { error: dateMessage(false, dateFormat) } : { value: d };
-  }
-  if (validation.startsWith('datetime_')) {
-    const seconds = validation.startsWith('datetime_seconds_');
-    const errMsg = dateMessage(true, dateFormat);
-    const s = v.replace(/^(\S+)T/, '$1 ');
-    const sp = s.indexOf(' ');
-    if (sp < 0) return { error: errMsg };
-    const d = normalizeDatePart(s.slice(0, sp), dateFormat);
-    const t = normalizeTime(s.slice(sp + 1), seconds);
-    return d === undefined || t === undefined ? { error: errMsg } : { value: `${d} ${t}` };
+  if (validation.startsWith('date')) {
+    const datetime = validation.startsWith('datetime');
+    const d = normalizeDate(validation, v, dateFormat);
+    const rx = !datetime ? RX_DATE : validation.startsWith('datetime_seconds') ? RX_DATETIME_SECONDS : RX_DATETIME;
+    if (d === undefined) return { error: dateMessage(datetime, dateFormat) }; // UNVERIFIED (a piece beyond 2^53)
+    return rx.test(d) ? { value: d } : { error: dateMessage(datetime, dateFormat), shown: d };
   }
   if (validation === 'time') {
     const t = normalizeClock(v);
@@ -168,7 +195,8 @@ function compareBound(validation, value, bound) {
 
 /*
  * Checks one non-blank value for a (non-checkbox, non-status) field.
- * Returns { value } with the value to store, or { error: message }.
+ * Returns { value } with the value to store, or { error: message, shown }
+ * (shown, when set: the value as REDCap's error line quotes it).
  * `field` comes from dictionary.buildStructure.
  */
 export function checkFieldValue(field, raw, dateFormat = 'YMD') {
@@ -204,10 +232,10 @@ export function checkFieldValue(field, raw, dateFormat = 'YMD') {
       if (field.forceMinMax) {
         const isRel = (b) => b === '' || b === 'today' || b === 'now';
         if (!isRel(field.min) && compareBound(field.validation, r.value, field.min) < 0) {
-          return { error: MSG.belowMin(field.name, field.min) };
+          return { error: MSG.belowMin(field.name, field.min), shown: r.value };
         }
         if (!isRel(field.max) && compareBound(field.validation, r.value, field.max) > 0) {
-          return { error: MSG.aboveMax(field.name, field.max) };
+          return { error: MSG.aboveMax(field.name, field.max), shown: r.value };
         }
       }
       return r;
