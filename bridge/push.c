@@ -53,6 +53,11 @@
 #define SRC_REDCAP "redcap"           /* REDCap refused it */
 #define SRC_STORE "store"             /* the stored row cannot be read */
 
+
+/* The rows are checked as REDCap checks the import they go in: with
+ * overwriteBehavior=overwrite (see push_next_chunk). pad_time stays off: a
+ * date sent for a datetime field is held back, never stored as 00:00. */
+static const redcap_validate_opts validate_opts = { .overwrite = true };
 /* ---- a run ---------------------------------------------------------------- */
 
 typedef enum pstep {
@@ -626,7 +631,7 @@ static void next_batch(proj *p)
 			continue;
 		}
 		redcap_errors_deinit(&errs);
-		rc = redcap_validate_row(&p->dict, row, i, NULL, &errs);
+		rc = redcap_validate_row(&p->dict, row, i, &validate_opts, &errs);
 		if (rc == REDCAP_E_INVALID) {
 			json_t *r = reasons_from_errors(&errs, p->rows[i].record, SRC_VALIDATION);
 			hold_row(p, i, r);
@@ -1230,7 +1235,7 @@ static int revalidate_held(proj *p)
 			json_t *eng = NULL, *row = row_for_redcap(p, &rows[i], &eng);
 			after = rows[i].id;
 			redcap_errors_deinit(&errs);
-			int v = row && !eng ? redcap_validate_row(&p->dict, row, 0, NULL, &errs) : -EINVAL;
+			int v = row && !eng ? redcap_validate_row(&p->dict, row, 0, &validate_opts, &errs) : -EINVAL;
 			if (v == 0) {
 				rc = store_outbox_unhold(st, rows[i].id, rows[i].gen);
 				p->released += rc == 0;
