@@ -71,6 +71,7 @@ enum ob_stmt_id {
 	OST_KV_GET,
 	OST_KV_SET,
 	OST_KV_DEL,
+	OST_KV_HOLDS,
 	OST_MRN_SET,
 	OST_MRN_DEL,
 	OST_MRN_COUNT,
@@ -134,6 +135,8 @@ static const char *const ob_sql[OST__N] = {
 	[OST_KV_SET] = "INSERT INTO project_kv(project, key, value) VALUES(?1, ?2, ?3)"
 		       " ON CONFLICT(project, key) DO UPDATE SET value = excluded.value",
 	[OST_KV_DEL] = "DELETE FROM project_kv WHERE project = ?1 AND key = ?2",
+	/* The standing holds of a project (see hold_key). */
+	[OST_KV_HOLDS] = "SELECT key, value FROM project_kv WHERE project = ?1 AND key GLOB 'hold:record:*'",
 	[OST_MRN_SET] = "INSERT INTO mrns(patient, mrn_hash) VALUES(?1, ?2)"
 			" ON CONFLICT(patient) DO UPDATE SET mrn_hash = excluded.mrn_hash"
 			" WHERE mrn_hash IS NOT excluded.mrn_hash",
@@ -1212,6 +1215,53 @@ void store_outbox_rows_free(store_outbox_row *rows, size_t n)
 }
 
 /* Put a payload for the row (pid, rid, event, instrument, instance). */
+/*
+ * A standing hold: store_outbox_hold_record() also holds the rows the
+ * record gets later (a curation, an accepted review value), with the same
+ * reasons, until a release of that record whose source takes them in. Kept
+ * in project_kv under "hold:record:<record row id>" (no name in it).
+ */
+static void hold_key(char *key, size_t n, int64_t rid)
+{
+	snprintf(key, n, "hold:record:%lld", (long long)rid);
+}
+
+/* The source of held reasons: their first reason's "source" ("" if none). */
+static char *reasons_source(const char *reasons_json)
+{
+	json_error_t e;
+	json_t *j = reasons_json ? json_loads(reasons_json, 0, &e) : NULL;
+	const char *src = json_string_value(json_object_get(json_array_get(j, 0), "source"));
+	char *out = strdup(src ? src : "");
+	json_decref(j);
+	return out;
+}
+
+/* Does a release's source (NULL all, "x", "!x") take in held reasons of source src? */
+static bool source_takes(const char *want, const char *src)
+{
+	if (!want)
+		return true;
+	if (want[0] == '!')
+		return strcmp(want + 1, src) != 0;
+	return strcmp(want, src) == 0;
+}
+
+static int hold_row_now(store *s, int64_t id, int64_t gen, const char *reasons)
+{
+	sqlite3_stmt *st = NULL;
+	int rc = ob_stmt(s, OST_OB_HOLD, &st);
+	if (rc)
+		return rc;
+	sqlite3_bind_int64(st, 1, id);
+	sqlite3_bind_int64(st, 2, gen);
+	bind_text(st, 3, reasons);
+	sqlite3_bind_int64(st, 4, store__now(s));
+	return store__stmt_exec(s, st, "cannot hold an outbox row");
+}
+
+static int kv_get_pid(store *s, int64_t pid, const char *key, char **value);
+
 static int outbox_put_ids(store *s, int64_t pid, int64_t rid, const char *event, const char *instrument,
 			  int64_t instance, const char *payload, size_t len, int *changed)
 {
@@ -1266,7 +1316,18 @@ static int outbox_put_ids(store *s, int64_t pid, int64_t rid, const char *event,
 	if ((rc = store__stmt_exec(s, st, "cannot write an outbox row")) != 0)
 		return rc;
 	*changed = 1;
-	return 0;
+	if (!found)
+		id = sqlite3_last_insert_rowid(s->db);
+	/* The record under a standing hold: the row waits with it. */
+	char key[64], *reasons = NULL;
+	hold_key(key, sizeof(key), rid);
+	rc = kv_get_pid(s, pid, key, &reasons);
+	if (rc == STORE_E_NOTFOUND)
+		return 0;
+	if (rc == 0)
+		rc = hold_row_now(s, id, gen, reasons);
+	free(reasons);
+	return rc;
 }
 
 typedef struct row_args {
@@ -1553,6 +1614,55 @@ typedef struct release_args {
 	int64_t *n;
 } release_args;
 
+/* End the standing holds of a project (rid 0) or of one record that the
+ * release's source takes in. */
+static int standing_release(store *s, int64_t pid, int64_t rid, const char *source)
+{
+	sqlite3_stmt *st = NULL;
+	char want[64];
+	hold_key(want, sizeof(want), rid);
+	int rc = ob_stmt(s, OST_KV_HOLDS, &st);
+	if (rc)
+		return rc;
+	sqlite3_bind_int64(st, 1, pid);
+	/* Collected first: deleting while the SELECT is open is not allowed. */
+	char **keys = NULL;
+	size_t n = 0;
+	int src;
+	while (rc == 0 && (src = sqlite3_step(st)) == SQLITE_ROW) {
+		const char *k = (const char *)sqlite3_column_text(st, 0);
+		if (!k || (rid && strcmp(k, want) != 0))
+			continue;
+		char *from = reasons_source((const char *)sqlite3_column_text(st, 1));
+		if (!from) {
+			rc = store__oom(s);
+			break;
+		}
+		if (source_takes(source, from)) {
+			char **nk = realloc(keys, (n + 1) * sizeof(*nk));
+			if (!nk || !(nk[n] = strdup(k))) {
+				if (nk)
+					keys = nk;
+				rc = store__oom(s);
+			} else {
+				keys = nk;
+				n++;
+			}
+		}
+		free(from);
+	}
+	if (rc == 0 && src != SQLITE_DONE)
+		rc = store__db_fail(s, src, "cannot read the standing holds");
+	store__stmt_done(st);
+	for (size_t i = 0; i < n; i++) {
+		if (rc == 0)
+			rc = kv_put_pid(s, pid, keys[i], NULL);
+		free(keys[i]);
+	}
+	free(keys);
+	return rc;
+}
+
 /* Release (reasons NULL) or hold (reasons set) the rows of a project or record. */
 static int release_impl(store *s, void *ud)
 {
@@ -1582,7 +1692,12 @@ static int release_impl(store *s, void *ud)
 	if ((rc = store__stmt_exec(s, st, hold ? "cannot hold a record's rows" : "cannot release held rows")) != 0)
 		return rc;
 	*a->n = sqlite3_changes(s->db);
-	return 0;
+	char key[64];
+	if (hold) {
+		hold_key(key, sizeof(key), rid);
+		return kv_put_pid(s, pid, key, a->reasons);
+	}
+	return standing_release(s, pid, a->record ? rid : 0, a->source);
 }
 
 /* Run release_impl as fn: *a->n the rows changed (a->n may be NULL), 0 on error. */

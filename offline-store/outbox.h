@@ -209,7 +209,11 @@ int store_outbox_hold(store *s, int64_t id, int64_t gen, const char *reasons_jso
 /* Hold every PENDING row of (project, record) with reasons_json (as
  * store_outbox_hold() takes them); rows held already get these reasons
  * instead of theirs (a release then lets them be checked afresh). *n the
- * rows changed (n may be NULL). */
+ * rows changed (n may be NULL). The hold stands: rows the record gets
+ * later (store_outbox_put, an accepted review value) are held with the same
+ * reasons, in the transaction that writes them, until a
+ * store_outbox_release() of the record (or of the whole project) whose
+ * source takes in these reasons' source. */
 int store_outbox_hold_record(store *s, const char *project, const char *record, const char *reasons_json,
 			     int64_t *n);
 
@@ -219,7 +223,8 @@ int store_outbox_hold_record(store *s, const char *project, const char *record, 
 int store_outbox_unhold(store *s, int64_t id, int64_t gen);
 
 /* Make HELD rows of project PENDING again (all when record is NULL; only
- * those from source unless it is NULL), with attempts 0 and next_at 0.
+ * those from source unless it is NULL), with attempts 0 and next_at 0, and
+ * end the standing holds (store_outbox_hold_record) that source takes in.
  * *n released (n may be NULL). */
 int store_outbox_release(store *s, const char *project, const char *record, const char *source, int64_t *n);
 

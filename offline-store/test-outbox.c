@@ -731,6 +731,66 @@ static int64_t held_count(store *s, const char *project, const char *source)
 /* Held rows by source: read back with their reasons, re-held with new ones,
  * un-held one by one, released by source; a record's pending rows held at
  * once (an ambiguous patient) and released again. */
+/* A record held as a whole (a refused patient) stays held: rows it gets later
+ * -- a new curation, a value accepted in review -- wait with it, until a
+ * release whose source takes the hold in. */
+static void test_outbox_standing_hold(void)
+{
+	FX_STORE(f, srv, s);
+	int64_t id1 = 0, id2 = 0, id3 = 0;
+	REQUIRE(put_three(s, &id1, &id2, &id3));
+	const char *rc_ = "[{\"field\":\"\",\"message\":\"refused\",\"source\":\"curation\"}]";
+	int64_t n = -1;
+	CHECK_INT(store_outbox_hold_record(s, "P", "R1", rc_, &n), 0);
+	CHECK_INT(n, 1);
+	/* A changed row of R1 and a new instance: held at once, with the hold's reasons. */
+	int changed = 0;
+	CHECK_INT(oput(s, "P", "R1", "", "", 0, "{\"v\":11}", &changed), 0);
+	CHECK_INT(changed, 1);
+	CHECK_INT(oput(s, "P", "R1", "", "labs", 1, "{\"l\":1}", &changed), 0);
+	/* A value accepted in review for R1. */
+	int queued = 0;
+	CHECK_INT(store_review_put(s, "P", "R1", "", "labs", 2, "{\"l\":2}", 7, "[]", &queued), 0);
+	CHECK_INT(queued, 1);
+	json_t *list = store_review_list(s, "P", STORE_REVIEW_PENDING);
+	REQUIRE(json_array_size(list) == 1);
+	int64_t rid = json_integer_value(json_object_get(json_array_get(list, 0), "id"));
+	json_decref(list);
+	CHECK_INT(store_review_decide(s, rid, true, "tester"), 0);
+	/* Other records are not touched. */
+	CHECK_STR(due_str(s, "P", 0, 10, NULL, NULL), "R2/#0:{\"v\":2};R3/#0:{\"v\":3}");
+	CHECK_INT(held_count(s, "P", "curation"), 3);
+	CHECK_INT(held_count(s, "P", NULL), 3);
+	/* The mark names the record by its row id, never by its name. */
+	CHECK_INT(q_int(f.db, "SELECT count(*) FROM project_kv WHERE key GLOB 'hold:record:*'"), 1);
+	CHECK_INT(q_int(f.db, "SELECT count(*) FROM project_kv WHERE key LIKE '%R1%' OR value LIKE '%R1%'"), 0);
+	/* A release of everything but the refusals keeps it; so does another record's release. */
+	CHECK_INT(store_outbox_release(s, "P", NULL, "!curation", &n), 0);
+	CHECK_INT(store_outbox_release(s, "P", "R2", "curation", &n), 0);
+	CHECK_INT(oput(s, "P", "R1", "", "labs", 3, "{\"l\":3}", &changed), 0);
+	CHECK_INT(held_count(s, "P", "curation"), 4);
+	/* The refusal ends: everything goes, and later rows are pending again. */
+	CHECK_INT(store_outbox_release(s, "P", "R1", "curation", &n), 0);
+	CHECK_INT(n, 4);
+	CHECK_INT(held_count(s, "P", NULL), 0);
+	CHECK_INT(oput(s, "P", "R1", "", "labs", 4, "{\"l\":4}", &changed), 0);
+	CHECK_INT(held_count(s, "P", NULL), 0);
+	store_outbox_row *rows = NULL;
+	size_t nr = 0;
+	due_str(s, "P", 0, 10, &rows, &nr);
+	CHECK_INT(nr, 7);
+	store_outbox_rows_free(rows, nr);
+	/* A whole-project release by a source that takes the hold in ends it too. */
+	CHECK_INT(store_outbox_hold_record(s, "P", "R3", rc_, &n), 0);
+	CHECK_INT(store_outbox_release(s, "P", NULL, NULL, &n), 0);
+	CHECK_INT(oput(s, "P", "R3", "", "", 0, "{\"v\":33}", &changed), 0);
+	CHECK_INT(held_count(s, "P", NULL), 0);
+	/* Every standing hold ended: no mark left. */
+	CHECK_INT(q_int(f.db, "SELECT count(*) FROM project_kv WHERE key GLOB 'hold:*'"), 0);
+	store_close(s);
+	fx_deinit(&f);
+}
+
 static void test_outbox_held_sources(void)
 {
 	FX_STORE(f, srv, s);
@@ -1499,6 +1559,7 @@ int main(int argc, char **argv)
 		HARNESS_TEST(test_outbox_put_and_gen),
 		HARNESS_TEST(test_outbox_hold_release),
 		HARNESS_TEST(test_outbox_held_sources),
+		HARNESS_TEST(test_outbox_standing_hold),
 		HARNESS_TEST(test_record_owners),
 		HARNESS_TEST(test_outbox_due_order_and_next),
 		HARNESS_TEST(test_outbox_status_json),

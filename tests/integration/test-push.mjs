@@ -797,6 +797,45 @@ test('queued rows of a patient whose MRN becomes ambiguous are held, never sent;
   assert.ok(rows.some((x) => x.record_id === 'MRN09999999' && !x.redcap_repeat_instrument));
 });
 
+test('a value accepted in review for a patient refused meanwhile waits with the refusal; it goes once the patient is alone', async (t) => {
+  const w = await world(t, { genArgs: ['--patients', '4', '--seed', '35'] });
+  const m = JSON.parse(readFileSync(join(exampleDir, 'mapping.json'), 'utf8'));
+  m.rules.find((r) => r.instrument === 'conditions').review = true;
+  writeFileSync(join(w.dir, 'mapping.json'), JSON.stringify(m, null, 2));
+  assert.equal((await syncOnce(w.cfgPath)).code, 0);
+  const entries = JSON.parse((await runBridge(['review', 'list', '--json', '--config', w.cfgPath])).stdout);
+  const e = entries.find((x) => x.state === 'pending');
+  assert.ok(e, 'a condition waits for review');
+  const condInRedcap = async () => (await w.redcap.records()).rows.filter((x) => x.record_id === e.record &&
+    x.redcap_repeat_instrument === 'conditions');
+  // A second Patient with the entry's MRN: the record's patient is refused.
+  const dup = await w.fhir.fhir('Patient', { method: 'POST', headers: { 'content-type': 'application/fhir+json' },
+    body: JSON.stringify({ resourceType: 'Patient', gender: 'other', birthDate: '1960-06-06', identifier: [{ system: MRN_SYSTEM, value: e.record }] }) });
+  assert.equal(dup.status, 201);
+  await sleep(1100);
+  assert.equal((await syncOnce(w.cfgPath)).code, 0);
+  assert.equal((await status(w.cfgPath)).outbox.example.refused.length, 2);
+  // A person accepts the value now: it must not reach REDCap while the refusal stands.
+  const acc = await runBridge(['review', 'accept', String(e.id), '--by', 'dr.test', '--config', w.cfgPath]);
+  assert.equal(acc.code, 0, acc.stderr);
+  assert.equal((await syncOnce(w.cfgPath)).code, 0);
+  const st = await status(w.cfgPath);
+  assert.equal(st.outbox.example.pending, 0);
+  const held = st.outbox.example.held_rows.filter((h) => h.record === e.record && h.instrument === 'conditions');
+  assert.equal(held.length, 1, JSON.stringify(st.outbox.example.held_rows));
+  assert.equal(held[0].reasons[0].source, 'curation');
+  assert.deepEqual(await condInRedcap(), [], 'nothing of the refused record reached REDCap');
+  // The duplicate gets its own MRN: the accepted value goes.
+  const fixed = await w.fhir.fhir(`Patient/${dup.body.id}`, { method: 'PUT', headers: { 'content-type': 'application/fhir+json' },
+    body: JSON.stringify({ ...dup.body, identifier: [{ system: MRN_SYSTEM, value: 'MRN08888888' }] }) });
+  assert.equal(fixed.status, 200);
+  await sleep(1100);
+  assert.equal((await syncOnce(w.cfgPath)).code, 0);
+  const rows = await condInRedcap();
+  assert.equal(rows.length, 1);
+  assert.equal(rows[0].cond_code, e.values.cond_code);
+});
+
 test('two patients whose record ids differ only in case are both refused, never merged in REDCap', async (t) => {
   const w = await world(t, { genArgs: ['--patients', '2', '--seed', '34'] });
   const mk = async (value, birthDate) => {
