@@ -1260,8 +1260,6 @@ static int hold_row_now(store *s, int64_t id, int64_t gen, const char *reasons)
 	return store__stmt_exec(s, st, "cannot hold an outbox row");
 }
 
-static int kv_get_pid(store *s, int64_t pid, const char *key, char **value);
-
 static int outbox_put_ids(store *s, int64_t pid, int64_t rid, const char *event, const char *instrument,
 			  int64_t instance, const char *payload, size_t len, int *changed)
 {
