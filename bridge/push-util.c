@@ -190,6 +190,8 @@ static const char *const row_caused[] = {
 	"does not exist on the Repeating Instrument named",
 	"is not designated for the event named",
 	"The data being imported is not formatted correctly",
+	"The following Data Access Group are invalid",                  /* redcap_data_access_group */
+	"The record event name is missing",                             /* longitudinal, blank event */
 };
 
 bool pu_refusal_is_row_caused(const char *message)

@@ -794,9 +794,10 @@ static void refused_alone(proj *p, const redcap_answer *a)
 		return;
 	}
 	const char *msg = a->message && *a->message ? a->message : desc;
-	if (pu_refusal_is_row_caused(msg) || row->attempts + 1 >= PUSH_REFUSED_TRIES) {
+	const bool row_caused = pu_refusal_is_row_caused(msg);
+	if (row_caused || row->attempts + 1 >= PUSH_REFUSED_TRIES) {
 		json_t *r = json_array();
-		if (pu_refusal_is_row_caused(msg)) {
+		if (row_caused) {
 			json_array_append_new(r, reason("", msg, row->record, NULL, SRC_REDCAP));
 		} else {
 			/* The message says nothing about the row and may be anything (a

@@ -4,6 +4,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <jansson.h>
+
+#include "redcap/dictionary.h"
+#include "redcap/validate.h"
 #include "tests/harness.h"
 
 /* Names as REDCap matches them: trimmed, ASCII case-insensitive. */
@@ -103,6 +107,57 @@ static void test_refusals(void)
 	CHECK(!pu_refusal_is_row_caused(NULL));
 }
 
+/*
+ * The list of refusals a row causes must know every whole-request error the
+ * validator predicts (the same REDCap texts): a row REDCap refuses with one
+ * of them is held at once, not retried for three cycles. Rows of the
+ * example study, each with one such fault.
+ */
+static void test_validator_request_errors_are_row_caused(void)
+{
+	size_t len = 0;
+	char *csv = harness_read_source_file("conf/example-project/dictionary.csv", &len);
+	REQUIRE(csv);
+	redcap_dict d = REDCAP_DICT_NULL;
+	redcap_error err = { 0 };
+	REQUIRE(redcap_dict_parse_csv(&d, csv, len, &err) == 0);
+	free(csv);
+	static const char *const rows[] = {
+		"{\"record_id\":\"\",\"dob\":\"2000-01-01\"}",
+		"{\"record_id\":\"A+1\",\"dob\":\"2000-01-01\"}",
+		"{\"record_id\":\"A<br>1\",\"dob\":\"2000-01-01\"}",
+		"{\"record_id\":\"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\"}",
+		"{\"record_id\":\"A1\",\"nosuch_field\":\"x\"}",
+		"{\"record_id\":\"A1\",\"redcap_repeat_instance\":\"x\",\"dob\":\"2000-01-01\"}",
+		"{\"record_id\":\"A1\",\"redcap_data_access_group\":\"x\"}",
+	};
+	size_t seen = 0;
+	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+		json_error_t je;
+		json_t *row = json_loads(rows[i], 0, &je);
+		REQUIRE(row);
+		redcap_errors errs = REDCAP_ERRORS_NULL;
+		redcap_validate_row(&d, row, 0, NULL, &errs);
+		bool request = false;
+		for (size_t k = 0; k < errs.n; k++) {
+			if (errs.v[k].kind != REDCAP_ERR_REQUEST)
+				continue;
+			request = true;
+			seen++;
+			if (!pu_refusal_is_row_caused(errs.v[k].message))
+				fprintf(stderr, "row %zu: not known as caused by the row: %s\n", i, errs.v[k].message);
+			CHECK(pu_refusal_is_row_caused(errs.v[k].message));
+		}
+		if (!request)
+			fprintf(stderr, "row %zu: no whole-request error\n", i);
+		CHECK(request);
+		redcap_errors_deinit(&errs);
+		json_decref(row);
+	}
+	CHECK_INT(seen, sizeof(rows) / sizeof(rows[0]));
+	redcap_dict_deinit(&d);
+}
+
 int main(int argc, char **argv)
 {
 	static const struct harness_test tests[] = {
@@ -110,6 +165,7 @@ int main(int argc, char **argv)
 		HARNESS_TEST(test_recset_many),
 		HARNESS_TEST(test_scrub),
 		HARNESS_TEST(test_refusals),
+		HARNESS_TEST(test_validator_request_errors_are_row_caused),
 	};
 	return harness_main(tests, sizeof(tests) / sizeof(tests[0]), argc, argv);
 }
