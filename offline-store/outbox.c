@@ -1247,18 +1247,14 @@ static bool source_takes(const char *want, const char *src)
 	return strcmp(want, src) == 0;
 }
 
-static int hold_row_now(store *s, int64_t id, int64_t gen, const char *reasons)
-{
-	sqlite3_stmt *st = NULL;
-	int rc = ob_stmt(s, OST_OB_HOLD, &st);
-	if (rc)
-		return rc;
-	sqlite3_bind_int64(st, 1, id);
-	sqlite3_bind_int64(st, 2, gen);
-	bind_text(st, 3, reasons);
-	sqlite3_bind_int64(st, 4, store__now(s));
-	return store__stmt_exec(s, st, "cannot hold an outbox row");
-}
+typedef struct mark_args {
+	enum ob_stmt_id stmt;
+	int64_t id, gen, next_at;
+	const char *text;
+	size_t text_len;
+} mark_args;
+
+static int mark_impl(store *s, void *ud);
 
 static int outbox_put_ids(store *s, int64_t pid, int64_t rid, const char *event, const char *instrument,
 			  int64_t instance, const char *payload, size_t len, int *changed)
@@ -1322,8 +1318,10 @@ static int outbox_put_ids(store *s, int64_t pid, int64_t rid, const char *event,
 	rc = kv_get_pid(s, pid, key, &reasons);
 	if (rc == STORE_E_NOTFOUND)
 		return 0;
-	if (rc == 0)
-		rc = hold_row_now(s, id, gen, reasons);
+	if (rc == 0) {
+		mark_args m = { .stmt = OST_OB_HOLD, .id = id, .gen = gen, .text = reasons, .text_len = strlen(reasons) };
+		rc = mark_impl(s, &m);
+	}
 	free(reasons);
 	return rc;
 }
@@ -1512,13 +1510,6 @@ int store_outbox_next_due(store *s, const char *project, int64_t *next_at_ms)
 	}
 	return 0;
 }
-
-typedef struct mark_args {
-	enum ob_stmt_id stmt;
-	int64_t id, gen, next_at;
-	const char *text;
-	size_t text_len;
-} mark_args;
 
 /* done, retry or hold: an update of one row that a stale gen leaves alone. */
 static int mark_impl(store *s, void *ud)
